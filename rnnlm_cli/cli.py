@@ -1,0 +1,107 @@
+"""The ``rnnlm`` command: wires the subcommands and turns every error into one line.
+
+Exit codes (also in the README): 0 ok, 1 failure, 2 usage, 65 bad data,
+66 missing input, 73 cannot write, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+from typer.core import TyperGroup
+
+from rnnlm_cli import __version__
+from rnnlm_cli.commands import eval as eval_command
+from rnnlm_cli.commands import export as export_command
+from rnnlm_cli.commands import generate as generate_command
+from rnnlm_cli.commands import tokenize as tokenize_command
+from rnnlm_cli.commands import train as train_command
+from rnnlm_cli.errors import RnnlmError
+
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"rnnlm: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def _quiet_broken_pipe() -> None:
+    # The reader went away (`rnnlm generate ... | head -1`): stop quietly, and point
+    # stdout at /dev/null so the interpreter's final flush does not complain.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+class RnnlmGroup(TyperGroup):
+    """The one error handler: typed errors and usage errors become one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name or "rnnlm", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+        except RnnlmError as exc:
+            if os.environ.get("RNNLM_DEBUG") == "1":
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except Exception as exc:
+            # Usage errors of the argument parser carry their own exit code and message.
+            if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+                hint = ""
+                command = getattr(getattr(exc, "ctx", None), "command_path", None)
+                if command:
+                    hint = f" (see '{command} --help')"
+                _fail(exc.format_message() + hint, exc.exit_code)
+            if os.environ.get("RNNLM_DEBUG") == "1":
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set RNNLM_DEBUG=1 for the traceback)", 1)
+        if standalone_mode:
+            sys.exit(result if isinstance(result, int) else 0)
+        return result
+
+
+app = typer.Typer(
+    cls=RnnlmGroup,
+    name="rnnlm",
+    help="Train, score, sample and export recurrent neural language models (LSTM, GRU, RNN).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Train, score, sample and export recurrent neural language models (LSTM, GRU, RNN)."""
+
+
+for module in (tokenize_command, train_command, eval_command, generate_command, export_command):
+    app.command(name=module.NAME, help=module.HELP, epilog=module.EPILOG,
+                context_settings={"help_option_names": ["-h", "--help"]})(module.command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,135 @@
+"""rnnlm train: learn a language model from a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from rnnlm_cli.commands._ui import Progress, log, print_json, warn
+
+NAME = "train"
+HELP = (
+    "Train a recurrent language model on CORPUS (text, .gz text, or a token file from "
+    "'rnnlm tokenize'). The best model by validation perplexity is written to --out; "
+    "beside it go <stem>.last.pt (last training state) and <stem>.metrics.jsonl (the curve). "
+    "Options resolve as: built-in defaults < --config YAML < flags."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm train sample_data/train.txt --valid sample_data/valid.txt --out runs/sample/model.pt\n\n"
+    "  rnnlm train corpus.txt --cell gru --clip 1.0 --max-time 600 --out model.pt\n\n"
+    "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt"
+)
+
+_MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied")
+_TOKENIZER_KEYS = ("min_count", "max_size", "vocab_size", "model_type", "sample_lines")
+_JOB_KEYS = ("tokenizer", "valid", "out", "strict")
+
+
+class _Reporter:
+    """Training news to stderr: a bar on a terminal, a log line per interval everywhere."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self._progress: Progress | None = None
+        self._notes = notes
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for note in self._notes:
+            warn(note) if "invalid UTF-8" in note else log(note)
+        self._notes.clear()
+        log(f"training on {info['device']}: {info['train_tokens']:,} train tokens, "
+            f"{info['valid_tokens']:,} valid tokens, {info['parameters']:,} parameters, "
+            f"{info['steps_per_epoch']:,} steps per epoch")
+        self._progress = Progress("epoch 1", total=info["steps_per_epoch"])
+
+    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        if self._progress is not None:
+            self._progress.update(step_in_epoch, total=steps_per_epoch, description=f"epoch {epoch}")
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        log(f"epoch {record['epoch']} step {record['step']}: loss {record['loss']:.4f} "
+            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s")
+
+    def on_validate(self, record: dict[str, Any]) -> None:
+        mark = " (best)" if record["best"] else ""
+        log(f"epoch {record['epoch']} valid: loss {record['valid_loss']:.4f} ppl {record['valid_ppl']:.2f}{mark}")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+
+
+def command(
+    corpus: str = typer.Argument(..., help="Training text (plain or .gz), '-' for stdin, or a token file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the best model goes [default: model.pt]."),
+    valid: Optional[str] = typer.Option(None, help="Validation text or token file [default: hold out the corpus' last 5%, at most 1M tokens]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
+    tokenizer: Optional[str] = typer.Option(None, help="word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file [default: word]."),
+    min_count: Optional[int] = typer.Option(None, help="word/char: entries seen fewer times become <unk> [default: 1]."),
+    max_size: Optional[int] = typer.Option(None, help="word/char: largest vocabulary, specials included; 0 = no limit [default: 0]."),
+    vocab_size: Optional[int] = typer.Option(None, help="sentencepiece: vocabulary size [default: 8000]."),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", help="sentencepiece: bpe or unigram [default: unigram]."),
+    cell: Optional[str] = typer.Option(None, help="Recurrent cell: lstm, gru or rnn [default: lstm]."),
+    impl: Optional[str] = typer.Option(None, help="fused (torch kernels) or reference (gate equations) [default: fused]."),
+    layers: Optional[int] = typer.Option(None, help="Recurrent layers [default: 2]."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden units per layer [default: 256]."),
+    emb: Optional[int] = typer.Option(None, help="Embedding size [default: 128]."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout on embeddings, between layers and outputs [default: 0.2]."),
+    tied: Optional[bool] = typer.Option(None, "--tied/--untied", help="Tie input and output embeddings [default: untied]."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw [default: adam]."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate [default: 0.002]."),
+    weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay [default: 0]."),
+    clip: Optional[float] = typer.Option(None, help="Clip the total gradient norm; 0 = off [default: 0.25]."),
+    batch_size: Optional[int] = typer.Option(None, help="Parallel streams [default: 32]."),
+    bptt: Optional[int] = typer.Option(None, help="Tokens per truncated-BPTT segment [default: 35]."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the corpus [default: 10]."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps; 0 = no limit [default: 0]."),
+    max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds, then validate; 0 = no limit [default: 0]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 1234]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
+    log_interval: Optional[int] = typer.Option(None, help="Steps between log lines [default: 50]."),
+    strict: Optional[bool] = typer.Option(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig, check_known_keys, load_yaml, resolve
+    from rnnlm_cli.training import TrainJob, run_training
+
+    flags = dict(locals())
+    yaml_values = load_yaml(str(config)) if config is not None else {}
+    if config is not None:
+        check_known_keys(str(config), yaml_values, TrainConfig, extra=_MODEL_KEYS + _TOKENIZER_KEYS + _JOB_KEYS)
+    flags["out"] = str(out) if out is not None else None
+
+    def pick(name: str, default: Any) -> Any:
+        value = flags.get(name)
+        return value if value is not None else yaml_values.get(name, default)
+
+    # vocab_size=2 stands in until the tokenizer is known; it lets every model flag be
+    # checked before any data is read.
+    model_config = resolve(ModelConfig, {k: yaml_values[k] for k in _MODEL_KEYS if k in yaml_values},
+                           {k: flags[k] for k in _MODEL_KEYS}, vocab_size=2)
+    job = TrainJob(
+        corpus=corpus,
+        out=str(pick("out", "model.pt")),
+        model=model_config,
+        train=resolve(TrainConfig, yaml_values, flags),
+        tokenizer=str(pick("tokenizer", "word")),
+        tokenizer_config=resolve(TokenizerConfig, {k: yaml_values[k] for k in _TOKENIZER_KEYS if k in yaml_values},
+                                 {k: flags.get(k) for k in _TOKENIZER_KEYS}),
+        valid=pick("valid", None),
+        strict=bool(pick("strict", False)),
+    )
+    notes: list[str] = []
+    reporter = _Reporter(notes)
+    try:
+        result = run_training(job, reporter, notes=notes)
+    finally:
+        reporter.close()
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        print(f"best valid ppl {result.best_valid_ppl:.2f} after {result.steps} steps "
+              f"({result.epochs:.2f} epochs, {result.seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
+              f"stopped by {result.stop_reason}); model: {result.paths.model}")

@@ -1,0 +1,209 @@
+"""Typed configuration: frozen dataclasses, checked on construction.
+
+Values are resolved in one place, :func:`resolve`, with the precedence
+built-in defaults < YAML file (``--config``) < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from rnnlm_cli.errors import InputMissingError, UsageError
+
+CELLS = ("lstm", "gru", "rnn")
+IMPLS = ("fused", "reference")
+TOKENIZER_KINDS = ("word", "char", "byte", "sentencepiece")
+SP_MODEL_TYPES = ("bpe", "unigram")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a recurrent language model; stored in every checkpoint."""
+
+    vocab_size: int
+    """Number of token ids the embedding and softmax cover."""
+    cell: str = "lstm"
+    """Recurrent cell: lstm, gru or rnn (tanh)."""
+    impl: str = "fused"
+    """fused: torch's cuDNN/oneDNN kernels; reference: the gate equations written out."""
+    emb: int = 128
+    """Embedding size."""
+    hidden: int = 256
+    """Hidden units per layer."""
+    layers: int = 2
+    """Stacked recurrent layers."""
+    dropout: float = 0.2
+    """Dropout on embeddings, between layers and before the softmax."""
+    tied: bool = False
+    """Share the input embedding with the output softmax (Press & Wolf, 2017)."""
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        _check(self.impl in IMPLS, f"unknown implementation {self.impl!r}; choose one of {', '.join(IMPLS)}")
+        _check(self.vocab_size >= 2, f"vocabulary size must be at least 2, got {self.vocab_size}")
+        for name in ("emb", "hidden", "layers"):
+            value = getattr(self, name)
+            _check(1 <= value <= 65536, f"--{name} must be between 1 and 65536, got {value}")
+        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def state_count(self) -> int:
+        """Tensors in the recurrent state: (h, c) for an LSTM, (h,) otherwise."""
+        return 2 if self.cell == "lstm" else 1
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How to learn a tokenizer from a corpus (ignored when an existing one is given)."""
+
+    kind: str = "word"
+    """word, char, byte or sentencepiece."""
+    min_count: int = 1
+    """word/char: drop entries seen fewer times (they become <unk>)."""
+    max_size: int = 0
+    """word/char: keep at most this many entries, specials included (0: no limit)."""
+    vocab_size: int = 8000
+    """sentencepiece: vocabulary size."""
+    model_type: str = "unigram"
+    """sentencepiece: bpe or unigram."""
+    sample_lines: int = 1_000_000
+    """sentencepiece: lines sampled from the corpus to learn from (bounds memory)."""
+
+    def __post_init__(self) -> None:
+        _check(self.kind in TOKENIZER_KINDS,
+               f"unknown tokenizer kind {self.kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
+        _check(self.model_type in SP_MODEL_TYPES,
+               f"unknown sentencepiece model type {self.model_type!r}; choose bpe or unigram")
+        _check(self.min_count >= 1, f"--min-count must be at least 1, got {self.min_count}")
+        _check(self.max_size == 0 or self.max_size >= 3, f"--max-size must be 0 or at least 3, got {self.max_size}")
+        _check(8 <= self.vocab_size <= 1_000_000, f"--vocab-size must be between 8 and 1000000, got {self.vocab_size}")
+        _check(self.sample_lines >= 1, "sample_lines must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimisation, batching, budget and output."""
+
+    lr: float = 2e-3
+    """Learning rate."""
+    optimizer: str = "adam"
+    """sgd, adam or adamw."""
+    weight_decay: float = 0.0
+    """L2 penalty (decoupled for adamw)."""
+    clip: float = 0.25
+    """Clip the total gradient norm to this value (0: no clipping)."""
+    batch_size: int = 32
+    """Parallel streams the corpus is cut into."""
+    bptt: int = 35
+    """Tokens per truncated back-propagation segment; the state carries across segments."""
+    epochs: int = 10
+    """Passes over the training tokens."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: no limit)."""
+    max_time: float = 0.0
+    """Stop after this many seconds of training, then validate (0: no limit)."""
+    seed: int = 1234
+    """Seed for weights, dropout and data order."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    valid_fraction: float = 0.05
+    """Without --valid: share of the corpus held out from its end for validation."""
+    valid_max_tokens: int = 1_000_000
+    """Without --valid: at most this many held-out tokens."""
+    log_interval: int = 50
+    """Steps between progress records in metrics.jsonl and the log."""
+    eval_batch_size: int = 10
+    """Streams used to compute validation perplexity."""
+
+    def __post_init__(self) -> None:
+        _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        _check(0.0 < self.lr <= 1000.0, f"--lr must be positive and at most 1000, got {self.lr}")
+        _check(self.weight_decay >= 0.0, f"--weight-decay must be non-negative, got {self.weight_decay}")
+        _check(self.clip >= 0.0, f"--clip must be non-negative, got {self.clip}")
+        _check(1 <= self.batch_size <= 65536, f"--batch-size must be between 1 and 65536, got {self.batch_size}")
+        _check(1 <= self.bptt <= 100_000, f"--bptt must be between 1 and 100000, got {self.bptt}")
+        _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _check(self.max_steps >= 0, f"--max-steps must be non-negative, got {self.max_steps}")
+        _check(self.max_time >= 0.0, f"--max-time must be non-negative, got {self.max_time}")
+        _check(0.0 < self.valid_fraction < 0.5, f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
+        _check(self.valid_max_tokens >= 2, "valid_max_tokens must be at least 2")
+        _check(self.log_interval >= 1, f"log_interval must be at least 1, got {self.log_interval}")
+        _check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """Read a YAML mapping of option names (dashes or underscores) to values."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise InputMissingError(f"{path}: no such config file")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of option names to values")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def resolve(cls: type, yaml_values: Mapping[str, Any], flags: Mapping[str, Any], **fixed: Any) -> Any:
+    """Build ``cls`` from defaults < ``yaml_values`` < ``flags`` (``None`` flags were not given).
+
+    Keys of ``yaml_values`` that ``cls`` does not have are ignored here; call
+    :func:`check_known_keys` once with every config class to reject typos.
+    """
+    names = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for source in (yaml_values, flags):
+        for key, value in source.items():
+            if key in names and value is not None:
+                values[key] = value
+    values.update(fixed)
+    for key, value in list(values.items()):
+        values[key] = _coerce(cls.__name__, key, names[key], value)
+    return cls(**values)
+
+
+def check_known_keys(path: str, yaml_values: Mapping[str, Any], *classes: type, extra: tuple[str, ...] = ()) -> None:
+    known = {f.name for cls in classes for f in fields(cls)} | set(extra)
+    unknown = sorted(set(yaml_values) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)}")
+
+
+def _coerce(owner: str, key: str, spec: dataclasses.Field, value: Any) -> Any:
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"option {key}: expected {kind}, got {value!r}") from None
+    return value
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

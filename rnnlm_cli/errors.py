@@ -1,0 +1,43 @@
+"""Typed errors, each carrying the exit code the command line returns for it.
+
+The codes follow BSD's sysexits where one fits, so scripts and cron jobs can tell
+"fix your input" from "try again later" without parsing messages.
+"""
+
+
+class RnnlmError(Exception):
+    """Base of every error the toolkit reports as one line on stderr."""
+
+    exit_code = 1
+
+
+class UsageError(RnnlmError):
+    """A flag or config value that cannot work (bad size, unknown cell, missing GPU)."""
+
+    exit_code = 2
+
+
+class DataError(RnnlmError):
+    """Input data that cannot be used: empty corpus, invalid UTF-8 under --strict, bad token file."""
+
+    exit_code = 65
+
+
+class InputMissingError(RnnlmError):
+    """A named input file or directory does not exist or cannot be read."""
+
+    exit_code = 66
+
+
+class CheckpointError(DataError):
+    """A model file that is corrupt, of another format or version, or would run code."""
+
+
+class TokenizerMismatchError(DataError):
+    """A model and a tokenizer or token file that were not made for each other."""
+
+
+class OutputError(RnnlmError):
+    """An output path that cannot be written."""
+
+    exit_code = 73

@@ -1,0 +1,170 @@
+"""Writing a model in other formats: ONNX, safetensors, word2vec text embeddings.
+
+ONNX graphs take the hidden state as explicit inputs and return the new state, so a
+runtime can score or generate step by step:
+
+    inputs:  tokens (T, B) int64, h0 (L, B, H) [, c0 (L, B, H) for an LSTM]
+    outputs: logits (T, B, V), hn (L, B, H) [, cn (L, B, H)]
+
+T and B are dynamic axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from rnnlm_cli.atomic import atomic_path, atomic_open
+from rnnlm_cli.checkpoint import FORMAT, VERSION
+from rnnlm_cli.config import ModelConfig, as_dict
+from rnnlm_cli.errors import CheckpointError, RnnlmError, UsageError
+
+FORMATS = ("onnx", "safetensors", "embeddings")
+SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec"}
+STATE_NAMES = ("h", "c")
+
+
+def default_output(model_path: str, fmt: str) -> str:
+    return os.path.splitext(model_path)[0] + SUFFIXES[fmt]
+
+
+class _WithExplicitState(torch.nn.Module):
+    """The LM with its state as separate tensors, the shape ONNX graphs need."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, *state: torch.Tensor):
+        logits, new_state = self.model(tokens, tuple(state))
+        return (logits, *new_state)
+
+
+def onnx_io_names(config: ModelConfig) -> tuple[list[str], list[str]]:
+    names = STATE_NAMES[: config.state_count]
+    return ["tokens", *[f"{n}0" for n in names]], ["logits", *[f"{n}n" for n in names]]
+
+
+def _fused_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU copy of ``model`` in eval mode, on torch's fused recurrent modules.
+
+    The exporter traces the model: the reference cells' Python loop over time steps would
+    be unrolled for the example length and the graph would accept no other. The fused
+    modules take the same state dict, so the copy computes the same function. Exporting a
+    copy also leaves the caller's model where it was, in the mode it was in.
+    """
+    from rnnlm_cli.models import build_model
+
+    copy = build_model(dataclasses.replace(model.config, impl="fused"))
+    copy.load_state_dict({name: t.detach().cpu() for name, t in model.state_dict().items()})
+    return copy.eval()
+
+
+def export_onnx(model: torch.nn.Module, path: str, opset: int = 17) -> None:
+    """Write ``model`` as an ONNX graph with explicit state inputs and outputs."""
+    config: ModelConfig = model.config
+    model = _fused_copy(model)
+    # Built in eval mode: the exporter puts the module it is given back into that module's
+    # own mode afterwards, and a new module starts in training mode.
+    wrapper = _WithExplicitState(model).eval()
+    tokens = torch.zeros(3, 2, dtype=torch.long)
+    state = model.init_state(2)
+    inputs, outputs = onnx_io_names(config)
+    axes: dict[str, dict[int, str]] = {"tokens": {0: "time", 1: "batch"}, "logits": {0: "time", 1: "batch"}}
+    for name in inputs[1:] + outputs[1:]:
+        axes[name] = {1: "batch"}
+    with atomic_path(path) as temp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+        # The TorchScript-based exporter maps torch's fused RNN modules onto ONNX's own
+        # LSTM/GRU/RNN operators, which keeps the graph small and fast in runtimes.
+        torch.onnx.export(wrapper, (tokens, *state), temp, input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def _metadata(config: ModelConfig, tokenizer_dict: dict[str, Any]) -> dict[str, str]:
+    return {"format": FORMAT, "version": str(VERSION), "model_config": json.dumps(as_dict(config)),
+            "tokenizer": json.dumps(tokenizer_dict)}
+
+
+def export_safetensors(model: torch.nn.Module, tokenizer_dict: dict[str, Any], path: str) -> None:
+    """Weights in safetensors, with the model config and tokenizer as JSON metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    if model.config.tied:
+        # safetensors stores no aliases; the tied decoder weight is rebuilt on load.
+        tensors.pop("decoder.weight", None)
+    with atomic_path(path) as temp:
+        save_file(tensors, temp, metadata=_metadata(model.config, tokenizer_dict))
+
+
+def load_safetensors(path: str):
+    """Rebuild ``(model, tokenizer_dict)`` from a file written by :func:`export_safetensors`."""
+    from safetensors import SafetensorError, safe_open
+
+    from rnnlm_cli.models import build_model
+    from rnnlm_cli.textio import check_readable
+
+    check_readable(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an rnnlm safetensors export")
+    if not meta.get("version", "").isdigit() or int(meta["version"]) > VERSION:
+        raise CheckpointError(f"{path}: export format version {meta.get('version')!r} is newer than this "
+                              f"rnnlm reads (version {VERSION}); upgrade rnnlm")
+    try:
+        config = ModelConfig(**json.loads(meta["model_config"]))
+        tokenizer = json.loads(meta["tokenizer"])
+    except (KeyError, TypeError, ValueError, RnnlmError) as exc:
+        raise CheckpointError(f"{path}: export metadata is incomplete or damaged ({exc})") from exc
+    model = build_model(config)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        missing, unexpected = [], [str(exc).strip().splitlines()[0]]
+    if unexpected or [m for m in missing if not (config.tied and m == "decoder.weight")]:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config")
+    return model.eval(), tokenizer
+
+
+def _word2vec_token(piece: str) -> str:
+    # word2vec text lines are split on whitespace, so a token holding some is escaped.
+    if not piece or any(ch.isspace() for ch in piece):
+        return "".join(f"<0x{ord(ch):02X}>" if ch.isspace() else ch for ch in piece) or "<empty>"
+    return piece
+
+
+def export_embeddings(model: torch.nn.Module, tokenizer, path: str) -> None:
+    """The input embeddings in word2vec's text format: a 'V D' line, then 'token v1 .. vD'."""
+    weight = model.embedding.weight.detach().cpu().float()  # (V, E)
+    with atomic_open(path, "w") as handle:
+        handle.write(f"{weight.shape[0]} {weight.shape[1]}\n")
+        for index, row in enumerate(weight.tolist()):
+            handle.write(_word2vec_token(tokenizer.piece(index)) + " " + " ".join(f"{v:.6g}" for v in row) + "\n")
+
+
+def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
+    """Export the model at ``model_path`` as ``fmt``; returns the path written."""
+    from rnnlm_cli.checkpoint import load_model
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    model, tokenizer, checkpoint = load_model(model_path, "cpu")
+    out = out or default_output(model_path, fmt)
+    if fmt == "onnx":
+        export_onnx(model, out)
+    elif fmt == "safetensors":
+        export_safetensors(model, checkpoint.tokenizer, out)
+    else:
+        export_embeddings(model, tokenizer, out)
+    return out

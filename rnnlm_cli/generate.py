@@ -1,0 +1,103 @@
+"""Sampling text from a trained model, one token at a time.
+
+The context starts at a line start (the ``<eos>`` token), then reads the prompt; each
+step draws the next token from the softmax after temperature, top-k and top-p (nucleus,
+Holtzman et al., 2020) filtering. Sampling uses its own seeded generator, so the same
+seed on the same device gives the same text.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from rnnlm_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_tokens: int = 100
+    """Tokens to generate per sample."""
+    temperature: float = 1.0
+    """Divides the logits; 0 picks the most likely token every step."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0: all)."""
+    top_p: float = 1.0
+    """Keep the smallest set of tokens whose probability reaches p (1: all)."""
+    num_samples: int = 1
+    """Independent samples, drawn together as one batch."""
+    stop_at_eos: bool = False
+    """End a sample at its first end of line."""
+    seed: int | None = None
+    """Seed of the sampler; None draws one at random."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tokens <= 10_000_000:
+            raise UsageError(f"--max-tokens must be between 1 and 10000000, got {self.max_tokens}")
+        if not 0.0 <= self.temperature <= 100.0:
+            raise UsageError(f"--temperature must be between 0 and 100, got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k must be non-negative, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.num_samples <= 65536:
+            raise UsageError(f"--num-samples must be between 1 and 65536, got {self.num_samples}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set to -inf every logit outside the top-k and outside the top-p nucleus. (N, V) -> (N, V)."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p; the first always stays.
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+    return logits
+
+
+def sample_tokens(
+    model: torch.nn.Module,
+    prompt_ids: list[int],
+    eos_id: int,
+    config: SamplingConfig,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """Yield, step by step, the (num_samples,) tensor of next tokens (on the CPU).
+
+    With ``stop_at_eos`` a finished sample keeps yielding ``eos_id``; the caller stops
+    printing it, and the loop ends once every sample has finished.
+    """
+    model.eval()
+    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n = config.num_samples
+    context = torch.tensor([eos_id] + list(prompt_ids), dtype=torch.long, device=device)
+    with torch.no_grad():
+        logits, state = model(context.unsqueeze(1).expand(-1, n).contiguous(), model.init_state(n, device=device))
+        last = logits[-1]  # (N, V)
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        for _ in range(config.max_tokens):
+            token = _draw(last.float(), config, generator)  # (N,)
+            if config.stop_at_eos:
+                token = token.masked_fill(finished, eos_id)
+                finished |= token == eos_id
+            yield token.cpu()
+            if config.stop_at_eos and bool(finished.all()):
+                return
+            logits, state = model(token.unsqueeze(0), state)
+            last = logits[-1]
+
+
+def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+    if config.temperature == 0.0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits / config.temperature, config.top_k, config.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

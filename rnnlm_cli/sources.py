@@ -1,0 +1,36 @@
+"""Finding the tokenizer a user names: a kind to learn, or a file that holds one."""
+
+from __future__ import annotations
+
+import os
+
+from rnnlm_cli.config import TOKENIZER_KINDS
+from rnnlm_cli.errors import DataError, InputMissingError
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def tokenizer_from_file(path: str):
+    """The tokenizer stored in a tokenizer JSON file, a token file or a model checkpoint."""
+    from rnnlm_cli.checkpoint import load_checkpoint
+    from rnnlm_cli.tokenfile import is_token_file, open_token_file
+    from rnnlm_cli.tokenizers import load_tokenizer_file, tokenizer_from_dict
+
+    if os.path.isdir(path):
+        raise InputMissingError(f"{path}: is a directory, expected a tokenizer, token file or model")
+    if not os.path.exists(path):
+        raise InputMissingError(f"{path}: no such tokenizer file (or use one of: {', '.join(TOKENIZER_KINDS)})")
+    if is_token_file(path):
+        return open_token_file(path).tokenizer
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == _ZIP_MAGIC:
+        return tokenizer_from_dict(load_checkpoint(path).tokenizer)
+    if head[:1] in (b"{", b" ", b"\n"):
+        return load_tokenizer_file(path)
+    raise DataError(f"{path}: not a tokenizer JSON file, token file or rnnlm model")
+
+
+def tokenizer_to_learn(source: str) -> str | None:
+    """The kind to learn when ``source`` names one, else None (it names a file)."""
+    return source if source in TOKENIZER_KINDS else None

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny tokenizers and models built in memory, files in tmp_path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnlm_cli.checkpoint import save_checkpoint
+from rnnlm_cli.config import ModelConfig
+from rnnlm_cli.models import build_model
+
+TINY_TEXT = [
+    "the dog runs .",
+    "the dogs run .",
+    "a cat sees the dog .",
+    "the cats see a dog .",
+] * 5
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(TINY_TEXT) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def word_tokenizer(tiny_corpus, tmp_path):
+    from rnnlm_cli.config import TokenizerConfig
+    from rnnlm_cli.corpus import encode_corpus
+
+    return encode_corpus(str(tiny_corpus), str(tmp_path / "tiny.tok"), config=TokenizerConfig(kind="word")).tokenizer
+
+
+def tiny_model(vocab_size: int, cell: str = "lstm", tied: bool = False, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=vocab_size, cell=cell, emb=8, hidden=8 if tied else 12, layers=2,
+                         dropout=0.0, tied=tied)
+    return build_model(config).eval()
+
+
+@pytest.fixture
+def saved_model(tmp_path, word_tokenizer):
+    """A small random LSTM over the tiny corpus' vocabulary, saved as a checkpoint."""
+    model = tiny_model(word_tokenizer.vocab_size)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, word_tokenizer.to_dict(), metrics={"valid_ppl": 1.0})
+    return path, model, word_tokenizer
