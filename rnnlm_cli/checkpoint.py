@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = os.fspath(path)
     check_readable(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # The safe loader warns about foreign pickle protocols before refusing them;
+            # the refusal below is the one message the user needs.
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused: the file holds objects that would run code when loaded "

@@ -41,6 +41,13 @@ def _quiet_broken_pipe() -> None:
 class RnnlmGroup(TyperGroup):
     """The one error handler: typed errors and usage errors become one line and an exit code."""
 
+    def invoke(self, ctx):
+        # Typer's own entry point turns a broken pipe into exit 1 before main() sees it.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             result = super().main(args=args, prog_name=prog_name or "rnnlm", complete_var=complete_var,
@@ -58,6 +65,8 @@ class RnnlmGroup(TyperGroup):
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code)
         except Exception as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(exc.exit_code)  # the help is already printed; there is no error to add
             # Usage errors of the argument parser carry their own exit code and message.
             if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
                 hint = ""
@@ -99,7 +108,8 @@ def root(
 
 
 for module in (tokenize_command, train_command, eval_command, generate_command, export_command):
-    app.command(name=module.NAME, help=module.HELP, epilog=module.EPILOG,
+    app.command(name=module.NAME, help=module.HELP, short_help=module.SUMMARY,
+                epilog=module.EPILOG,
                 context_settings={"help_option_names": ["-h", "--help"]})(module.command)
 
 

@@ -133,9 +133,13 @@ def evaluate_file(
     per_sentence: bool = False,
     chunk_tokens: int = 256,
     batch_tokens: int = 4096,
-    on_sentence: Callable[[int], None] | None = None,
+    on_sentence: Callable[[int, float], None] | None = None,
 ) -> EvalResult:
-    """Score every line of ``path`` (a file, a ``.gz`` file or ``-``)."""
+    """Score every line of ``path`` (a file, a ``.gz`` file or ``-``).
+
+    ``on_sentence(count, log10_prob)`` is called for each line as soon as it is scored,
+    in input order, so callers can stream per-line scores without holding them.
+    """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}")
     model.eval()
@@ -155,7 +159,7 @@ def evaluate_file(
         if result.sentence_logprobs is not None:
             result.sentence_logprobs.append(-counted_nll / LN10)
         if on_sentence is not None:
-            on_sentence(result.sentences)
+            on_sentence(result.sentences, -counted_nll / LN10)
     result.invalid_lines = stats.invalid_lines
     if result.sentences == 0:
         raise DataError(f"{result.file}: no text to score (empty input)")

@@ -33,8 +33,9 @@ class TrainJob:
     out: str
     model: ModelConfig
     train: TrainConfig
-    tokenizer: str = "word"
-    """A kind to learn (word, char, byte, sentencepiece) or a tokenizer/model/token file."""
+    tokenizer: str | None = None
+    """A kind to learn (word, char, byte, sentencepiece) or a tokenizer/model/token file;
+    None: the token file's own tokenizer, or a word tokenizer learned from text."""
     tokenizer_config: TokenizerConfig = TokenizerConfig()
     valid: str | None = None
     strict: bool = False
@@ -60,15 +61,20 @@ def prepare_data(job: TrainJob) -> PreparedData:
         check_readable(job.valid)
     stem, _ = os.path.splitext(job.out)
     notes: list[str] = []
-    given = None if tokenizer_to_learn(job.tokenizer) else tokenizer_from_file(job.tokenizer)
+    source = job.tokenizer
+    given = None if source is None or tokenizer_to_learn(source) else tokenizer_from_file(source)
 
     if is_token_file(job.corpus):
         train_file = open_token_file(job.corpus)
         tokenizer = train_file.tokenizer
         if given is not None and fingerprint(given) != fingerprint(tokenizer):
-            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {job.tokenizer}")
+            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source}")
+        if given is None and source is not None and source != tokenizer.kind:
+            raise TokenizerMismatchError(
+                f"{job.corpus}: token file holds {tokenizer.kind} tokens, not {source}; drop --tokenizer "
+                "or re-create the token file")
     else:
-        learn = None if given is not None else dataclasses.replace(job.tokenizer_config, kind=job.tokenizer)
+        learn = None if given is not None else dataclasses.replace(job.tokenizer_config, kind=source or "word")
         stats = encode_corpus(job.corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict)
         tokenizer = stats.tokenizer
         if stats.invalid_lines:

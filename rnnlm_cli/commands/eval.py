@@ -9,6 +9,7 @@ import typer
 from rnnlm_cli.commands._ui import Progress, fmt, print_json, warn
 
 NAME = "eval"
+SUMMARY = "Score text: perplexity in SRILM's format, JSON, or per-sentence scores."
 HELP = (
     "Score FILE (text, .gz text, or '-' for stdin) with MODEL. Prints SRILM's two lines "
     "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded), "
@@ -46,12 +47,18 @@ def command(
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
     with Progress("scoring") as progress:
+
+        def on_sentence(count: int, score: float) -> None:
+            progress.update(count)
+            if per_sentence:
+                sys.stdout.write(f"{score:.6f}\n")
+
         result = evaluate_file(lm, tokenizer, file, target, context=context, strict=strict,
-                               per_sentence=per_sentence, on_sentence=progress.update)
+                               on_sentence=on_sentence)
     if result.invalid_lines:
         warn(f"{result.file}: {result.invalid_lines} line(s) with invalid UTF-8 were replaced (use --strict to refuse)")
     if per_sentence:
-        sys.stdout.write("".join(f"{score:.6f}\n" for score in result.sentence_logprobs))
+        sys.stdout.flush()
     elif json_output:
         print_json(result.to_dict())
     else:

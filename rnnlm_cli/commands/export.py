@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 NAME = "export"
+SUMMARY = "Export a model as ONNX, safetensors or word2vec embeddings."
 HELP = (
     "Export MODEL: 'onnx' (a graph with the hidden state as explicit inputs and outputs, "
     "for onnxruntime and friends; needs the onnx extra), 'safetensors' (weights, with the "

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 NAME = "generate"
+SUMMARY = "Sample text from a model, streamed as it is drawn."
 HELP = (
     "Sample text from MODEL, continuing --prompt. Tokens are printed as they are drawn; "
     "several samples (--num-samples) are drawn together as one batch and printed one after another, "

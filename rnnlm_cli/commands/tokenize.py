@@ -11,6 +11,7 @@ import typer
 from rnnlm_cli.commands._ui import log, warn
 
 NAME = "tokenize"
+SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
 HELP = (
     "Learn a tokenizer from CORPUS (text, .gz text, or '-' for stdin) and encode it: into a "
     "binary token file that 'train' and 'eval' stream from disk (--out), as ids or pieces "

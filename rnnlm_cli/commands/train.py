@@ -10,6 +10,7 @@ import typer
 from rnnlm_cli.commands._ui import Progress, log, print_json, warn
 
 NAME = "train"
+SUMMARY = "Train a language model on a corpus; keep the best model by validation."
 HELP = (
     "Train a recurrent language model on CORPUS (text, .gz text, or a token file from "
     "'rnnlm tokenize'). The best model by validation perplexity is written to --out; "
@@ -115,7 +116,7 @@ def command(
         out=str(pick("out", "model.pt")),
         model=model_config,
         train=resolve(TrainConfig, yaml_values, flags),
-        tokenizer=str(pick("tokenizer", "word")),
+        tokenizer=pick("tokenizer", None),
         tokenizer_config=resolve(TokenizerConfig, {k: yaml_values[k] for k in _TOKENIZER_KEYS if k in yaml_values},
                                  {k: flags.get(k) for k in _TOKENIZER_KEYS}),
         valid=pick("valid", None),

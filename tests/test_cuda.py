@@ -1,0 +1,46 @@
+"""GPU paths; skipped where there is no CUDA device (CI), run by bench/gpu_check.sh."""
+
+import pytest
+import torch
+
+from rnnlm_cli.device import resolve_device
+
+from conftest import tiny_model
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_auto_picks_cuda():
+    assert resolve_device("auto").type == "cuda"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fused_gpu_model_matches_cpu(cell):
+    model = tiny_model(30, cell=cell)
+    tokens = torch.randint(0, 30, (9, 4))
+    expected, _ = model(tokens)
+    actual, _ = model.to("cuda")(tokens.to("cuda"))
+    assert torch.allclose(actual.cpu(), expected, atol=1e-4)
+
+
+def test_train_on_gpu_then_load_on_cpu(tmp_path, tiny_corpus):
+    from rnnlm_cli.checkpoint import load_model
+    from rnnlm_cli.config import ModelConfig, TrainConfig
+    from rnnlm_cli.training import TrainJob, run_training
+
+    job = TrainJob(corpus=str(tiny_corpus), out=str(tmp_path / "m.pt"),
+                   model=ModelConfig(vocab_size=2, emb=8, hidden=16, layers=1),
+                   train=TrainConfig(batch_size=2, bptt=5, epochs=2, device="cuda"))
+    result = run_training(job)
+    assert result.steps > 0
+    model, _, _ = load_model(tmp_path / "m.pt", "cpu")
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_same_seed_same_sample_on_gpu():
+    from rnnlm_cli.generate import SamplingConfig, sample_tokens
+
+    model = tiny_model(40).to("cuda")
+    device = torch.device("cuda")
+    run = lambda: [int(t[0]) for t in sample_tokens(model, [1, 2], 0, SamplingConfig(max_tokens=20, seed=3), device)]
+    assert run() == run()
