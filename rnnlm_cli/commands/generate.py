@@ -56,14 +56,20 @@ def command(
 
     if num_samples == 1:
         decoder = tokenizer.streaming_decoder()
-        out.write(start(decoder))
+        tail = start(decoder)  # the last text written, to end with exactly one line end
+        out.write(tail)
         out.flush()
         for step in sample_tokens(lm, prompt_ids, tokenizer.eos_id, config, target):
             token = int(step[0])
-            out.write(decoder.push(token) if not (stop_at_eos and token == tokenizer.eos_id) else "")
-            out.flush()
-        out.write(decoder.flush())
-        out.write("\n")
+            chunk = "" if stop_at_eos and token == tokenizer.eos_id else decoder.push(token)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                tail = chunk
+        chunk = decoder.flush()
+        out.write(chunk)
+        tail = chunk or tail
+        out.write("" if tail.endswith("\n") else "\n")
         out.flush()
         return
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Optional
 
@@ -45,7 +44,7 @@ def command(
     from rnnlm_cli.corpus import encode_corpus, learn_tokenizer
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.sources import tokenizer_from_file
-    from rnnlm_cli.textio import DecodeStats, check_readable, iter_lines
+    from rnnlm_cli.textio import check_readable
     from rnnlm_cli.tokenizers import save_tokenizer as write_tokenizer
 
     if print_as not in (None, "ids", "pieces"):
