@@ -36,6 +36,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[str]:
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, dest)
+        _fsync_folder(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
@@ -49,3 +50,13 @@ def atomic_open(dest: str | os.PathLike, mode: str = "w", encoding: str | None =
         encoding = None
     with atomic_path(dest) as temp, open(temp, mode, encoding=encoding) as handle:
         yield handle
+
+
+def _fsync_folder(folder: str) -> None:
+    # The rename is durable only once the folder's entry is on disk too.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,7 +1,8 @@
 """The ``rnnlm`` command: wires the subcommands and turns every error into one line.
 
-Exit codes (also in the README): 0 ok, 1 failure, 2 usage, 65 bad data,
-66 missing input, 73 cannot write, 130 interrupted.
+Exit codes (also in the README): 0 ok, 1 failure, 2 usage, 3 not promoted,
+65 bad data, 66 missing input, 73 cannot write, 75 locked (try later),
+128 + signal when a signal stopped training (130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from rnnlm_cli.commands import export as export_command
 from rnnlm_cli.commands import generate as generate_command
 from rnnlm_cli.commands import tokenize as tokenize_command
 from rnnlm_cli.commands import train as train_command
-from rnnlm_cli.errors import RnnlmError
+from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 
 EXIT_INTERRUPTED = 130
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"rnnlm: error: {message}\n")
+def _fail(message: str, code: int, label: str = "error: ") -> None:
+    rank = os.environ.get("RANK", "0")
+    prefix = "rnnlm" if rank == "0" else f"rnnlm[rank {rank}]"  # under torchrun
+    sys.stderr.write(f"{prefix}: {label}{message}\n")
     sys.stderr.flush()
     sys.exit(code)
 
@@ -60,6 +63,10 @@ class RnnlmGroup(TyperGroup):
             _fail("interrupted", EXIT_INTERRUPTED)
         except BrokenPipeError:
             _quiet_broken_pipe()
+        except TrainingInterrupted as exc:
+            if os.environ.get("RANK", "0") != "0":
+                sys.exit(exc.exit_code)  # rank 0 reports the stop for the whole run
+            _fail(str(exc), exc.exit_code, label="")
         except RnnlmError as exc:
             if os.environ.get("RNNLM_DEBUG") == "1":
                 traceback.print_exc()

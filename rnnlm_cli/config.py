@@ -123,6 +123,12 @@ class TrainConfig:
     """Steps between progress records in metrics.jsonl and the log."""
     eval_batch_size: int = 10
     """Streams used to compute validation perplexity."""
+    max_bad_steps: int = 5
+    """Stop with an error after this many steps in a row with a non-finite loss or gradient."""
+    keep_checkpoints: int = 0
+    """Also keep the model of each validation as <stem>.step<N>.pt, the last N of them (0: none)."""
+    deterministic: bool = False
+    """Seed everything and use deterministic kernels, so a run can be repeated bit for bit."""
 
     def __post_init__(self) -> None:
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -138,6 +144,8 @@ class TrainConfig:
         _check(self.valid_max_tokens >= 2, "valid_max_tokens must be at least 2")
         _check(self.log_interval >= 1, f"log_interval must be at least 1, got {self.log_interval}")
         _check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
+        _check(self.max_bad_steps >= 1, f"--max-bad-steps must be at least 1, got {self.max_bad_steps}")
+        _check(self.keep_checkpoints >= 0, f"--keep-checkpoints must be non-negative, got {self.keep_checkpoints}")
 
 
 def load_yaml(path: str) -> dict[str, Any]:

@@ -41,3 +41,23 @@ class OutputError(RnnlmError):
     """An output path that cannot be written."""
 
     exit_code = 73
+
+
+class LockedError(RnnlmError):
+    """Another run holds the output folder: try again later (sysexits' EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+class NotPromotedError(RnnlmError):
+    """Training worked, but the new model is not better than the one in place."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(RnnlmError):
+    """A signal stopped training after a resumable checkpoint was written (exit 128 + signal)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -4,13 +4,20 @@ The corpus is cut into ``batch_size`` parallel streams (see ``batching.bptt_stre
 each step trains on the next ``bptt`` tokens of every stream, starting from the hidden
 state the previous segment ended in, detached so gradients stop at the segment start
 (Williams & Peng, 1990). The loop reports through a callbacks object and never prints.
+
+Every validation writes ``<stem>.last.pt`` (weights, optimizer, position, hidden state,
+random generators: everything ``--resume`` needs) and, when the score improves, the
+model users load. A step whose loss or gradient is not finite is skipped, not applied.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
+import signal
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -19,17 +26,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnnlm_cli.batching import bptt_streams, iter_bptt
+from rnnlm_cli.batching import bptt_streams, iter_bptt, segment_count
 from rnnlm_cli.checkpoint import save_checkpoint
 from rnnlm_cli.config import TrainConfig, as_dict
 from rnnlm_cli.device import synchronize
-from rnnlm_cli.errors import RnnlmError
-from rnnlm_cli.evaluate import stream_loss
+from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
+from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
+from rnnlm_cli.evaluate import stream_loss_sum
 from rnnlm_cli.models import detach_state
+from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
 
 
 class TrainingDiverged(RnnlmError):
-    """No validation score was finite: nothing worth keeping was learned."""
+    """Training produced nothing finite to keep, or kept producing non-finite steps."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,26 @@ class OutputPaths:
     model: str
     last: str
     metrics: str
+    snapshot_prefix: str
 
     @classmethod
     def beside(cls, model_path: str) -> "OutputPaths":
         stem, _ = os.path.splitext(model_path)
-        return cls(model=model_path, last=f"{stem}.last.pt", metrics=f"{stem}.metrics.jsonl")
+        return cls(model=model_path, last=f"{stem}.last.pt", metrics=f"{stem}.metrics.jsonl",
+                   snapshot_prefix=f"{stem}.step")
+
+    def snapshot(self, step: int) -> str:
+        return f"{self.snapshot_prefix}{step:09d}.pt"
+
+
+@dataclass
+class ResumePoint:
+    """The saved state ``--resume`` continues from."""
+
+    progress: Progress
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    hidden: tuple[torch.Tensor, ...] | None
 
 
 @dataclass
@@ -55,8 +79,14 @@ class TrainResult:
     train_tokens: int
     seconds: float
     tokens_per_second: float
+    skipped_steps: int
     stop_reason: str
     paths: OutputPaths
+    rank: int = 0
+    """The process' rank under torchrun; only rank 0 reports."""
+    promoted: bool | None = None
+    """With --promote-if-better: whether the new model replaced the target."""
+    promotion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": asdict(self.paths)}
@@ -83,6 +113,10 @@ class SilentCallbacks:
         pass
 
 
+class NoStop:
+    requested: int | None = None
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -92,130 +126,292 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _ppl(loss: float) -> float:
+def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
 
 
 class _Metrics:
-    """Appends one JSON object per line, flushed, so a crashed run keeps its curve."""
+    """Appends one JSON object per line, flushed, so a crashed run keeps its curve.
 
-    def __init__(self, path: str):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._handle = open(path, "w", encoding="utf-8")
+    Only rank 0 writes; other ranks get a writer that drops everything.
+    """
+
+    def __init__(self, path: str | None, append: bool):
+        self._handle = None
+        if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._handle = open(path, "a" if append else "w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
+        if self._handle is not None:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
-def fit(
-    model: torch.nn.Module,
-    train_tokens: np.ndarray,
-    valid_tokens: np.ndarray,
-    tokenizer_dict: dict[str, Any],
-    config: TrainConfig,
-    device: torch.device,
-    paths: OutputPaths,
-    callbacks: TrainCallbacks | None = None,
-) -> TrainResult:
-    """Train ``model`` on ``train_tokens``, keeping the best model by validation at ``paths.model``."""
-    callbacks = callbacks or SilentCallbacks()
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    streams = bptt_streams(train_tokens, config.batch_size)  # (B, L + 1), a view of the file
-    steps_per_epoch = math.ceil((streams.shape[1] - 1) / config.bptt)
-    vocab = model.config.vocab_size
-    metrics = _Metrics(paths.metrics)
-    callbacks.on_start({
-        "device": str(device), "train_tokens": int(len(train_tokens)), "valid_tokens": int(len(valid_tokens)),
-        "steps_per_epoch": steps_per_epoch, "parameters": sum(p.numel() for p in model.parameters()),
-    })
+class Trainer:
+    """One training run; :meth:`run` trains until a budget ends, a signal, or divergence."""
 
-    best_loss, step, tokens_seen, train_seconds = math.inf, 0, 0, 0.0
-    stop_reason, epoch, epoch_fraction = "epochs", 0, 0.0
-    try:
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            state = model.init_state(config.batch_size, device=device)
-            # Losses are summed on the device and read back only when logged: a .item()
-            # per step would wait for the GPU every step.
-            window_loss = torch.zeros((), device=device)
-            window_tokens, window_start = 0, time.perf_counter()
-            epoch_start = time.perf_counter()
-            for index, (x, y) in enumerate(iter_bptt(streams, config.bptt)):
-                x, y = _to_device(x, device), _to_device(y, device)  # (T, B)
-                state = detach_state(state)
-                logits, state = model(x, state)  # (T, B, V)
-                loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
+    def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray, valid_tokens: np.ndarray,
+                 tokenizer_dict: dict[str, Any], config: TrainConfig, device: torch.device,
+                 paths: OutputPaths, callbacks: TrainCallbacks | None = None,
+                 resume: ResumePoint | None = None, stop=None, provenance: dict[str, Any] | None = None,
+                 dist: Dist = SINGLE):
+        self.dist = dist
+        self.model = model.to(device)
+        # Under torchrun the forward pass goes through DDP, which averages gradients.
+        self.forward = self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-                step += 1
-                window_loss += loss.detach() * y.numel()
-                window_tokens += y.numel()
-                tokens_seen += y.numel()
-                callbacks.on_progress(epoch, index + 1, steps_per_epoch)
-                if step % config.log_interval == 0:
-                    elapsed = time.perf_counter() - window_start
-                    mean = window_loss.item() / window_tokens
-                    record = {
-                        "event": "train", "epoch": epoch, "step": step, "loss": mean, "ppl": _ppl(mean),
-                        "lr": optimizer.param_groups[0]["lr"], "tokens": tokens_seen,
-                        "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                    }
-                    metrics.write(record)
-                    callbacks.on_log(record)
-                    window_loss.zero_()
-                    window_tokens, window_start = 0, time.perf_counter()
-                elapsed_total = train_seconds + time.perf_counter() - epoch_start
-                if config.max_steps and step >= config.max_steps:
-                    stop_reason = "max_steps"
-                elif config.max_time and elapsed_total >= config.max_time:
-                    stop_reason = "max_time"
-                if stop_reason != "epochs":
-                    epoch_fraction = (index + 1) / steps_per_epoch
-                    break
-            synchronize(device)
-            train_seconds += time.perf_counter() - epoch_start
+            self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.valid_tokens = valid_tokens
+        self.train_length = len(train_tokens)
+        self.tokenizer_dict = tokenizer_dict
+        self.config = config
+        self.device = device
+        self.paths = paths
+        self.callbacks = (callbacks or SilentCallbacks()) if dist.is_main else SilentCallbacks()
+        self.stop = stop or NoStop()
+        self.train_config = {**as_dict(config), "provenance": provenance or {}}
+        self.optimizer = make_optimizer(model, config)
+        self.streams = bptt_streams(train_tokens, config.batch_size)  # (B, L + 1), a view of the file
+        self.steps_per_epoch = segment_count(self.streams, config.bptt)
+        self.progress = Progress()
+        self.hidden: tuple[torch.Tensor, ...] | None = None
+        self.bad_in_a_row = 0
+        if resume is not None:
+            self.progress = resume.progress
+            self.optimizer.load_state_dict(resume.optimizer)
+            restore_rng(resume.rng)
+            if resume.hidden is not None:
+                self.hidden = tuple(t.to(device) for t in resume.hidden)
+        self.metrics = _Metrics(paths.metrics if dist.is_main else None, append=resume is not None)
 
-            valid_loss = stream_loss(model, valid_tokens, config.eval_batch_size, config.bptt, device)
-            improved = math.isfinite(valid_loss) and valid_loss < best_loss
-            record = {"event": "valid", "epoch": epoch, "step": step, "valid_loss": valid_loss,
-                      "valid_ppl": _ppl(valid_loss), "best": improved, "train_seconds": train_seconds}
-            metrics.write(record)
-            callbacks.on_validate(record)
-            summary = {"valid_loss": valid_loss, "valid_ppl": _ppl(valid_loss), "epoch": epoch,
-                       "step": step, "train_tokens": tokens_seen}
-            if improved:
-                best_loss = valid_loss
-                save_checkpoint(paths.model, model, tokenizer_dict, metrics=summary, train_config=as_dict(config))
-            save_checkpoint(
-                paths.last, model, tokenizer_dict, metrics=summary, train_config=as_dict(config),
-                training_state={"optimizer": optimizer.state_dict(),
-                                "progress": {"epoch": epoch, "step": step, "train_tokens": tokens_seen,
-                                             "best_valid_loss": best_loss}},
-            )
-            if stop_reason != "epochs":
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        config, progress = self.config, self.progress
+        self.callbacks.on_start({
+            "device": str(self.device), "train_tokens": self.train_length,
+            "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "resumed_at": progress.to_dict() if progress.step else None,
+        })
+        started = time.perf_counter()
+        stop_reason = "epochs"
+        try:
+            while progress.epoch <= config.epochs:
+                stop_reason = self._budget_spent(started) or self._train_epoch(started)
+                if stop_reason == "signal":
+                    self._save_last()
+                    signum = self.stop.requested or 15  # a rank the signal did not reach stops too
+                    raise TrainingInterrupted(
+                        f"stopped by {signal.Signals(signum).name} at step {progress.step}, state saved; "
+                        f"resume with --resume {self.paths.last}", signum)
+                if stop_reason is None:  # the epoch ran to its end
+                    stop_reason = "epochs"
+                    self._validate()
+                    progress.epoch += 1
+                    progress.segment = 0
+                    self.hidden = None
+                    self._save_last()
+                    continue
+                if progress.segment > 0 or progress.step > 0:
+                    self._validate()
+                    self._save_last()
                 break
-    finally:
-        metrics.close()
+        finally:
+            self.metrics.close()
+        return self._result(stop_reason)
 
-    if not math.isfinite(best_loss):
-        raise TrainingDiverged(
-            "training diverged: validation loss was never finite; try a lower --lr or a --clip value"
-        )
-    epochs_done = (epoch - 1 + epoch_fraction) if stop_reason != "epochs" else float(epoch)
-    return TrainResult(
-        best_valid_loss=best_loss, best_valid_ppl=_ppl(best_loss), steps=step, epochs=epochs_done,
-        train_tokens=tokens_seen, seconds=train_seconds,
-        tokens_per_second=tokens_seen / max(train_seconds, 1e-9), stop_reason=stop_reason, paths=paths,
-    )
+    def _budget_spent(self, started: float) -> str | None:
+        if self.config.max_steps and self.progress.step >= self.config.max_steps:
+            return "max_steps"
+        if self.config.max_time and time.perf_counter() - started >= self.config.max_time:
+            return "max_time"
+        return None
+
+    def _should_stop(self, started: float) -> str | None:
+        """Why to stop after this step, the same answer on every rank."""
+        signalled, budget = any_true([self.stop.requested is not None, self._budget_spent(started) is not None],
+                                     self.dist, self.device)
+        if signalled:
+            return "signal"
+        return (self._budget_spent(started) or "max_time") if budget else None
+
+    def _train_epoch(self, started: float) -> str | None:
+        """Train from the saved position to the epoch's end; the reason it stopped early, if any."""
+        config, progress, model = self.config, self.progress, self.model
+        model.train()
+        state = self.hidden if self.hidden is not None else model.init_state(config.batch_size, device=self.device)
+        window = _Window(self.device)
+        epoch_start = time.perf_counter()
+        reason = None
+        try:
+            for x, y in iter_bptt(self.streams, config.bptt, start=progress.segment * config.bptt):
+                x, y = _to_device(x, self.device), _to_device(y, self.device)  # (T, B)
+                state = self._step(x, y, state, window)
+                progress.segment += 1
+                self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
+                reason = self._should_stop(started)
+                if reason:
+                    break
+        finally:
+            synchronize(self.device)
+            progress.train_seconds += time.perf_counter() - epoch_start
+            self.hidden = detach_state(state)
+        return reason
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, state, window: "_Window"):
+        config, progress = self.config, self.progress
+        state = detach_state(state)
+        logits, state = self.forward(x, state)  # (T, B, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # The total norm before clipping (clip 0 leaves the gradient as it is).
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip if config.clip > 0 else math.inf)
+        # One host synchronisation per step: a non-finite step must not reach the weights.
+        bad = not bool(torch.isfinite(loss) & torch.isfinite(norm))
+        if any_true([bad], self.dist, self.device)[0]:
+            return self._skip(loss, norm)
+        self.optimizer.step()
+        self.bad_in_a_row = 0
+        progress.step += 1
+        progress.train_tokens += y.numel()
+        window.add(loss, norm, y.numel())
+        if progress.step % config.log_interval == 0:
+            record = {"event": "train", "epoch": progress.epoch, "step": progress.step,
+                      **window.summary(), "lr": self.optimizer.param_groups[0]["lr"],
+                      "tokens": progress.train_tokens}
+            self.metrics.write(record)
+            self.callbacks.on_log(record)
+        return state
+
+    def _skip(self, loss: torch.Tensor, norm: torch.Tensor):
+        progress = self.progress
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_a_row += 1
+        progress.skipped_steps += 1
+        record = {"event": "skipped", "epoch": progress.epoch, "step": progress.step,
+                  "loss": float(loss.detach()), "grad_norm": float(norm), "in_a_row": self.bad_in_a_row}
+        self.metrics.write(record)
+        self.callbacks.on_log(record)
+        if self.bad_in_a_row >= self.config.max_bad_steps:
+            raise TrainingDiverged(
+                f"{self.bad_in_a_row} steps in a row had a non-finite loss or gradient (step {progress.step}); "
+                "stopped without writing; the checkpoints already saved are intact. Try a lower --lr or a --clip value")
+        # The carried state produced the bad step; start the streams afresh.
+        return self.model.init_state(self.config.batch_size, device=self.device)
+
+    # -- validation and files -----------------------------------------------------------
+    def _validate(self) -> None:
+        progress, config = self.progress, self.config
+        rng = capture_rng()
+        total, count = stream_loss_sum(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
+        total, count = sum_all([total, count], self.dist, self.device)
+        loss = total / max(count, 1)
+        restore_rng(rng)  # validation must not change what training draws next
+        improved = math.isfinite(loss) and loss < progress.best_valid_loss
+        record = {"event": "valid", "epoch": progress.epoch, "step": progress.step, "valid_loss": loss,
+                  "valid_ppl": perplexity(loss), "best": improved, "train_seconds": progress.train_seconds}
+        self.metrics.write(record)
+        self.callbacks.on_validate(record)
+        summary = {"valid_loss": loss, "valid_ppl": perplexity(loss), "epoch": progress.epoch,
+                   "step": progress.step, "train_tokens": progress.train_tokens}
+        if improved:
+            progress.best_valid_loss, progress.best_step = loss, progress.step
+            self._save_model(self.paths.model, summary)
+        if config.keep_checkpoints and self.dist.is_main:
+            self._save_model(self.paths.snapshot(progress.step), summary)
+            rotate_snapshots(self.paths, config.keep_checkpoints, progress.best_step)
+
+    def _save_model(self, path: str, summary: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            save_checkpoint(path, self.model, self.tokenizer_dict, metrics=summary, train_config=self.train_config)
+
+    def _save_last(self) -> None:
+        # Each rank has its own hidden state and random generators: rank 0 saves them all.
+        mine = {"rng": capture_rng(),
+                "hidden": None if self.hidden is None else tuple(t.detach().cpu() for t in self.hidden)}
+        ranks = gather_to_all(mine, self.dist)
+        if not self.dist.is_main:
+            return
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "progress": self.progress.to_dict(),
+            "world_size": self.dist.world_size,
+            **(ranks[0] if not self.dist.enabled else {"ranks": ranks}),
+        }
+        summary = {"step": self.progress.step, "epoch": self.progress.epoch,
+                   "best_valid_loss": self.progress.best_valid_loss}
+        save_checkpoint(self.paths.last, self.model, self.tokenizer_dict, metrics=summary,
+                        train_config=self.train_config, training_state=state)
+
+    def _result(self, stop_reason: str) -> TrainResult:
+        progress = self.progress
+        if not math.isfinite(progress.best_valid_loss):
+            raise TrainingDiverged("training diverged: validation loss was never finite; "
+                                   "try a lower --lr or a --clip value")
+        epochs = progress.epoch - 1 + progress.segment / max(self.steps_per_epoch, 1)
+        seconds = progress.train_seconds
+        return TrainResult(
+            best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
+            steps=progress.step, epochs=epochs, train_tokens=progress.train_tokens, seconds=seconds,
+            tokens_per_second=progress.train_tokens / max(seconds, 1e-9), skipped_steps=progress.skipped_steps,
+            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank)
+
+
+class _Window:
+    """Sums over a log interval, kept on the device: read back only when logged."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.norm = torch.zeros((), device=device)
+        self.max_norm = torch.zeros((), device=device)
+        self.tokens = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
+        self.loss += loss.detach() * tokens
+        self.norm += norm
+        torch.maximum(self.max_norm, norm, out=self.max_norm)
+        self.tokens += tokens
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        mean = self.loss.item() / max(self.tokens, 1)
+        result = {"loss": mean, "ppl": perplexity(mean), "grad_norm": self.norm.item() / max(self.steps, 1),
+                  "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
+        self.__init__(self.loss.device)
+        return result
+
+
+_SNAPSHOT_STEP = re.compile(r"\.step(\d+)\.pt$")
+
+
+def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots; the newest and the best always stay."""
+    found = sorted((int(m.group(1)), p) for p in glob.glob(glob.escape(paths.snapshot_prefix) + "*.pt")
+                   if (m := _SNAPSHOT_STEP.search(p)))
+    keep_steps = {step for step, _ in found[-keep:]} | {best_step}
+    if found:
+        keep_steps.add(found[-1][0])
+    removed = []
+    for step, path in found:
+        if step not in keep_steps:
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def fit(model, train_tokens, valid_tokens, tokenizer_dict, config, device, paths, callbacks=None) -> TrainResult:
+    """Train a fresh run to its end (see :class:`Trainer` for resuming and signals)."""
+    return Trainer(model, train_tokens, valid_tokens, tokenizer_dict, config, device, paths, callbacks).run()
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

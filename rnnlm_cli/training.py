@@ -5,10 +5,15 @@ Text corpora are encoded once into token files beside the output model
 memory stays bounded however large the corpus. Without ``--valid`` the last
 ``valid_fraction`` of the corpus (at most ``valid_max_tokens`` tokens, starting at a line
 start) is held out for validation and never trained on.
+
+A run holds a lock on its output folder, can resume where a stopped run left off,
+start from an existing model (``--init-from``), and replace a production model only
+when it is better (``--promote-if-better``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -18,11 +23,14 @@ import numpy as np
 import torch
 
 from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
-from rnnlm_cli.device import resolve_device
-from rnnlm_cli.errors import TokenizerMismatchError
+from rnnlm_cli.errors import TokenizerMismatchError, UsageError
+from rnnlm_cli.run_control import StopSignals, clean_stale_temps, output_lock
 from rnnlm_cli.sources import tokenizer_from_file, tokenizer_to_learn
 from rnnlm_cli.textio import check_readable
-from rnnlm_cli.trainer import OutputPaths, TrainCallbacks, TrainResult, fit
+from rnnlm_cli.trainer import OutputPaths, TrainCallbacks, Trainer, TrainResult
+from rnnlm_cli.trainstate import data_fingerprint, environment, seed_everything, set_deterministic
+
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,14 @@ class TrainJob:
     tokenizer_config: TokenizerConfig = TokenizerConfig()
     valid: str | None = None
     strict: bool = False
+    resume: str | None = None
+    """A ``.last.pt`` file to continue from, or "auto": ``<stem>.last.pt`` if it exists."""
+    init_from: str | None = None
+    """A model whose tokenizer, shape and weights the run starts from."""
+    promote_to: str | None = None
+    """After training, replace this model file when the new model validates better."""
+    model_flags: tuple[str, ...] = ()
+    """Model options the user gave explicitly (checked against --init-from's model)."""
 
 
 @dataclass
@@ -47,9 +63,25 @@ class PreparedData:
     valid: np.ndarray
     tokenizer: Any
     notes: list[str]
+    sources: tuple[str, str | None]
+    """The train and validation token files (None: held out of the train file), for other ranks."""
 
 
-def prepare_data(job: TrainJob) -> PreparedData:
+def open_prepared(sources: tuple[str, str | None], config: TrainConfig) -> PreparedData:
+    """Open token files another process prepared (under torchrun, rank 0 encodes)."""
+    from rnnlm_cli.batching import holdout_split
+    from rnnlm_cli.tokenfile import open_token_file
+
+    train_file = open_token_file(sources[0])
+    tokenizer = train_file.tokenizer
+    if sources[1] is None:
+        train, valid = holdout_split(train_file.tokens, tokenizer.eos_id, config.valid_fraction, config.valid_max_tokens)
+    else:
+        train, valid = train_file.tokens, open_token_file(sources[1]).tokens
+    return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=[], sources=sources)
+
+
+def prepare_data(job: TrainJob, given=None) -> PreparedData:
     """Encode (or open) the training and validation tokens and settle the tokenizer."""
     from rnnlm_cli.batching import holdout_split
     from rnnlm_cli.corpus import encode_corpus
@@ -62,13 +94,15 @@ def prepare_data(job: TrainJob) -> PreparedData:
     stem, _ = os.path.splitext(job.out)
     notes: list[str] = []
     source = job.tokenizer
-    given = None if source is None or tokenizer_to_learn(source) else tokenizer_from_file(source)
+    if given is None and source is not None and not tokenizer_to_learn(source):
+        given = tokenizer_from_file(source)
 
     if is_token_file(job.corpus):
         train_file = open_token_file(job.corpus)
+        train_path = job.corpus
         tokenizer = train_file.tokenizer
         if given is not None and fingerprint(given) != fingerprint(tokenizer):
-            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source}")
+            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source or job.init_from}")
         if given is None and source is not None and source != tokenizer.kind:
             raise TokenizerMismatchError(
                 f"{job.corpus}: token file holds {tokenizer.kind} tokens, not {source}; drop --tokenizer "
@@ -77,8 +111,9 @@ def prepare_data(job: TrainJob) -> PreparedData:
         learn = None if given is not None else dataclasses.replace(job.tokenizer_config, kind=source or "word")
         stats = encode_corpus(job.corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict)
         tokenizer = stats.tokenizer
+        train_path = f"{stem}.train.tok"
         if stats.invalid_lines:
-            notes.append(f"{job.corpus}: {stats.invalid_lines} line(s) with invalid UTF-8, "
+            notes.append(f"warning: {job.corpus}: {stats.invalid_lines} line(s) with invalid UTF-8, "
                          f"{stats.replaced_chars} character(s) replaced (use --strict to refuse)")
         train_file = open_token_file(f"{stem}.train.tok")
 
@@ -86,28 +121,150 @@ def prepare_data(job: TrainJob) -> PreparedData:
         train, valid = holdout_split(train_file.tokens, tokenizer.eos_id,
                                      job.train.valid_fraction, job.train.valid_max_tokens)
         notes.append(f"no --valid given: holding out the last {len(valid)} tokens of the corpus for validation")
+        valid_path = None
     elif is_token_file(job.valid):
         valid_file = open_token_file(job.valid)
         if fingerprint(valid_file.tokenizer) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"{job.valid}: token file was made with another tokenizer than the corpus")
-        train, valid = train_file.tokens, valid_file.tokens
+        train, valid, valid_path = train_file.tokens, valid_file.tokens, job.valid
     else:
-        encode_corpus(job.valid, f"{stem}.valid.tok", tokenizer=tokenizer, strict=job.strict)
-        train, valid = train_file.tokens, open_token_file(f"{stem}.valid.tok").tokens
-    return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes)
+        valid_path = f"{stem}.valid.tok"
+        encode_corpus(job.valid, valid_path, tokenizer=tokenizer, strict=job.strict)
+        train, valid = train_file.tokens, open_token_file(valid_path).tokens
+    return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes, sources=(train_path, valid_path))
+
+
+def _check_fits(data: PreparedData, config: TrainConfig) -> None:
+    per_stream = (len(data.train) - 1) // config.batch_size
+    if per_stream < 1:
+        raise UsageError(f"--batch-size {config.batch_size} is more streams than the corpus' "
+                         f"{len(data.train)} training tokens allow")
+    if config.bptt > per_stream:
+        raise UsageError(f"--bptt {config.bptt} is longer than each of the {config.batch_size} streams "
+                         f"({per_stream} tokens); lower --bptt or --batch-size")
+
+
+def _resume_path(job: TrainJob, paths: OutputPaths) -> str | None:
+    if job.resume is None:
+        return None
+    if job.resume == AUTO:
+        return paths.last if os.path.exists(paths.last) else None
+    check_readable(job.resume)
+    return job.resume
+
+
+def _init_model(job: TrainJob, tokenizer, notes: list[str]):
+    """The model to train: from --init-from's weights, or fresh."""
+    from rnnlm_cli.checkpoint import load_model
+    from rnnlm_cli.models import build_model
+
+    if job.init_from is None:
+        return build_model(dataclasses.replace(job.model, vocab_size=tokenizer.vocab_size))
+    model, _, checkpoint = load_model(job.init_from)
+    for name in job.model_flags:
+        if getattr(job.model, name) != getattr(checkpoint.model_config, name):
+            raise UsageError(f"--{name} {getattr(job.model, name)} differs from the model in {job.init_from} "
+                             f"({getattr(checkpoint.model_config, name)}); drop it to keep the model's shape")
+    if job.model.dropout != checkpoint.model_config.dropout and "dropout" in job.model_flags:
+        model = _with_config(model, dropout=job.model.dropout)
+    notes.append(f"starting from the weights of {job.init_from}")
+    return model
+
+
+def _with_config(model, **changes):
+    from rnnlm_cli.models import build_model
+
+    rebuilt = build_model(dataclasses.replace(model.config, **changes))
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
+def _load_resume_point(path: str, model, fingerprint: str, context):
+    from rnnlm_cli.checkpoint import load_checkpoint
+    from rnnlm_cli.trainer import ResumePoint
+    from rnnlm_cli.trainstate import Progress
+
+    checkpoint = load_checkpoint(path)
+    state = checkpoint.training_state
+    if not state:
+        raise UsageError(f"{path}: not a resumable training state (use the .last.pt file beside the model)")
+    saved = checkpoint.train_config.get("provenance", {}).get("data_fingerprint")
+    if saved is not None and saved != fingerprint:
+        raise TokenizerMismatchError(f"{path}: the training data changed since this run started; "
+                                     "resume needs the same corpus (or start anew with --init-from)")
+    if checkpoint.model_config != model.config:
+        raise UsageError(f"{path}: the run was training a different model shape; drop the model flags or --resume")
+    saved_world = state.get("world_size", 1)
+    if saved_world != context.world_size:
+        raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number")
+    mine = state["ranks"][context.rank] if "ranks" in state else state
+    model.load_state_dict(checkpoint.state_dict)
+    return ResumePoint(progress=Progress.from_dict(state["progress"]), optimizer=state["optimizer"],
+                       rng=mine["rng"], hidden=mine.get("hidden"))
 
 
 def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
                  notes: list[str] | None = None) -> TrainResult:
-    """Prepare the data, build the model and train it; the best model lands at ``job.out``."""
-    from rnnlm_cli.models import build_model
+    """Prepare the data, build the model and train it; the best model lands at ``job.out``.
 
-    device = resolve_device(job.train.device)  # refuse a missing GPU before any work
-    data = prepare_data(job)
-    if notes is not None:
-        notes.extend(data.notes)
-    torch.manual_seed(job.train.seed)
-    model_config = dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size)
-    model = build_model(model_config)
-    return fit(model, data.train, data.valid, data.tokenizer.to_dict(), job.train, device,
-               OutputPaths.beside(job.out), callbacks)
+    Under torchrun every rank calls this; rank 0 holds the lock, encodes the corpus,
+    writes the files and promotes, the others read what it prepared.
+    """
+    from rnnlm_cli import distributed
+
+    notes = notes if notes is not None else []
+    set_deterministic(job.train.deterministic)
+    context, device = distributed.setup(job.train.device)  # refuses a missing GPU before any work
+    folder = os.path.dirname(os.path.abspath(job.out))
+    try:
+        with output_lock(folder) if context.is_main else contextlib.nullcontext():
+            return _run_locked(job, callbacks, notes, context, device, folder)
+    finally:
+        distributed.teardown(context)
+
+
+def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, folder: str) -> TrainResult:
+    from rnnlm_cli.distributed import from_main, shard
+    from rnnlm_cli.promote import check_promotable, promote_if_better
+
+    paths = OutputPaths.beside(job.out)
+    given = None
+    if job.init_from is not None:
+        from rnnlm_cli.checkpoint import load_model
+
+        given = load_model(job.init_from)[1]
+
+    def prepare_on_main() -> tuple[str, str | None]:
+        if clean_stale_temps(folder):
+            notes.append(f"removed temporary files of an interrupted save in {folder}")
+        prepared = prepare_data(job, given=given)
+        notes.extend(prepared.notes)
+        _check_fits(prepared, job.train)
+        if job.promote_to is not None:
+            check_promotable(job.promote_to, prepared.tokenizer)
+        return prepared.sources
+
+    data = open_prepared(from_main(prepare_on_main, context), job.train)
+    fingerprint = data_fingerprint(data.train)
+    seed_everything(job.train.seed)
+    model = _init_model(job, data.tokenizer, notes)
+    if context.enabled:
+        seed_everything(job.train.seed + context.rank)  # same weights everywhere, own dropout masks
+    resume_from = _resume_path(job, paths)
+    resume = _load_resume_point(resume_from, model, fingerprint, context) if resume_from else None
+    if resume_from:
+        notes.append(f"resuming {resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}")
+    elif job.resume == AUTO:
+        notes.append(f"nothing to resume at {paths.last}: starting a new run")
+    provenance = {"data_fingerprint": fingerprint, "environment": environment(device),
+                  "corpus": os.path.abspath(job.corpus) if job.corpus != "-" else "-",
+                  "init_from": job.init_from, "world_size": context.world_size}
+    with StopSignals() as stop:
+        trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
+                          job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
+                          dist=context)
+        result = trainer.run()
+    if job.promote_to is not None and context.is_main:
+        result.promoted, result.promotion = promote_if_better(paths.model, job.promote_to, data.valid,
+                                                              job.train, device)
+    return result

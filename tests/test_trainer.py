@@ -93,10 +93,35 @@ def test_clip_bounds_the_total_gradient_norm(tmp_path):
     assert _one_sgd_step_change(tmp_path, clip=0.0) > 10.0 * 0.05
 
 
-def test_nan_validation_never_becomes_best(tmp_path):
+def test_nan_validation_never_becomes_best(tmp_path, monkeypatch):
     model, train, valid, config, paths = _tiny_setup(tmp_path, max_steps=2)
-    with torch.no_grad():
-        model.decoder.bias.fill_(float("nan"))
-    with pytest.raises(Exception, match="diverged"):
+    monkeypatch.setattr("rnnlm_cli.trainer.stream_loss_sum", lambda *args: (float("nan"), 1))
+    with pytest.raises(Exception, match="validation loss was never finite"):
         fit(model, train, valid, {"kind": "byte", "version": 1}, config, CPU, paths)
+    assert not Path(paths.model).exists()
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
+    model, train, valid, config, paths = _tiny_setup(tmp_path, max_steps=6, max_bad_steps=3)
+    calls = {"n": 0}
+    original = model.forward
+
+    def sometimes_nan(tokens, state=None):
+        calls["n"] += 1
+        logits, state = original(tokens, state)
+        # Steps 2 and 4 of training produce a NaN loss; validation calls come later.
+        return (logits * float("nan") if calls["n"] in (2, 4) else logits), state
+
+    model.forward = sometimes_nan
+    result = fit(model, train, valid, {"kind": "byte", "version": 1}, config, CPU, paths)
+    assert result.steps == 6 and result.skipped_steps == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    skipped = [json.loads(l) for l in Path(paths.metrics).read_text().splitlines() if '"skipped"' in l]
+    assert len(skipped) == 2
+
+    model2, train, valid, config, paths = _tiny_setup(tmp_path / "b", max_steps=6, max_bad_steps=3)
+    with torch.no_grad():
+        model2.decoder.bias.fill_(float("nan"))  # every step is bad now
+    with pytest.raises(Exception, match="3 steps in a row"):
+        fit(model2, train, valid, {"kind": "byte", "version": 1}, config, CPU, paths)
     assert not Path(paths.model).exists()

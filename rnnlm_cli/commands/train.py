@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,7 +27,7 @@ EPILOG = (
 
 _MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied")
 _TOKENIZER_KEYS = ("min_count", "max_size", "vocab_size", "model_type", "sample_lines")
-_JOB_KEYS = ("tokenizer", "valid", "out", "strict")
+_JOB_KEYS = ("tokenizer", "valid", "out", "strict", "resume", "init_from", "promote_if_better")
 
 
 class _Reporter:
@@ -38,7 +39,7 @@ class _Reporter:
 
     def on_start(self, info: dict[str, Any]) -> None:
         for note in self._notes:
-            warn(note) if "invalid UTF-8" in note else log(note)
+            log(note)
         self._notes.clear()
         log(f"training on {info['device']}: {info['train_tokens']:,} train tokens, "
             f"{info['valid_tokens']:,} valid tokens, {info['parameters']:,} parameters, "
@@ -92,8 +93,15 @@ def command(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
     log_interval: Optional[int] = typer.Option(None, help="Steps between log lines [default: 50]."),
     strict: Optional[bool] = typer.Option(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    resume: Optional[str] = typer.Option(None, help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
+    init_from: Optional[str] = typer.Option(None, help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
+    promote_if_better: Optional[str] = typer.Option(None, help="After training, replace this model file only if the new model validates better (else exit 3)."),
+    deterministic: Optional[bool] = typer.Option(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
+    max_bad_steps: Optional[int] = typer.Option(None, help="Stop after this many non-finite steps in a row [default: 5]."),
+    keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the model of each validation as <stem>.step<N>.pt, the last N (the best always stays) [default: 0]."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
+    from rnnlm_cli.errors import NotPromotedError
     from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig, check_known_keys, load_yaml, resolve
     from rnnlm_cli.training import TrainJob, run_training
 
@@ -121,6 +129,10 @@ def command(
                                  {k: flags.get(k) for k in _TOKENIZER_KEYS}),
         valid=pick("valid", None),
         strict=bool(pick("strict", False)),
+        resume=pick("resume", None),
+        init_from=pick("init_from", None),
+        promote_to=pick("promote_if_better", None),
+        model_flags=tuple(k for k in _MODEL_KEYS if flags.get(k) is not None or k in yaml_values),
     )
     notes: list[str] = []
     reporter = _Reporter(notes)
@@ -128,9 +140,18 @@ def command(
         result = run_training(job, reporter, notes=notes)
     finally:
         reporter.close()
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+            for note in notes:
+                log(note)
+    if result.rank != 0:
+        return  # under torchrun, rank 0 reports for the run
+    if result.promotion:
+        log(result.promotion)
     if json_output:
         print_json(result.to_dict())
     else:
         print(f"best valid ppl {result.best_valid_ppl:.2f} after {result.steps} steps "
               f"({result.epochs:.2f} epochs, {result.seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
               f"stopped by {result.stop_reason}); model: {result.paths.model}")
+    if result.promoted is False:
+        raise NotPromotedError(result.promotion)
