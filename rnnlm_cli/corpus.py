@@ -1,6 +1,8 @@
 """Text corpus -> token file, learning the tokenizer on the way when none is given.
 
-Memory stays bounded by the vocabulary, never by the corpus: ids are written in chunks.
+Memory stays bounded by the vocabulary, never by the corpus: ids are written in chunks,
+and a very long line is read in pieces (see :mod:`rnnlm_cli.textio`), encoded one after
+the other with one ``<eos>`` after the last.
 Word and char vocabularies are learned in the same single pass over the text that
 encodes it: entries get provisional ids in first-seen order (written to a temporary file
 beside the output) while they are counted; the final ids (by count) are then applied by
@@ -16,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -25,13 +27,14 @@ from rnnlm_cli.atomic import TEMP_PREFIX
 from rnnlm_cli.config import TokenizerConfig
 from rnnlm_cli.errors import DataError, OutputError
 from rnnlm_cli.sentencepiece_tokenizer import train_sentencepiece
-from rnnlm_cli.textio import STDIN, DecodeStats, check_readable, display_name, iter_lines
+from rnnlm_cli.textio import STDIN, DecodeStats, check_readable, display_name, iter_segments
 from rnnlm_cli.tokenfile import TokenFileWriter, itemsize_for
 from rnnlm_cli.tokenizers import (EOS, EOS_ID, UNK, UNK_ID, ByteTokenizer, CharTokenizer, Tokenizer,
                                   WordTokenizer, fingerprint)
 
-CHUNK_IDS = 1 << 20
-_BATCH_LINES = 4096
+CHUNK_IDS = 1 << 18
+_BATCH_PIECES = 4096
+_BATCH_CHARS = 1 << 20
 
 
 @dataclass
@@ -46,6 +49,32 @@ class CorpusStats:
     tokenizer: Tokenizer
     oov_tokens: int | None = None
     """Word tokenizer only: words not in the vocabulary, scored as ``<unk>``."""
+    control_chars: int = 0
+    """C0 control characters other than TAB, and DEL, kept in the text as they are."""
+    literal_specials: int = 0
+    """Word tokenizer only: words spelled ``<eos>`` or ``<unk>``, both read as ``<unk>``."""
+
+
+def input_warnings(name: str, *, invalid_lines: int = 0, replaced_chars: int | None = None,
+                   control_chars: int = 0, literal_specials: int = 0) -> list[str]:
+    """One line for each kind of surprise found in the text ``name``, for commands to show as warnings."""
+    notes = []
+    if invalid_lines:
+        replaced = f", {replaced_chars} character(s) replaced" if replaced_chars is not None else " replaced"
+        notes.append(f"{name}: {invalid_lines} line(s) with invalid UTF-8{replaced} (use --strict to refuse)")
+    if control_chars:
+        notes.append(f"{name}: {control_chars} control character(s) (C0 other than tab, or DEL) kept as text")
+    if literal_specials:
+        notes.append(f"{name}: {literal_specials} word(s) spelled <eos> or <unk> read as <unk> "
+                     "(only a real line end is <eos>)")
+    return notes
+
+
+def count_literal_specials(text: str) -> int:
+    """Words of ``text`` spelled ``<eos>`` or ``<unk>`` (a word tokenizer reads both as ``<unk>``)."""
+    if "<" not in text:
+        return 0
+    return sum(word in (EOS, UNK) for word in text.split())
 
 
 def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None = None,
@@ -67,7 +96,7 @@ def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None 
     with _spooled(text_path, out_path) as readable:
         sampled = DecodeStats()
         try:
-            tokenizer = train_sentencepiece(iter_lines(readable, strict, sampled), config,
+            tokenizer = train_sentencepiece(_texts(iter_segments(readable, strict, sampled)), config,
                                             source=display_name(text_path))
             return _encode_with(tokenizer, readable, out_path, strict, source=text_path)
         except DataError as exc:
@@ -84,16 +113,16 @@ def learn_tokenizer(lines_path: str, config: TokenizerConfig, strict: bool = Fal
     if config.kind == "byte":
         return ByteTokenizer()
     read = DecodeStats()
-    lines = iter_lines(lines_path, strict, read)
+    texts = _texts(iter_segments(lines_path, strict, read))
     if config.kind == "sentencepiece":
         try:
-            return train_sentencepiece(lines, config, source=display_name(lines_path))
+            return train_sentencepiece(texts, config, source=display_name(lines_path))
         except DataError:
             _check_not_empty(read.lines, lines_path)
             raise
     counts: dict[str, int] = {}
-    for line in lines:
-        for entry in (line.split() if config.kind == "word" else line):
+    for text in texts:
+        for entry in (text.split() if config.kind == "word" else text):
             counts[entry] = counts.get(entry, 0) + 1
     _check_not_empty(read.lines, lines_path)
     builder = WordTokenizer if config.kind == "word" else CharTokenizer
@@ -105,30 +134,51 @@ def _encode_with(tokenizer: Tokenizer, text_path: str, out_path: str, strict: bo
     """Encode ``text_path``; ``source`` names the text in messages when it was spooled."""
     source = text_path if source is None else source
     decode = DecodeStats()
-    words = tokens = 0
-    oov: int | None = 0 if tokenizer.kind == "word" else None
+    counted = _Counted(oov=0 if tokenizer.kind == "word" else None)
+    tokens = 0
     with TokenFileWriter(out_path, itemsize_for(tokenizer.vocab_size)) as writer:
         buffer: list[int] = []
-        for lines in _batches(iter_lines(text_path, strict, decode)):
-            for line, ids in zip(lines, tokenizer.encode_batch(lines)):
-                buffer.extend(ids)
-                buffer.append(EOS_ID)
-                if oov is None:
-                    words += len(line.split())
-                else:
-                    words += len(ids)
-                    if UNK_ID in ids:
-                        # A literal <unk> in the text is a known word, not an OOV.
-                        oov += ids.count(UNK_ID) - line.split().count(UNK)
+        for texts, ends in _batches(iter_segments(text_path, strict, decode)):
+            _encode_batch_into(buffer, tokenizer, texts, ends, counted)
             if len(buffer) >= CHUNK_IDS:
-                writer.write(buffer)
-                tokens += len(buffer)
+                tokens += _write_ids(writer, buffer)
                 buffer = []
-        writer.write(buffer)
-        tokens += len(buffer)
+        tokens += _write_ids(writer, buffer)
         _check_not_empty(tokens, source)
-        writer.close(_metadata(tokenizer, source, decode, words, tokens, oov))
-    return CorpusStats(decode.lines, words, tokens, decode.invalid_lines, decode.replaced_chars, tokenizer, oov)
+        stats = _corpus_stats(decode, counted.words, tokens, tokenizer, counted.oov, counted.literal)
+        writer.close(_metadata(source, stats))
+    return stats
+
+
+@dataclass
+class _Counted:
+    words: int = 0
+    oov: int | None = None
+    literal: int = 0
+
+
+def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str], ends: list[bool],
+                       counted: _Counted) -> None:
+    """Append the ids of a batch of pieces to ``buffer``, ``<eos>`` after each line's last piece.
+
+    A function of its own so that a piece's ids and words are freed before the next batch
+    is read: with pieces of a megabyte they are tens of megabytes of objects.
+    """
+    for text, ends_line, ids in zip(texts, ends, tokenizer.encode_batch(texts)):
+        buffer.extend(ids)
+        if ends_line:
+            buffer.append(EOS_ID)
+        if counted.oov is None:
+            counted.words += len(text.split())
+            continue
+        counted.words += len(ids)
+        if UNK_ID in ids:
+            # A literal <unk> in the text is a known word, not an OOV; a literal <eos>
+            # is not in the vocabulary.
+            split = text.split()
+            known = split.count(UNK)
+            counted.oov += ids.count(UNK_ID) - known
+            counted.literal += known + split.count(EOS)
 
 
 def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, strict: bool) -> CorpusStats:
@@ -142,16 +192,10 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
     with _temp_beside(out_path, ".ids") as provisional_path:
         with open(provisional_path, "wb") as provisional:
             buffer: list[int] = []
-            lookup = index.setdefault
-            for line in iter_lines(text_path, strict, decode):
-                if word_kind:
-                    entries = line.split()
-                    words += len(entries)
-                else:
-                    entries = line  # type: ignore[assignment]
-                    words += len(line.split())
-                buffer.extend([lookup(entry, len(index) + 1) for entry in entries])
-                buffer.append(EOS_ID)
+            for text, ends_line in iter_segments(text_path, strict, decode):
+                words += _provisional_into(buffer, text, index, word_kind)
+                if ends_line:
+                    buffer.append(EOS_ID)
                 if len(buffer) >= CHUNK_IDS:
                     counts = _count_and_write(buffer, provisional, counts)
                     buffer = []
@@ -162,12 +206,37 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
         # Literal "<unk>" words (provisional id 1) are in the vocabulary; every other
         # word that lands on <unk> is out of it.
         oov = int(counts[remap == UNK_ID].sum() - counts[1]) if word_kind else None
+        literal = int(counts[1] + counts[2]) if word_kind else 0
+        stats = _corpus_stats(decode, words, total, tokenizer, oov, literal)
         with TokenFileWriter(out_path, itemsize_for(tokenizer.vocab_size)) as writer:
             with open(provisional_path, "rb") as provisional:
                 while len(chunk := np.fromfile(provisional, dtype="<u4", count=CHUNK_IDS)):
                     writer.write(remap[chunk])
-            writer.close(_metadata(tokenizer, text_path, decode, words, total, oov))
-    return CorpusStats(decode.lines, words, total, decode.invalid_lines, decode.replaced_chars, tokenizer, oov)
+            writer.close(_metadata(text_path, stats))
+    return stats
+
+
+def _provisional_into(buffer: list[int], text: str, index: dict[str, int], word_kind: bool) -> int:
+    """Append the provisional ids of ``text``'s words or characters; return its word count.
+
+    The words of a long piece are freed on return, before the next piece is read.
+    """
+    words = text.split()
+    lookup = index.setdefault
+    buffer.extend([lookup(entry, len(index) + 1) for entry in (words if word_kind else text)])
+    return len(words)
+
+
+def _corpus_stats(decode: DecodeStats, words: int, tokens: int, tokenizer: Tokenizer, oov: int | None,
+                  literal: int) -> CorpusStats:
+    return CorpusStats(decode.lines, words, tokens, decode.invalid_lines, decode.replaced_chars, tokenizer,
+                       oov, decode.control_chars, literal)
+
+
+def _write_ids(writer: TokenFileWriter, buffer: list[int]) -> int:
+    # Converted straight to the file's type: no int64 copy of the chunk on the way.
+    writer.write(np.array(buffer, dtype=np.uint32 if writer.itemsize == 4 else np.uint16))
+    return len(buffer)
 
 
 def _count_and_write(buffer: list[int], handle: Any, counts: np.ndarray) -> np.ndarray:
@@ -199,15 +268,24 @@ def _final_vocab(config: TokenizerConfig, index: dict[str, int], counts: np.ndar
     return tokenizer, remap
 
 
-def _batches(lines: Iterator[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= _BATCH_LINES:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _texts(segments: Iterable[tuple[str, bool]]) -> Iterator[str]:
+    return (text for text, _ in segments)
+
+
+def _batches(segments: Iterable[tuple[str, bool]]) -> Iterator[tuple[list[str], list[bool]]]:
+    """Pieces of lines in batches for ``encode_batch``, bounded in count and in characters."""
+    texts: list[str] = []
+    ends: list[bool] = []
+    size = 0
+    for text, ends_line in segments:
+        texts.append(text)
+        ends.append(ends_line)
+        size += len(text)
+        if len(texts) >= _BATCH_PIECES or size >= _BATCH_CHARS:
+            yield texts, ends
+            texts, ends, size = [], [], 0
+    if texts:
+        yield texts, ends
 
 
 def _check_not_empty(tokens: int, text_path: str) -> None:
@@ -215,18 +293,19 @@ def _check_not_empty(tokens: int, text_path: str) -> None:
         raise DataError(f"{display_name(text_path)}: empty corpus")
 
 
-def _metadata(tokenizer: Tokenizer, text_path: str, decode: DecodeStats, words: int, tokens: int,
-              oov: int | None) -> dict[str, Any]:
+def _metadata(text_path: str, stats: CorpusStats) -> dict[str, Any]:
     return {
-        "tokenizer": tokenizer.to_dict(),
-        "fingerprint": fingerprint(tokenizer),
+        "tokenizer": stats.tokenizer.to_dict(),
+        "fingerprint": fingerprint(stats.tokenizer),
         "source": "stdin" if text_path == STDIN else os.path.basename(text_path),
-        "lines": decode.lines,
-        "words": words,
-        "tokens": tokens,
-        "oov_tokens": oov,
-        "invalid_lines": decode.invalid_lines,
-        "replaced_chars": decode.replaced_chars,
+        "lines": stats.lines,
+        "words": stats.words,
+        "tokens": stats.tokens,
+        "oov_tokens": stats.oov_tokens,
+        "invalid_lines": stats.invalid_lines,
+        "replaced_chars": stats.replaced_chars,
+        "control_chars": stats.control_chars,
+        "literal_specials": stats.literal_specials,
         "rnnlm_version": __version__,
     }
 

@@ -43,14 +43,22 @@ class SentencePieceTokenizer:
     unk_id: int | None = UNK_ID
 
     def __init__(self, model_proto: bytes) -> None:
+        if not model_proto:
+            # sentencepiece would keep an unloaded model, which logs to stderr when asked anything.
+            raise DataError("sentencepiece model cannot be loaded (it is empty)")
         try:
             self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
-        except (RuntimeError, OSError, TypeError) as exc:
-            raise DataError(f"sentencepiece model cannot be loaded ({exc})") from exc
+        except (RuntimeError, OSError, TypeError, ValueError) as exc:
+            raise DataError(f"sentencepiece model cannot be loaded ({_load_error(exc)})") from exc
         if self._sp.eos_id() != EOS_ID or self._sp.unk_id() != UNK_ID:
             raise DataError(f"sentencepiece model must have {EOS} as id {EOS_ID} and {UNK} as id {UNK_ID}")
-        self.model_proto = bytes(model_proto)
         self.vocab_size = self._sp.get_piece_size()
+        try:
+            # sentencepiece does not check that pieces are UTF-8; a damaged one fails later in encode.
+            self._sp.id_to_piece(list(range(self.vocab_size)))
+        except UnicodeDecodeError as exc:
+            raise DataError("sentencepiece model cannot be loaded (a piece is not valid UTF-8)") from exc
+        self.model_proto = bytes(model_proto)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SentencePieceTokenizer:
@@ -153,6 +161,16 @@ class _PieceDecoder:
         new = text[self._printed:]
         self._printed = len(text)
         return new
+
+
+def _load_error(exc: Exception) -> str:
+    """sentencepiece's complaint about a model, as one line for the user."""
+    lines = [] if isinstance(exc, UnicodeDecodeError) else str(exc).strip().splitlines()
+    text = lines[0].removeprefix("INTERNAL: ").strip() if lines else ""
+    if not text or text.startswith("src/"):  # an assertion inside sentencepiece's own code
+        return "not a valid sentencepiece model"
+    # It quotes pieces of the model, which may hold control characters.
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def train_sentencepiece(lines: Iterable[str], config: TokenizerConfig,

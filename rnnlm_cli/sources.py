@@ -8,25 +8,29 @@ from rnnlm_cli.config import TOKENIZER_KINDS
 from rnnlm_cli.errors import DataError, InputMissingError
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def tokenizer_from_file(path: str):
     """The tokenizer stored in a tokenizer JSON file, a token file or a model checkpoint."""
-    from rnnlm_cli.checkpoint import load_checkpoint
+    from rnnlm_cli.checkpoint import load_checkpoint, stored_tokenizer
     from rnnlm_cli.tokenfile import is_token_file, open_token_file
-    from rnnlm_cli.tokenizers import load_tokenizer_file, tokenizer_from_dict
+    from rnnlm_cli.tokenizers import load_tokenizer_file
 
     if os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a tokenizer, token file or model")
     if not os.path.exists(path):
         raise InputMissingError(f"{path}: no such tokenizer file (or use one of: {', '.join(TOKENIZER_KINDS)})")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise InputMissingError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if is_token_file(path):
         return open_token_file(path).tokenizer
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head == _ZIP_MAGIC:
-        return tokenizer_from_dict(load_checkpoint(path).tokenizer)
-    if head[:1] in (b"{", b" ", b"\n"):
+    if head.startswith(_ZIP_MAGIC):
+        return stored_tokenizer(path, load_checkpoint(path))
+    if head.removeprefix(_UTF8_BOM).lstrip()[:1] in (b"{", b"["):
         return load_tokenizer_file(path)
     raise DataError(f"{path}: not a tokenizer JSON file, token file or rnnlm model")
 

@@ -2,7 +2,15 @@
 
 Lines come back without their line end (LF and CRLF give the same text), a leading
 UTF-8 byte-order mark is dropped, and invalid UTF-8 is either replaced and counted or,
-with ``strict=True``, refused with the line number.
+with ``strict=True``, refused with the line number. A NUL byte marks binary data and is
+always refused; other control characters are kept as text and counted.
+
+Memory is bounded by ``MAX_LINE_BYTES``, never by the line: a longer line comes in
+pieces (:func:`iter_segments`), each cut just after its last ASCII whitespace byte, so
+no word is split and ``len(text.split())`` summed over the pieces is the line's word
+count. Only a run of more than ``MAX_LINE_BYTES`` bytes without such whitespace is cut
+inside a word, at a UTF-8 character boundary (its parts then count as words of their
+own). Nothing is ever dropped: the pieces of a line joined together are the line.
 """
 
 from __future__ import annotations
@@ -17,8 +25,17 @@ from typing import BinaryIO, Iterator
 from rnnlm_cli.errors import DataError, InputMissingError
 
 STDIN = "-"
+MAX_LINE_BYTES = 1 << 20
+"""Longest piece of a line read at once, in bytes."""
+_MIN_LINE_BYTES = 16
 _BOM = b"\xef\xbb\xbf"
 _REPLACEMENT = "\ufffd"
+# Whitespace that str.split() separates words at; CR is left out so that a cut never
+# falls between the CR and LF of a CRLF line end.
+_CUT_AFTER = (b" ", b"\t", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+# C0 controls except TAB (LF never reaches the text, NUL is refused), and DEL. In UTF-8
+# these bytes only ever stand for themselves, so counting bytes counts characters.
+_CONTROL = bytes([*range(0x01, 0x09), *range(0x0A, 0x20), 0x7F])
 
 
 @dataclass
@@ -28,6 +45,8 @@ class DecodeStats:
     lines: int = 0
     invalid_lines: int = 0
     replaced_chars: int = 0
+    control_chars: int = 0
+    """C0 control characters other than TAB, and DEL, kept in the text as they are."""
 
 
 def display_name(path: str) -> str:
@@ -58,41 +77,121 @@ def open_binary(path: str) -> BinaryIO:
     return handle
 
 
-def iter_lines(path: str, strict: bool = False, stats: DecodeStats | None = None) -> Iterator[str]:
-    """Yield each line of ``path`` as text without its line end."""
+def iter_segments(path: str, strict: bool = False, stats: DecodeStats | None = None,
+                  max_line_bytes: int | None = None) -> Iterator[tuple[str, bool]]:
+    """Yield ``(text, ends_line)`` for each piece of each line of ``path``, in order.
+
+    A line up to ``max_line_bytes`` (default :data:`MAX_LINE_BYTES`) bytes long is one
+    piece with ``ends_line`` True; a longer one is several pieces, the last with
+    ``ends_line`` True. An empty line is one empty piece.
+    """
+    limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    if limit < _MIN_LINE_BYTES:
+        raise ValueError(f"max_line_bytes must be at least {_MIN_LINE_BYTES}")
     stats = stats if stats is not None else DecodeStats()
     name = display_name(path)
     stream = open_binary(path)
+    readline = stream.readline
+    held = b""  # the start of the current line's next piece, read but not yet delivered
+    number = 0
+    offset = 0  # bytes of the current line already delivered
+    starting = True
+    invalid = False
     try:
-        for number, raw in enumerate(_raw_lines(stream, name), start=1):
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-            if raw.endswith(b"\n"):
-                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-            stats.lines += 1
-            yield _decode(raw, name, number, strict, stats)
+        while True:
+            want = limit - len(held)
+            chunk = readline(want)
+            raw = held + chunk if held else chunk
+            if not raw:
+                if not starting:
+                    yield "", True  # the text ended exactly where a piece was cut
+                return
+            complete = chunk.endswith(b"\n") or len(chunk) < want
+            if starting:
+                number += 1
+                stats.lines += 1
+                offset, invalid = 0, False
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+            if complete:
+                held = b""
+                if raw.endswith(b"\n"):
+                    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+                piece = raw
+            else:
+                cut = _cut(raw)
+                piece, held = raw[:cut], raw[cut:]
+            if b"\0" in piece:
+                raise DataError(f"{name}:{number}: NUL byte: binary data, not text")
+            kept = piece.translate(None, _CONTROL)
+            if len(kept) != len(piece):
+                stats.control_chars += len(piece) - len(kept)
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = _replace_invalid(piece, exc, name, number, offset, strict, stats)
+                if not invalid:
+                    stats.invalid_lines += 1
+                    invalid = True
+            offset += len(piece)
+            starting = complete
+            yield text, complete
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{name}: damaged or truncated gzip data ({exc})") from exc
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
-def _raw_lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
-    try:
-        yield from stream
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{name}: damaged or truncated gzip data ({exc})") from exc
+def iter_lines(path: str, strict: bool = False, stats: DecodeStats | None = None) -> Iterator[str]:
+    """Yield each line of ``path`` as text without its line end.
+
+    A whole line is held in memory; for text that may hold very long lines (a corpus
+    without line breaks), read :func:`iter_segments` instead.
+    """
+    parts: list[str] = []
+    for text, ends_line in iter_segments(path, strict, stats):
+        if not ends_line:
+            parts.append(text)
+        elif parts:
+            parts.append(text)
+            yield "".join(parts)
+            parts = []
+        else:
+            yield text
 
 
-def _decode(raw: bytes, name: str, number: int, strict: bool, stats: DecodeStats) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if strict:
-            raise DataError(
-                f"{name}:{number}: invalid UTF-8 at byte {exc.start} (drop --strict to replace it)"
-            ) from exc
+def _cut(raw: bytes) -> int:
+    """Where to end a piece of an over-long line: after its last whitespace, else at a character boundary."""
+    cut = max(raw.rfind(space) for space in _CUT_AFTER) + 1
+    if cut == 0:
+        cut = _open_char_start(raw)
+    if cut > 1 and raw[cut - 1] == 0x0D:
+        cut -= 1  # keep a CR with the LF that may follow it
+    return cut
+
+
+def _open_char_start(raw: bytes) -> int:
+    """``len(raw)``, or the start of a UTF-8 sequence at its end that the next bytes would complete."""
+    for back in range(1, 5):
+        byte = raw[-back]
+        if byte < 0x80:
+            break
+        if byte >= 0xC0:
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(raw) - back if length > back else len(raw)
+    # An ASCII byte, or no lead byte in reach: not UTF-8 to keep together.
+    return len(raw)
+
+
+def _replace_invalid(raw: bytes, exc: UnicodeDecodeError, name: str, number: int, offset: int, strict: bool,
+                     stats: DecodeStats) -> str:
+    """Invalid UTF-8: refused under ``strict``, else decoded with replacements that are counted."""
+    if strict:
+        raise DataError(
+            f"{name}:{number}: invalid UTF-8 at byte {offset + exc.start} (drop --strict to replace it)"
+        ) from exc
     text = raw.decode("utf-8", errors="replace")
-    stats.invalid_lines += 1
     # Count only the replacements decoding made, not U+FFFD characters already in the text.
     stats.replaced_chars += text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode("utf-8"))
     return text

@@ -32,7 +32,7 @@ import numpy as np
 
 from rnnlm_cli.atomic import atomic_path
 from rnnlm_cli.errors import DataError, InputMissingError
-from rnnlm_cli.tokenizers import Tokenizer, tokenizer_from_dict
+from rnnlm_cli.tokenizers import Tokenizer, fingerprint, tokenizer_from_dict
 
 MAGIC = b"RNNLMTOK"
 VERSION = 1
@@ -43,6 +43,13 @@ _RECREATE = "re-create it with `rnnlm tokenize`"
 # Ids checked against the vocabulary when opening: a block at each end and a few between.
 _CHECK_BLOCK = 65536
 _CHECK_MIDDLE = 14
+# Metadata fields written by rnnlm_cli.corpus, with their JSON types (True: may be null).
+# The tokenizer is checked by rebuilding it; unknown fields are kept as they are.
+_METADATA_TYPES: dict[str, tuple[type, bool]] = {
+    "fingerprint": (str, False), "source": (str, False), "rnnlm_version": (str, False),
+    "lines": (int, False), "words": (int, False), "tokens": (int, False), "oov_tokens": (int, True),
+    "invalid_lines": (int, False), "replaced_chars": (int, False),
+}
 
 
 def itemsize_for(vocab_size: int) -> int:
@@ -121,15 +128,20 @@ class TokenFile:
 
 
 def is_token_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the token file magic (False for anything unreadable)."""
     try:
         with open(path, "rb") as handle:
             return handle.read(len(MAGIC)) == MAGIC
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a path with a NUL byte
         return False
 
 
 def open_token_file(path: str | os.PathLike) -> TokenFile:
-    """Map a token file for reading; DataError, saying what to do, when it is not a usable one."""
+    """Map a token file for reading; DataError, saying what to do, when it is not a usable one.
+
+    Everything but the ids is checked in full. The ids are checked against the vocabulary
+    in blocks (both ends and a few between), so a file of at most 65536 ids is checked whole.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a token file")
@@ -144,11 +156,16 @@ def open_token_file(path: str | os.PathLike) -> TokenFile:
         raise InputMissingError(f"{path}: no such token file") from None
     except PermissionError:
         raise InputMissingError(f"{path}: permission denied") from None
+    except (OSError, ValueError) as exc:
+        raise InputMissingError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if len(blob) != length:
+        raise DataError(f"{path}: truncated token file (it changed while being read); {_RECREATE}")
     metadata = _parse_metadata(path, blob)
     try:
         tokenizer = tokenizer_from_dict(metadata.get("tokenizer"))
     except DataError as exc:
         raise DataError(f"{path}: bad tokenizer in token file ({exc}); {_RECREATE}") from exc
+    _check_fingerprint(path, metadata, tokenizer)
     dtype = _DTYPES[itemsize]
     if count:
         tokens = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_SIZE, shape=(count,))
@@ -179,11 +196,27 @@ def _check_header(path: str, header: bytes, size: int) -> tuple[bytes, int, int,
 def _parse_metadata(path: str, blob: bytes) -> dict[str, Any]:
     try:
         metadata = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, absurd nesting or numbers
         raise DataError(f"{path}: damaged token file (metadata is not JSON); {_RECREATE}") from exc
     if not isinstance(metadata, dict):
         raise DataError(f"{path}: damaged token file (metadata is not a JSON object); {_RECREATE}")
+    for key, value in metadata.items():
+        expected = _METADATA_TYPES.get(key)
+        if expected is None:
+            continue
+        kind, nullable = expected
+        if value is None and nullable:
+            continue
+        # bool is an int to Python, but never a count.
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 0):
+            raise DataError(f"{path}: damaged token file (metadata field {key!r} has the wrong type); {_RECREATE}")
     return metadata
+
+
+def _check_fingerprint(path: str, metadata: dict[str, Any], tokenizer: Tokenizer) -> None:
+    stored = metadata.get("fingerprint")
+    if stored is not None and stored != fingerprint(tokenizer):
+        raise DataError(f"{path}: damaged token file (the tokenizer does not match its fingerprint); {_RECREATE}")
 
 
 def _check_ids(path: str, tokens: np.ndarray, vocab_size: int) -> None:

@@ -300,14 +300,16 @@ class _ByteDecoder:
 
 
 def tokenizer_from_dict(data: Any) -> Tokenizer:
-    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict` output; DataError if it is not one."""
+    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict` output; DataError, one line, if it is not one."""
     if not isinstance(data, dict) or "kind" not in data:
         raise DataError("not a tokenizer description (expected a JSON object with a 'kind')")
     version = data.get("version")
-    if version != FORMAT_VERSION:
-        raise DataError(f"tokenizer format version {version!r} is not supported (expected {FORMAT_VERSION}); "
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise DataError(f"tokenizer format version {_brief(version)} is not supported (expected {FORMAT_VERSION}); "
                         "re-create it with `rnnlm tokenize`")
     kind = data["kind"]
+    if not isinstance(kind, str):
+        raise DataError(f"tokenizer 'kind' must be a string, got {_brief(kind)}")
     if kind == "byte":
         return ByteTokenizer()
     if kind in ("word", "char"):
@@ -316,7 +318,17 @@ def tokenizer_from_dict(data: Any) -> Tokenizer:
         from rnnlm_cli.sentencepiece_tokenizer import SentencePieceTokenizer
 
         return SentencePieceTokenizer.from_dict(data)
-    raise DataError(f"unknown tokenizer kind {kind!r}")
+    raise DataError(f"unknown tokenizer kind {_brief(kind)}")
+
+
+def _brief(value: Any) -> str:
+    """A value from a foreign file, short enough for a one-line message (and safe to format)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a huge integer"
+    if not isinstance(value, (str, int, float)) and value is not None:
+        return f"a {type(value).__name__}"  # the repr of a nested container may be huge or recurse
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _vocab_tokenizer(kind: str, pieces: Any) -> Tokenizer:
@@ -327,6 +339,9 @@ def _vocab_tokenizer(kind: str, pieces: Any) -> Tokenizer:
     entries = pieces[len(_SPECIALS):]
     if len(set(entries)) != len(entries) or set(entries) & set(_SPECIALS):
         raise DataError(f"{kind} tokenizer: duplicate pieces")
+    if not all(_is_unicode(p) for p in entries):
+        # A lone surrogate (JSON allows "\ud800") cannot be written as UTF-8 again.
+        raise DataError(f"{kind} tokenizer: pieces must be valid Unicode text")
     if kind == "char":
         if any(len(p) != 1 for p in entries):
             raise DataError("char tokenizer: every piece must be one character")
@@ -334,6 +349,14 @@ def _vocab_tokenizer(kind: str, pieces: Any) -> Tokenizer:
     if any(not p or p.split() != [p] for p in entries):
         raise DataError("word tokenizer: pieces must be non-empty and hold no whitespace")
     return WordTokenizer(pieces)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:
@@ -352,9 +375,9 @@ def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:
 
 
 def load_tokenizer_file(path: str) -> Tokenizer:
-    """Read a tokenizer JSON file written by :func:`save_tokenizer`."""
+    """Read a tokenizer JSON file written by :func:`save_tokenizer`; DataError when it is not one."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         raise InputMissingError(f"{path}: no such tokenizer file") from None
@@ -362,8 +385,11 @@ def load_tokenizer_file(path: str) -> Tokenizer:
         raise InputMissingError(f"{path}: is a directory, expected a tokenizer file") from None
     except PermissionError:
         raise InputMissingError(f"{path}: permission denied") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a tokenizer file ({exc}); "
+    except OSError as exc:
+        raise InputMissingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or numbers
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a tokenizer file ({detail}); "
                         "create one with `rnnlm tokenize --save-tokenizer`") from exc
     try:
         return tokenizer_from_dict(data)

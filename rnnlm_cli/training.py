@@ -24,6 +24,7 @@ import torch
 
 from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
+from rnnlm_cli.sizing import check_fits_in_memory
 from rnnlm_cli.run_control import StopSignals, clean_stale_temps, output_lock
 from rnnlm_cli.sources import tokenizer_from_file, tokenizer_to_learn
 from rnnlm_cli.textio import check_readable
@@ -112,9 +113,7 @@ def prepare_data(job: TrainJob, given=None) -> PreparedData:
         stats = encode_corpus(job.corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict)
         tokenizer = stats.tokenizer
         train_path = f"{stem}.train.tok"
-        if stats.invalid_lines:
-            notes.append(f"warning: {job.corpus}: {stats.invalid_lines} line(s) with invalid UTF-8, "
-                         f"{stats.replaced_chars} character(s) replaced (use --strict to refuse)")
+        notes.extend(_warnings(job.corpus, stats))
         train_file = open_token_file(f"{stem}.train.tok")
 
     if job.valid is None:
@@ -129,9 +128,18 @@ def prepare_data(job: TrainJob, given=None) -> PreparedData:
         train, valid, valid_path = train_file.tokens, valid_file.tokens, job.valid
     else:
         valid_path = f"{stem}.valid.tok"
-        encode_corpus(job.valid, valid_path, tokenizer=tokenizer, strict=job.strict)
+        notes.extend(_warnings(job.valid, encode_corpus(job.valid, valid_path, tokenizer=tokenizer, strict=job.strict)))
         train, valid = train_file.tokens, open_token_file(valid_path).tokens
     return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes, sources=(train_path, valid_path))
+
+
+def _warnings(path: str, stats) -> list[str]:
+    from rnnlm_cli.corpus import input_warnings
+    from rnnlm_cli.textio import display_name
+
+    return ["warning: " + line for line in input_warnings(
+        display_name(path), invalid_lines=stats.invalid_lines, replaced_chars=stats.replaced_chars,
+        control_chars=stats.control_chars, literal_specials=stats.literal_specials)]
 
 
 def _check_fits(data: PreparedData, config: TrainConfig) -> None:
@@ -240,6 +248,9 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         prepared = prepare_data(job, given=given)
         notes.extend(prepared.notes)
         _check_fits(prepared, job.train)
+        if job.init_from is None:
+            check_fits_in_memory(dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size),
+                                 job.train, device)
         if job.promote_to is not None:
             check_promotable(job.promote_to, prepared.tokenizer)
         return prepared.sources

@@ -34,6 +34,7 @@ def command(
     strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.checkpoint import load_model
+    from rnnlm_cli.corpus import input_warnings
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.evaluate import CONTEXTS, evaluate_file
@@ -55,8 +56,9 @@ def command(
 
         result = evaluate_file(lm, tokenizer, file, target, context=context, strict=strict,
                                on_sentence=on_sentence)
-    if result.invalid_lines:
-        warn(f"{result.file}: {result.invalid_lines} line(s) with invalid UTF-8 were replaced (use --strict to refuse)")
+    for note in input_warnings(result.file, invalid_lines=result.invalid_lines, control_chars=result.control_chars,
+                               literal_specials=result.literal_specials):
+        warn(note)
     if per_sentence:
         sys.stdout.flush()
     elif json_output:

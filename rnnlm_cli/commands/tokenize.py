@@ -41,10 +41,10 @@ def command(
     strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.config import TokenizerConfig
-    from rnnlm_cli.corpus import encode_corpus, learn_tokenizer
+    from rnnlm_cli.corpus import encode_corpus, input_warnings, learn_tokenizer
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.sources import tokenizer_from_file
-    from rnnlm_cli.textio import check_readable
+    from rnnlm_cli.textio import check_readable, display_name
     from rnnlm_cli.tokenizers import save_tokenizer as write_tokenizer
 
     if print_as not in (None, "ids", "pieces"):
@@ -67,8 +67,9 @@ def command(
     if out:
         stats = encode_corpus(corpus, out, tokenizer=given, config=None if given else config, strict=strict)
         tok = stats.tokenizer
-        if stats.invalid_lines:
-            warn(f"{corpus}: {stats.invalid_lines} line(s) with invalid UTF-8, {stats.replaced_chars} character(s) replaced")
+        _warn_all(input_warnings(display_name(corpus), invalid_lines=stats.invalid_lines,
+                                 replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
+                                 literal_specials=stats.literal_specials))
         summary = (f"{out}: {stats.lines:,} lines, {stats.words:,} words, {stats.tokens:,} tokens "
                    f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
         # With --print the ids own stdout, so the summary goes with the logs.
@@ -80,41 +81,102 @@ def command(
         log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
     if print_as:
         source = out if out and corpus == "-" else corpus
-        _print_lines(tok, source, print_as, strict)
+        notes = _print_lines(tok, source, print_as, strict)
+        if not out:  # with --out the encoding pass has already reported on the text
+            _warn_all(notes)
 
 
-def _print_lines(tok, source: str, print_as: str, strict: bool) -> None:
+def _warn_all(notes: list[str]) -> None:
+    for note in notes:
+        warn(note)
+
+
+class _LinePrinter:
+    """Writes the ids or pieces of each input line as one output line, whatever pieces it came in."""
+
+    def __init__(self, tok, print_as: str) -> None:
+        piece = tok.piece
+        self._render = (lambda ids: " ".join(map(str, ids))) if print_as == "ids" else (
+            lambda ids: " ".join(piece(i) for i in ids))
+        self._open = False  # part of the current line is already written
+
+    def write(self, ids: list[int], ends_line: bool) -> None:
+        text = self._render(ids)
+        if self._open and text:
+            text = " " + text
+        if ends_line:
+            sys.stdout.write(text + "\n")
+            self._open = False
+        elif text:
+            sys.stdout.write(text)
+            self._open = True
+
+
+def _print_lines(tok, source: str, print_as: str, strict: bool) -> list[str]:
+    """Print ``source`` (text, or the token file that stdin was encoded into); return the warnings."""
+    import numpy as np
+
+    from rnnlm_cli.corpus import count_literal_specials, input_warnings
+    from rnnlm_cli.errors import DataError
+    from rnnlm_cli.textio import DecodeStats, display_name, iter_segments
     from rnnlm_cli.tokenfile import is_token_file, open_token_file
-    from rnnlm_cli.textio import iter_lines
 
-    write = sys.stdout.write
-    render = (lambda ids: " ".join(map(str, ids))) if print_as == "ids" else (lambda ids: " ".join(tok.piece(i) for i in ids))
+    printer = _LinePrinter(tok, print_as)
     if is_token_file(source):
         # stdin was consumed while encoding: print the lines back from the token file.
         tokens = open_token_file(source).tokens
-        line: list[int] = []
         for start in range(0, len(tokens), 1 << 20):
-            for token in tokens[start:start + (1 << 20)].tolist():
-                if token == tok.eos_id:
-                    write(render(line) + "\n")
-                    line = []
-                else:
-                    line.append(token)
-        return
-    for text in iter_lines(source, strict=strict):
-        write(render(tok.encode(text)) + "\n")
+            chunk = tokens[start:start + (1 << 20)]
+            begin = 0
+            for end in np.flatnonzero(chunk == tok.eos_id).tolist():
+                printer.write(chunk[begin:end].tolist(), True)
+                begin = end + 1
+            if begin < len(chunk):
+                printer.write(chunk[begin:].tolist(), False)
+        return []
+    stats = DecodeStats()
+    literal = 0
+    word_kind = tok.kind == "word"
+    for text, ends_line in iter_segments(source, strict, stats):
+        ids = tok.encode(text)
+        if word_kind and tok.unk_id in ids:
+            literal += count_literal_specials(text)
+        printer.write(ids, ends_line)
+    if stats.lines == 0:
+        raise DataError(f"{display_name(source)}: empty input")
+    return input_warnings(display_name(source), invalid_lines=stats.invalid_lines,
+                          replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
+                          literal_specials=literal)
 
 
 def _decode_lines(tok, source: str, strict: bool) -> None:
+    """Print each line of ids as text; a line that arrives in pieces is decoded as it streams."""
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.textio import iter_lines
+    from rnnlm_cli.textio import DecodeStats, display_name, iter_segments
 
-    for number, text in enumerate(iter_lines(source, strict=strict), start=1):
+    name = display_name(source)
+    stats = DecodeStats()
+    decoder = None  # the streaming decoder of a line that came in pieces
+    held = ""  # line ends decoded at the end of what was written so far; dropped at the line's end
+    for text, ends_line in iter_segments(source, strict, stats):
+        number = stats.lines
         try:
             ids = [int(field) for field in text.split()]
         except ValueError:
-            raise DataError(f"{source}:{number}: expected whitespace-separated token ids") from None
+            raise DataError(f"{name}:{number}: expected whitespace-separated token ids") from None
         bad = [i for i in ids if not 0 <= i < tok.vocab_size]
         if bad:
-            raise DataError(f"{source}:{number}: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
-        sys.stdout.write(tok.decode(ids).rstrip("\n") + "\n")
+            raise DataError(f"{name}:{number}: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
+        if decoder is None and ends_line:
+            sys.stdout.write(tok.decode(ids).rstrip("\n") + "\n")
+            continue
+        if decoder is None:
+            decoder = tok.streaming_decoder()
+        decoded = held + "".join(decoder.push(i) for i in ids) + (decoder.flush() if ends_line else "")
+        kept = decoded.rstrip("\n")
+        held = decoded[len(kept):]
+        sys.stdout.write(kept + "\n" if ends_line else kept)
+        if ends_line:
+            decoder, held = None, ""
+    if stats.lines == 0:
+        raise DataError(f"{name}: empty input")
