@@ -12,11 +12,7 @@ model users load. A step whose loss or gradient is not finite is skipped, not ap
 
 from __future__ import annotations
 
-import glob
-import json
 import math
-import os
-import re
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -34,30 +30,12 @@ from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.evaluate import stream_loss_sum
 from rnnlm_cli.models import detach_state
+from rnnlm_cli.outputs import MetricsLog, OutputPaths, rotate_snapshots
 from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
 
 
 class TrainingDiverged(RnnlmError):
     """Training produced nothing finite to keep, or kept producing non-finite steps."""
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where a run writes: the best model users load, and the files beside it."""
-
-    model: str
-    last: str
-    metrics: str
-    snapshot_prefix: str
-
-    @classmethod
-    def beside(cls, model_path: str) -> "OutputPaths":
-        stem, _ = os.path.splitext(model_path)
-        return cls(model=model_path, last=f"{stem}.last.pt", metrics=f"{stem}.metrics.jsonl",
-                   snapshot_prefix=f"{stem}.step")
-
-    def snapshot(self, step: int) -> str:
-        return f"{self.snapshot_prefix}{step:09d}.pt"
 
 
 @dataclass
@@ -130,28 +108,6 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
 
 
-class _Metrics:
-    """Appends one JSON object per line, flushed, so a crashed run keeps its curve.
-
-    Only rank 0 writes; other ranks get a writer that drops everything.
-    """
-
-    def __init__(self, path: str | None, append: bool):
-        self._handle = None
-        if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._handle = open(path, "a" if append else "w", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._handle is not None:
-            self._handle.write(json.dumps(record) + "\n")
-            self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-
-
 class Trainer:
     """One training run; :meth:`run` trains until a budget ends, a signal, or divergence."""
 
@@ -189,7 +145,7 @@ class Trainer:
             restore_rng(resume.rng)
             if resume.hidden is not None:
                 self.hidden = tuple(t.to(device) for t in resume.hidden)
-        self.metrics = _Metrics(paths.metrics if dist.is_main else None, append=resume is not None)
+        self.metrics = MetricsLog(paths.metrics if dist.is_main else None, append=resume is not None)
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -389,24 +345,6 @@ class _Window:
                   "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
         self.__init__(self.loss.device)
         return result
-
-
-_SNAPSHOT_STEP = re.compile(r"\.step(\d+)\.pt$")
-
-
-def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots; the newest and the best always stay."""
-    found = sorted((int(m.group(1)), p) for p in glob.glob(glob.escape(paths.snapshot_prefix) + "*.pt")
-                   if (m := _SNAPSHOT_STEP.search(p)))
-    keep_steps = {step for step, _ in found[-keep:]} | {best_step}
-    if found:
-        keep_steps.add(found[-1][0])
-    removed = []
-    for step, path in found:
-        if step not in keep_steps:
-            os.remove(path)
-            removed.append(path)
-    return removed
 
 
 def fit(model, train_tokens, valid_tokens, tokenizer_dict, config, device, paths, callbacks=None) -> TrainResult:

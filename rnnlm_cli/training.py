@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from rnnlm_cli.commands._ui import Progress, log, print_json, warn
+from rnnlm_cli.commands._ui import Progress, log, print_json
 
 NAME = "train"
 SUMMARY = "Train a language model on a corpus; keep the best model by validation."

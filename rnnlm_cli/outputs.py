@@ -1,0 +1,77 @@
+"""What a training run writes beside the model users load, and how old files are rotated.
+
+``--out runs/x/model.pt`` gives:
+
+    runs/x/model.pt               the best model by validation (the file users load)
+    runs/x/model.last.pt          the last training state, for --resume
+    runs/x/model.metrics.jsonl    one JSON object per log interval, skipped step and validation
+    runs/x/model.step<N>.pt       with --keep-checkpoints: the model of each validation
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where a run writes: the best model users load, and the files beside it."""
+
+    model: str
+    last: str
+    metrics: str
+    snapshot_prefix: str
+
+    @classmethod
+    def beside(cls, model_path: str) -> "OutputPaths":
+        stem, _ = os.path.splitext(model_path)
+        return cls(model=model_path, last=f"{stem}.last.pt", metrics=f"{stem}.metrics.jsonl",
+                   snapshot_prefix=f"{stem}.step")
+
+    def snapshot(self, step: int) -> str:
+        return f"{self.snapshot_prefix}{step:09d}.pt"
+
+
+class MetricsLog:
+    """Appends one JSON object per line, flushed, so a crashed run keeps its curve.
+
+    Only rank 0 writes; other ranks get a writer that drops everything.
+    """
+
+    def __init__(self, path: str | None, append: bool):
+        self._handle = None
+        if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._handle = open(path, "a" if append else "w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._handle is not None:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+_SNAPSHOT_STEP = re.compile(r"\.step(\d+)\.pt$")
+
+
+def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots; the newest and the best always stay."""
+    found = sorted((int(m.group(1)), p) for p in glob.glob(glob.escape(paths.snapshot_prefix) + "*.pt")
+                   if (m := _SNAPSHOT_STEP.search(p)))
+    keep_steps = {step for step, _ in found[-keep:]} | {best_step}
+    if found:
+        keep_steps.add(found[-1][0])
+    removed = []
+    for step, path in found:
+        if step not in keep_steps:
+            os.remove(path)
+            removed.append(path)
+    return removed
