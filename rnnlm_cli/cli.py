@@ -50,6 +50,9 @@ class RnnlmGroup(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:
             _quiet_broken_pipe()
+        except KeyboardInterrupt:
+            # Typer's entry point would turn this into a silent exit 130.
+            _fail("interrupted", EXIT_INTERRUPTED)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:

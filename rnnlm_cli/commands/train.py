@@ -51,6 +51,10 @@ class _Reporter:
             self._progress.update(step_in_epoch, total=steps_per_epoch, description=f"epoch {epoch}")
 
     def on_log(self, record: dict[str, Any]) -> None:
+        if record["event"] == "skipped":
+            log(f"epoch {record['epoch']} step {record['step']}: skipped, non-finite loss or gradient "
+                f"({record['in_a_row']} in a row)")
+            return
         log(f"epoch {record['epoch']} step {record['step']}: loss {record['loss']:.4f} "
             f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s")
 
