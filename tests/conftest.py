@@ -9,6 +9,17 @@ from rnnlm_cli.checkpoint import save_checkpoint
 from rnnlm_cli.config import ModelConfig
 from rnnlm_cli.models import build_model
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny models on a small shared machine: a second intra-op thread only adds
+    synchronisation (about 100x slower per step under load), and one thread in-process and
+    in subprocesses (OMP_NUM_THREADS=1) makes float sums agree between them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY_TEXT = [
     "the dog runs .",
     "the dogs run .",

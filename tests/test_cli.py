@@ -66,16 +66,6 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds
-    # synchronisation (about 100x slower per step under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def runner() -> CliRunner:
     return CliRunner()

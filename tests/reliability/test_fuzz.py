@@ -33,14 +33,6 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None
 WORDS = WordTokenizer(["<eos>", "<unk>", "a", "b", "c", "dd"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Files:
     """A fresh file name per example: a token file stays memory-mapped after it is opened."""
 

@@ -34,14 +34,6 @@ WORDS = WordTokenizer(["<eos>", "<unk>", "a", "b", "c"])
 CONFIG = ModelConfig(vocab_size=5, emb=4, hidden=6, layers=1, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class PlantedCode:
     """Unpickling this opens (so creates) the marker file: the classic pickle payload."""
 

@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from rnnlm_cli import textio
@@ -27,15 +26,6 @@ RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4"]
 COMMANDS = ("tokenize", "train", "eval")
 LINES = ["the dog runs .", "the dogs run .", "a cat sees the dog .", "the cats see a dog ."]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds synchronisation.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(*args, input: bytes | str | None = None):

@@ -55,16 +55,6 @@ pytestmark = pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="need
 # ---------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared machine: a second intra-op thread only adds synchronisation.
-    # One thread here and in the subprocesses also makes their float sums the same.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def keep_torch_global_mode():
     """--deterministic switches torch's global mode in-process; give the suite its own back."""
