@@ -13,7 +13,9 @@ from typing import Any, Mapping
 
 from rnnlm_cli.errors import InputMissingError, UsageError
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "mogrifier")
+SCHEDULES = ("constant", "plateau", "cosine")
+AMP_MODES = ("auto", "bf16", "off")
 IMPLS = ("fused", "reference")
 TOKENIZER_KINDS = ("word", "char", "byte", "sentencepiece")
 SP_MODEL_TYPES = ("bpe", "unigram")
@@ -45,6 +47,22 @@ class ModelConfig:
     """Dropout on embeddings, between layers and before the softmax."""
     tied: bool = False
     """Share the input embedding with the output softmax (Press & Wolf, 2017)."""
+    dropout_emb: float = 0.0
+    """Embedding dropout: drop whole words, i.e. rows of the embedding matrix (Gal & Ghahramani, 2016)."""
+    dropout_input: float = -1.0
+    """Dropout on the embeddings fed to the first layer; -1: the value of --dropout."""
+    dropout_hidden: float = -1.0
+    """Dropout between recurrent layers; -1: the value of --dropout."""
+    dropout_output: float = -1.0
+    """Dropout on the last layer's output, before the softmax; -1: the value of --dropout."""
+    locked_dropout: bool = False
+    """Variational (locked) dropout: one mask per sequence, shared by all time steps."""
+    weight_drop: float = 0.0
+    """DropConnect on the hidden-to-hidden matrices (Merity et al., 2018)."""
+    attention: int = 0
+    """Causal dot-product attention over the last N hidden states before the softmax (0: off)."""
+    mogrifier_rounds: int = 5
+    """mogrifier cell: rounds of mutual gating of input and state (Melis et al., 2020)."""
 
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
@@ -54,11 +72,24 @@ class ModelConfig:
             value = getattr(self, name)
             _check(1 <= value <= 65536, f"--{name} must be between 1 and 65536, got {value}")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout_emb", "weight_drop"):
+            _check(0.0 <= getattr(self, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("dropout_input", "dropout_hidden", "dropout_output"):
+            value = getattr(self, name)
+            _check(value == -1.0 or 0.0 <= value < 1.0,
+                   f"--{name.replace('_', '-')} must be in [0, 1) (or -1 for --dropout), got {value}")
+        _check(0 <= self.attention <= 65536, f"--attention must be between 0 and 65536, got {self.attention}")
+        _check(0 <= self.mogrifier_rounds <= 16, f"--mogrifier-rounds must be between 0 and 16, got {self.mogrifier_rounds}")
+
+    def rate(self, name: str) -> float:
+        """The dropout rate of ``input``, ``hidden`` or ``output``, with -1 meaning --dropout."""
+        value = getattr(self, f"dropout_{name}")
+        return self.dropout if value < 0 else value
 
     @property
     def state_count(self) -> int:
         """Tensors in the recurrent state: (h, c) for an LSTM, (h,) otherwise."""
-        return 2 if self.cell == "lstm" else 1
+        return 2 if self.cell in ("lstm", "mogrifier") else 1
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,38 @@ class TrainConfig:
     """Also keep the model of each validation as <stem>.step<N>.pt, the last N of them (0: none)."""
     deterministic: bool = False
     """Seed everything and use deterministic kernels, so a run can be repeated bit for bit."""
+    l1: float = 0.0
+    """L1 penalty on the weights (added to the loss)."""
+    ar: float = 0.0
+    """Activation regularisation: this times the mean square of the dropped last-layer output."""
+    tar: float = 0.0
+    """Temporal activation regularisation: this times the mean square of h_t - h_(t-1) (raw output)."""
+    schedule: str = "constant"
+    """Learning-rate schedule: constant, plateau (divide by lr_decay when validation stalls) or cosine."""
+    lr_decay: float = 4.0
+    """plateau: the factor the learning rate is divided by."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 over this many steps, before the schedule."""
+    min_lr: float = 0.0
+    """cosine: the final learning rate; plateau: the rate below which training stops."""
+    asgd: bool = False
+    """NT-ASGD: switch to averaged SGD when validation stalls for `nonmono` checks; validate with the average."""
+    nonmono: int = 5
+    """NT-ASGD: validations without improvement before averaging starts."""
+    patience: int = 0
+    """Early stopping: stop after this many validations without improvement (0: never)."""
+    random_bptt: bool = False
+    """Random BPTT length around --bptt per step, with the learning rate scaled by length (Merity et al.)."""
+    embeddings: str = ""
+    """word2vec/GloVe text file to initialise the input embeddings from ('' : none)."""
+    freeze_embeddings: bool = False
+    """Keep the initialised embeddings fixed."""
+    synonyms: str = ""
+    """File of word pairs, one pair a line, whose embeddings are pulled together ('' : none)."""
+    synonym_weight: float = 0.0
+    """Weight of the synonym loss (mean squared distance of the pairs' embeddings)."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 autocast on CUDA), bf16, or off."""
 
     def __post_init__(self) -> None:
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -146,6 +209,14 @@ class TrainConfig:
         _check(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
         _check(self.max_bad_steps >= 1, f"--max-bad-steps must be at least 1, got {self.max_bad_steps}")
         _check(self.keep_checkpoints >= 0, f"--keep-checkpoints must be non-negative, got {self.keep_checkpoints}")
+        for name in ("l1", "ar", "tar", "min_lr", "synonym_weight"):
+            _check(getattr(self, name) >= 0.0, f"--{name.replace('_', '-')} must be non-negative, got {getattr(self, name)}")
+        _check(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        _check(self.lr_decay > 1.0, f"--lr-decay must be above 1, got {self.lr_decay}")
+        _check(self.warmup_steps >= 0 and self.patience >= 0 and self.nonmono >= 1,
+               "--warmup-steps and --patience must be non-negative, --nonmono positive")
+        _check(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        _check(not self.asgd or self.optimizer == "sgd", "--asgd averages SGD: use it with --optimizer sgd")
 
 
 def load_yaml(path: str) -> dict[str, Any]:

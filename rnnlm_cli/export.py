@@ -3,10 +3,12 @@
 ONNX graphs take the hidden state as explicit inputs and return the new state, so a
 runtime can score or generate step by step:
 
-    inputs:  tokens (T, B) int64, h0 (L, B, H) [, c0 (L, B, H) for an LSTM]
-    outputs: logits (T, B, V), hn (L, B, H) [, cn (L, B, H)]
+    inputs:  tokens (T, B) int64, h0 (L, B, H) [, c0 (L, B, H) for an LSTM or mogrifier]
+             [, mem0 (N, B, H), valid0 (N, B) with --attention N]
+    outputs: logits (T, B, V), hn (L, B, H) [, cn (L, B, H)] [, memn (N, B, H), validn (N, B)]
 
-T and B are dynamic axes.
+mem holds the last N top-layer outputs and valid is 1.0 where a slot is filled (start
+a stream with zeros for both). T and B are dynamic axes.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class _WithExplicitState(torch.nn.Module):
 
 
 def onnx_io_names(config: ModelConfig) -> tuple[list[str], list[str]]:
-    names = STATE_NAMES[: config.state_count]
+    names = STATE_NAMES[: config.state_count] + (("mem", "valid") if config.attention else ())
     return ["tokens", *[f"{n}0" for n in names]], ["logits", *[f"{n}n" for n in names]]
 
 

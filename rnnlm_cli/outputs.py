@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
+
+import torch
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 @dataclass(frozen=True)
@@ -75,3 +83,29 @@ def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]
             os.remove(path)
             removed.append(path)
     return removed
+
+
+class LogWindow:
+    """Sums over a log interval, kept on the device: read back only when logged."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.norm = torch.zeros((), device=device)
+        self.max_norm = torch.zeros((), device=device)
+        self.tokens = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
+        self.loss += loss.detach() * tokens
+        self.norm += norm
+        torch.maximum(self.max_norm, norm, out=self.max_norm)
+        self.tokens += tokens
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        mean = self.loss.item() / max(self.tokens, 1)
+        result = {"loss": mean, "ppl": perplexity(mean), "grad_norm": self.norm.item() / max(self.steps, 1),
+                  "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
+        self.__init__(self.loss.device)
+        return result

@@ -6,8 +6,10 @@ state the previous segment ended in, detached so gradients stop at the segment s
 (Williams & Peng, 1990). The loop reports through a callbacks object and never prints.
 
 Every validation writes ``<stem>.last.pt`` (weights, optimizer, position, hidden state,
-random generators: everything ``--resume`` needs) and, when the score improves, the
-model users load. A step whose loss or gradient is not finite is skipped, not applied.
+random generators, schedule and weight average: everything ``--resume`` needs) and,
+when the score improves, the model users load. A step whose loss or gradient is not
+finite is skipped, not applied. Rates, averaging and early stopping live in
+``schedules.py``; the loss terms in ``losses.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rnnlm_cli.batching import bptt_streams, iter_bptt, segment_count
+from rnnlm_cli.losses import Objective
+from rnnlm_cli.schedules import LrSchedule, WeightAverage, random_bptt_length
 from rnnlm_cli.checkpoint import save_checkpoint
 from rnnlm_cli.config import TrainConfig, as_dict
 from rnnlm_cli.device import synchronize
@@ -30,7 +33,7 @@ from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.evaluate import stream_loss_sum
 from rnnlm_cli.models import detach_state
-from rnnlm_cli.outputs import MetricsLog, OutputPaths, rotate_snapshots
+from rnnlm_cli.outputs import LogWindow, MetricsLog, OutputPaths, perplexity, rotate_snapshots
 from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
 
 
@@ -46,6 +49,8 @@ class ResumePoint:
     optimizer: dict[str, Any]
     rng: dict[str, Any]
     hidden: tuple[torch.Tensor, ...] | None
+    schedule: dict[str, Any] | None = None
+    average: dict[str, Any] | None = None
 
 
 @dataclass
@@ -104,10 +109,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf
-
-
 class Trainer:
     """One training run; :meth:`run` trains until a budget ends, a signal, or divergence."""
 
@@ -115,7 +116,7 @@ class Trainer:
                  tokenizer_dict: dict[str, Any], config: TrainConfig, device: torch.device,
                  paths: OutputPaths, callbacks: TrainCallbacks | None = None,
                  resume: ResumePoint | None = None, stop=None, provenance: dict[str, Any] | None = None,
-                 dist: Dist = SINGLE):
+                 dist: Dist = SINGLE, synonym_pairs: torch.Tensor | None = None):
         self.dist = dist
         self.model = model.to(device)
         # Under torchrun the forward pass goes through DDP, which averages gradients.
@@ -135,13 +136,21 @@ class Trainer:
         self.train_config = {**as_dict(config), "provenance": provenance or {}}
         self.optimizer = make_optimizer(model, config)
         self.streams = bptt_streams(train_tokens, config.batch_size)  # (B, L + 1), a view of the file
-        self.steps_per_epoch = segment_count(self.streams, config.bptt)
+        self.steps_per_epoch = segment_count(self.streams, config.bptt)  # with --random-bptt, about
+        self.objective = Objective(config, None if synonym_pairs is None else synonym_pairs.to(device))
+        self.schedule = LrSchedule(config, config.max_steps or config.epochs * self.steps_per_epoch)
+        self.average = WeightAverage(self.model, config.nonmono) if config.asgd else None
+        self.amp = amp_enabled(config.amp, device)
         self.progress = Progress()
         self.hidden: tuple[torch.Tensor, ...] | None = None
         self.bad_in_a_row = 0
         if resume is not None:
             self.progress = resume.progress
             self.optimizer.load_state_dict(resume.optimizer)
+            if resume.schedule is not None:
+                self.schedule.load_state_dict(resume.schedule)
+            if self.average is not None:
+                self.average.load_state_dict(resume.average)
             restore_rng(resume.rng)
             if resume.hidden is not None:
                 self.hidden = tuple(t.to(device) for t in resume.hidden)
@@ -169,11 +178,14 @@ class Trainer:
                         f"resume with --resume {self.paths.last}", signum)
                 if stop_reason is None:  # the epoch ran to its end
                     stop_reason = "epochs"
-                    self._validate()
+                    halt = self._validate()
                     progress.epoch += 1
-                    progress.segment = 0
+                    progress.segment = progress.position = 0
                     self.hidden = None
                     self._save_last()
+                    if halt:
+                        stop_reason = halt
+                        break
                     continue
                 if progress.segment > 0 or progress.step > 0:
                     self._validate()
@@ -203,14 +215,15 @@ class Trainer:
         config, progress, model = self.config, self.progress, self.model
         model.train()
         state = self.hidden if self.hidden is not None else model.init_state(config.batch_size, device=self.device)
-        window = _Window(self.device)
+        window = LogWindow(self.device)
         epoch_start = time.perf_counter()
         reason = None
         try:
-            for x, y in iter_bptt(self.streams, config.bptt, start=progress.segment * config.bptt):
+            for x, y in self._segments():
                 x, y = _to_device(x, self.device), _to_device(y, self.device)  # (T, B)
                 state = self._step(x, y, state, window)
                 progress.segment += 1
+                progress.position += len(x)
                 self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
                 reason = self._should_stop(started)
                 if reason:
@@ -221,11 +234,26 @@ class Trainer:
             self.hidden = detach_state(state)
         return reason
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, state, window: "_Window"):
+    def _segments(self):
+        """(x, y) segments from the saved position to the epoch's end."""
+        config, length = self.config, self.streams.shape[1] - 1
+        if not config.random_bptt:
+            yield from iter_bptt(self.streams, config.bptt, start=self.progress.position)
+            return
+        while self.progress.position < length:
+            yield next(iter_bptt(self.streams, random_bptt_length(config.bptt), start=self.progress.position))
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, state, window: "LogWindow"):
         config, progress = self.config, self.progress
+        lr = self.schedule.lr(progress.step)
+        if config.random_bptt:
+            lr *= len(x) / config.bptt  # a longer segment sums more gradient terms per step (AWD-LSTM)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         state = detach_state(state)
-        logits, state = self.forward(x, state)  # (T, B, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits, state, raw, dropped = self.objective.forward(self.model, self.forward, x, state)  # (T, B, V)
+        loss = self.objective.loss(self.model, logits, y, raw, dropped)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The total norm before clipping (clip 0 leaves the gradient as it is).
@@ -235,6 +263,8 @@ class Trainer:
         if any_true([bad], self.dist, self.device)[0]:
             return self._skip(loss, norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         self.bad_in_a_row = 0
         progress.step += 1
         progress.train_tokens += y.numel()
@@ -264,7 +294,17 @@ class Trainer:
         return self.model.init_state(self.config.batch_size, device=self.device)
 
     # -- validation and files -----------------------------------------------------------
-    def _validate(self) -> None:
+    def _validate(self) -> str | None:
+        """Validate (with the averaged weights once NT-ASGD averages); why to stop, if at all."""
+        if self.average is not None:
+            self.average.swap()
+        try:
+            return self._validate_current()
+        finally:
+            if self.average is not None:
+                self.average.swap()
+
+    def _validate_current(self) -> str | None:
         progress, config = self.progress, self.config
         rng = capture_rng()
         total, count = stream_loss_sum(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
@@ -274,6 +314,8 @@ class Trainer:
         improved = math.isfinite(loss) and loss < progress.best_valid_loss
         record = {"event": "valid", "epoch": progress.epoch, "step": progress.step, "valid_loss": loss,
                   "valid_ppl": perplexity(loss), "best": improved, "train_seconds": progress.train_seconds}
+        if self.average is not None and self.average.active:
+            record["averaged_steps"] = self.average.count
         self.metrics.write(record)
         self.callbacks.on_validate(record)
         summary = {"valid_loss": loss, "valid_ppl": perplexity(loss), "epoch": progress.epoch,
@@ -284,6 +326,10 @@ class Trainer:
         if config.keep_checkpoints and self.dist.is_main:
             self._save_model(self.paths.snapshot(progress.step), summary)
             rotate_snapshots(self.paths, config.keep_checkpoints, progress.best_step)
+        halt = self.schedule.after_validation(improved)
+        if self.average is not None and self.average.after_validation(self.schedule.stalled):
+            self.metrics.write({"event": "averaging", "epoch": progress.epoch, "step": progress.step})
+        return halt
 
     def _save_model(self, path: str, summary: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -300,6 +346,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "progress": self.progress.to_dict(),
             "world_size": self.dist.world_size,
+            "schedule": self.schedule.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
             **(ranks[0] if not self.dist.enabled else {"ranks": ranks}),
         }
         summary = {"step": self.progress.step, "epoch": self.progress.epoch,
@@ -312,7 +360,9 @@ class Trainer:
         if not math.isfinite(progress.best_valid_loss):
             raise TrainingDiverged("training diverged: validation loss was never finite; "
                                    "try a lower --lr or a --clip value")
-        epochs = progress.epoch - 1 + progress.segment / max(self.steps_per_epoch, 1)
+        done = (progress.position / max(self.streams.shape[1] - 1, 1) if self.config.random_bptt
+                else progress.segment / max(self.steps_per_epoch, 1))
+        epochs = progress.epoch - 1 + done
         seconds = progress.train_seconds
         return TrainResult(
             best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
@@ -321,35 +371,16 @@ class Trainer:
             stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank)
 
 
-class _Window:
-    """Sums over a log interval, kept on the device: read back only when logged."""
-
-    def __init__(self, device: torch.device):
-        self.loss = torch.zeros((), device=device)
-        self.norm = torch.zeros((), device=device)
-        self.max_norm = torch.zeros((), device=device)
-        self.tokens = self.steps = 0
-        self.start = time.perf_counter()
-
-    def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
-        self.loss += loss.detach() * tokens
-        self.norm += norm
-        torch.maximum(self.max_norm, norm, out=self.max_norm)
-        self.tokens += tokens
-        self.steps += 1
-
-    def summary(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self.start
-        mean = self.loss.item() / max(self.tokens, 1)
-        result = {"loss": mean, "ppl": perplexity(mean), "grad_norm": self.norm.item() / max(self.steps, 1),
-                  "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
-        self.__init__(self.loss.device)
-        return result
-
-
 def fit(model, train_tokens, valid_tokens, tokenizer_dict, config, device, paths, callbacks=None) -> TrainResult:
     """Train a fresh run to its end (see :class:`Trainer` for resuming and signals)."""
     return Trainer(model, train_tokens, valid_tokens, tokenizer_dict, config, device, paths, callbacks).run()
+
+
+def amp_enabled(mode: str, device: torch.device) -> bool:
+    """bf16 autocast: auto turns it on for CUDA only; bf16 asks for it on CUDA or CPU."""
+    if mode == "auto":
+        return device.type == "cuda"
+    return mode == "bf16" and device.type in ("cuda", "cpu")
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

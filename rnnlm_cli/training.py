@@ -186,7 +186,27 @@ def _with_config(model, **changes):
     return rebuilt
 
 
-def _load_resume_point(path: str, model, fingerprint: str, context):
+def _word_knowledge(config: TrainConfig, model, tokenizer, notes: list[str], fresh: bool):
+    """Pretrained embeddings (on a fresh start), freezing, and the synonym pairs (or None)."""
+    from rnnlm_cli import pretrained
+
+    if config.embeddings:
+        check_readable(config.embeddings)
+        if config.freeze_embeddings:
+            pretrained.freeze_embeddings(model)
+        if fresh:
+            notes.append(pretrained.load_embeddings(config.embeddings, tokenizer, model.embedding.weight))
+    elif config.freeze_embeddings:
+        raise UsageError("--freeze-embeddings needs --embeddings (there is nothing to keep fixed)")
+    if not config.synonyms or config.synonym_weight == 0:
+        return None
+    check_readable(config.synonyms)
+    pairs, note = pretrained.load_synonyms(config.synonyms, tokenizer)
+    notes.append(note)
+    return pairs
+
+
+def _load_resume_point(path: str, model, fingerprint: str, context, bptt: int):
     from rnnlm_cli.checkpoint import load_checkpoint
     from rnnlm_cli.trainer import ResumePoint
     from rnnlm_cli.trainstate import Progress
@@ -206,8 +226,9 @@ def _load_resume_point(path: str, model, fingerprint: str, context):
         raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number")
     mine = state["ranks"][context.rank] if "ranks" in state else state
     model.load_state_dict(checkpoint.state_dict)
-    return ResumePoint(progress=Progress.from_dict(state["progress"]), optimizer=state["optimizer"],
-                       rng=mine["rng"], hidden=mine.get("hidden"))
+    return ResumePoint(progress=Progress.from_dict(state["progress"], bptt), optimizer=state["optimizer"],
+                       rng=mine["rng"], hidden=mine.get("hidden"), schedule=state.get("schedule"),
+                       average=state.get("average"))
 
 
 def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
@@ -261,7 +282,8 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     if context.enabled:
         seed_everything(job.train.seed + context.rank)  # same weights everywhere, own dropout masks
     resume_from = _resume_path(job, paths)
-    resume = _load_resume_point(resume_from, model, fingerprint, context) if resume_from else None
+    resume = _load_resume_point(resume_from, model, fingerprint, context, job.train.bptt) if resume_from else None
+    synonym_pairs = _word_knowledge(job.train, model, data.tokenizer, notes, fresh=resume is None)
     if resume_from:
         notes.append(f"resuming {resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}")
     elif job.resume == AUTO:
@@ -272,7 +294,7 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     with StopSignals() as stop:
         trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
                           job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
-                          dist=context)
+                          dist=context, synonym_pairs=synonym_pairs)
         result = trainer.run()
     if job.promote_to is not None and context.is_main:
         result.promoted, result.promotion = promote_if_better(paths.model, job.promote_to, data.valid,

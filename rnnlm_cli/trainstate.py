@@ -2,7 +2,7 @@
 
 Resuming is exact: with the same data and ``--deterministic``, N steps in one run and
 N/2 + N/2 across a stop give bitwise-identical weights. That needs, beyond weights and
-optimizer: the position in the data (epoch and segment), the hidden state carried into
+optimizer: the position in the data (epoch and token position), the hidden state carried into
 the next segment, every random number generator's state, and the counters.
 """
 
@@ -30,7 +30,9 @@ class Progress:
     epoch: int = 1
     """The epoch in progress (1-based)."""
     segment: int = 0
-    """Next BPTT segment to train on within the epoch."""
+    """BPTT segments trained on within the epoch."""
+    position: int = 0
+    """Tokens of each stream trained on within the epoch: where the next segment starts."""
     step: int = 0
     """Optimizer steps taken (skipped non-finite steps not included)."""
     train_tokens: int = 0
@@ -44,8 +46,11 @@ class Progress:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Progress":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    def from_dict(cls, data: dict[str, Any], bptt: int) -> "Progress":
+        progress = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        if "position" not in data:  # saved before positions were kept: fixed-length segments
+            progress.position = progress.segment * bptt
+        return progress
 
 
 def capture_rng() -> dict[str, Any]:

@@ -40,12 +40,19 @@ def _reference_model() -> torch.nn.Module:
     return build_model(config).eval()
 
 
+def _attention_model() -> torch.nn.Module:
+    torch.manual_seed(5)
+    config = ModelConfig(vocab_size=VOCAB, cell="lstm", emb=8, hidden=12, layers=2, dropout=0.0, attention=4)
+    return build_model(config).eval()
+
+
 # name -> (builder, ONNX input names, ONNX output names), as the export module documents them
 CASES = {
     "lstm": (lambda: tiny_model(VOCAB, cell="lstm", seed=1), ["tokens", "h0", "c0"], ["logits", "hn", "cn"]),
     "gru": (lambda: tiny_model(VOCAB, cell="gru", seed=2), ["tokens", "h0"], ["logits", "hn"]),
     "tied_proj": (_proj_model, ["tokens", "h0", "c0"], ["logits", "hn", "cn"]),
     "reference_gru": (_reference_model, ["tokens", "h0"], ["logits", "hn"]),
+    "attention": (_attention_model, ["tokens", "h0", "c0", "mem0", "valid0"], ["logits", "hn", "cn", "memn", "validn"]),
 }
 
 
@@ -56,7 +63,14 @@ def _session(path):
 
 def _random_state(model, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     shape = (model.config.layers, batch, model.config.hidden)
-    return tuple(torch.randn(shape, generator=gen) * 0.5 for _ in range(model.config.state_count))
+    state = tuple(torch.randn(shape, generator=gen) * 0.5 for _ in range(model.config.state_count))
+    window = model.config.attention
+    if window:
+        # memory partly filled: the first slot of every stream is still empty
+        valid = torch.ones(window, batch)
+        valid[0] = 0.0
+        state += (torch.randn(window, batch, model.config.hidden, generator=gen) * 0.5, valid)
+    return state
 
 
 def _feed(inputs: list[str], tokens: torch.Tensor, state) -> dict[str, np.ndarray]:
@@ -77,7 +91,7 @@ def test_onnx_graph_names_are_the_documented_ones(exported):
     model, session, inputs, outputs, _ = exported
     assert [i.name for i in session.get_inputs()] == inputs
     assert [o.name for o in session.get_outputs()] == outputs
-    assert len(inputs) == 1 + model.config.state_count
+    assert len(inputs) == 1 + model.config.state_count + (2 if model.config.attention else 0)
 
 
 def test_onnx_graph_uses_the_runtime_recurrent_operator(exported):
@@ -228,10 +242,12 @@ def test_safetensors_file_reads_without_rnnlm(word_tokenizer, tmp_path, tied):
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     assert meta["format"] == "rnnlm-checkpoint"
     assert meta["version"] == "1"
-    assert json.loads(meta["model_config"]) == {
+    stored = json.loads(meta["model_config"])
+    assert {key: stored[key] for key in ("vocab_size", "cell", "impl", "emb", "hidden", "layers", "dropout", "tied")} == {
         "vocab_size": word_tokenizer.vocab_size, "cell": "lstm", "impl": "fused", "emb": 8,
         "hidden": 8 if tied else 12, "layers": 2, "dropout": 0.0, "tied": tied,
     }
+    assert ModelConfig(**stored) == model.config  # every other field stored too
     assert json.loads(meta["tokenizer"]) == {"kind": "word", "version": 1, "pieces": word_tokenizer.pieces}
     expected = model.state_dict()
     if tied:

@@ -149,8 +149,8 @@ def test_registry_lists_cells_and_rejects_unknown():
     assert [CELLS[c].state_count for c in ALL_CELLS] == [2, 1, 1]
     assert isinstance(build_recurrent("rnn", "fused", 3, 4, 1, 0.0), nn.RNN)
     assert build_recurrent("rnn", "fused", 3, 4, 1, 0.0).nonlinearity == "tanh"
-    with pytest.raises(UsageError, match="mogrifier"):
-        build_recurrent("mogrifier", "fused", 3, 4, 1, 0.0)
+    with pytest.raises(UsageError, match="transformer"):
+        build_recurrent("transformer", "fused", 3, 4, 1, 0.0)
     with pytest.raises(UsageError, match="cudnn"):
         build_recurrent("lstm", "cudnn", 3, 4, 1, 0.0)
 

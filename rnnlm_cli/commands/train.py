@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from rnnlm_cli.presets import list_presets
 from rnnlm_cli.commands._ui import Progress, log, print_json
 
 NAME = "train"
@@ -22,10 +23,15 @@ EPILOG = (
     "Examples:\n\n"
     "  rnnlm train sample_data/train.txt --valid sample_data/valid.txt --out runs/sample/model.pt\n\n"
     "  rnnlm train corpus.txt --cell gru --clip 1.0 --max-time 600 --out model.pt\n\n"
-    "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt"
+    "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt\n\n"
+    "  rnnlm train corpus.txt --optimizer sgd --lr 30 --asgd --random-bptt --ar 2 --tar 1 --out awd.pt\n\n"
+    "  rnnlm train corpus.txt --preset char-cpu --max-time 300 --out char/model.pt\n\n"
+    "Presets (--preset NAME; defaults < preset < --config < flags):\n\n"
+    + "\n\n".join(f"  {name}: {about}" for name, about in list_presets().items())
 )
 
-_MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied")
+_MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied", "dropout_emb", "dropout_input",
+               "dropout_hidden", "dropout_output", "locked_dropout", "weight_drop", "attention", "mogrifier_rounds")
 _TOKENIZER_KEYS = ("min_count", "max_size", "vocab_size", "model_type", "sample_lines")
 _JOB_KEYS = ("tokenizer", "valid", "out", "strict", "resume", "init_from", "promote_if_better")
 
@@ -72,6 +78,7 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the best model goes [default: model.pt]."),
     valid: Optional[str] = typer.Option(None, help="Validation text or token file [default: hold out the corpus' last 5%, at most 1M tokens]."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
+    preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
     tokenizer: Optional[str] = typer.Option(None, help="word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file [default: word]."),
     min_count: Optional[int] = typer.Option(None, help="word/char: entries seen fewer times become <unk> [default: 1]."),
     max_size: Optional[int] = typer.Option(None, help="word/char: largest vocabulary, specials included; 0 = no limit [default: 0]."),
@@ -84,9 +91,33 @@ def command(
     emb: Optional[int] = typer.Option(None, help="Embedding size [default: 128]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout on embeddings, between layers and outputs [default: 0.2]."),
     tied: Optional[bool] = typer.Option(None, "--tied/--untied", help="Tie input and output embeddings [default: untied]."),
+    dropout_emb: Optional[float] = typer.Option(None, help="Embedding dropout: drop whole words (rows of the embedding matrix) [default: 0]."),
+    dropout_input: Optional[float] = typer.Option(None, help="Dropout on the embeddings fed to the first layer; -1 = --dropout [default: -1]."),
+    dropout_hidden: Optional[float] = typer.Option(None, help="Dropout between recurrent layers; -1 = --dropout [default: -1]."),
+    dropout_output: Optional[float] = typer.Option(None, help="Dropout on the last layer's output, before the softmax; -1 = --dropout [default: -1]."),
+    locked_dropout: Optional[bool] = typer.Option(None, "--locked-dropout", help="Variational dropout: one mask per sequence, shared by all time steps."),
+    weight_drop: Optional[float] = typer.Option(None, help="DropConnect on the hidden-to-hidden matrices [default: 0]."),
+    attention: Optional[int] = typer.Option(None, help="Causal attention over the last N hidden states before the softmax; 0 = off [default: 0]."),
+    mogrifier_rounds: Optional[int] = typer.Option(None, help="mogrifier cell: rounds of mutual gating of input and state [default: 5]."),
     optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw [default: adam]."),
     lr: Optional[float] = typer.Option(None, help="Learning rate [default: 0.002]."),
     weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay [default: 0]."),
+    l1: Optional[float] = typer.Option(None, help="L1 penalty on the weights (not biases), added to the loss [default: 0]."),
+    ar: Optional[float] = typer.Option(None, help="Activation regularisation: times the mean square of the dropped last-layer output [default: 0]."),
+    tar: Optional[float] = typer.Option(None, help="Temporal activation regularisation: times the mean square of h_t - h_(t-1) [default: 0]."),
+    schedule: Optional[str] = typer.Option(None, help="Learning-rate schedule: constant, plateau (divide by --lr-decay when validation stalls) or cosine [default: constant]."),
+    lr_decay: Optional[float] = typer.Option(None, help="plateau: the factor the learning rate is divided by [default: 4]."),
+    warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up from 0 over this many steps, before the schedule [default: 0]."),
+    min_lr: Optional[float] = typer.Option(None, help="cosine: the final learning rate; plateau: stop when the rate falls below it [default: 0]."),
+    asgd: Optional[bool] = typer.Option(None, "--asgd", help="NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks."),
+    nonmono: Optional[int] = typer.Option(None, help="NT-ASGD: validations without improvement before averaging starts [default: 5]."),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many validations without improvement; 0 = never [default: 0]."),
+    random_bptt: Optional[bool] = typer.Option(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
+    embeddings: Optional[str] = typer.Option(None, help="word2vec/GloVe text file to initialise the input embeddings from."),
+    freeze_embeddings: Optional[bool] = typer.Option(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
+    synonyms: Optional[str] = typer.Option(None, help="File of word pairs, one pair a line, whose embeddings are pulled together."),
+    synonym_weight: Optional[float] = typer.Option(None, help="Weight of the synonym loss (mean squared distance of the pairs' embeddings) [default: 0]."),
+    amp: Optional[str] = typer.Option(None, help="Mixed precision: auto (bf16 autocast on CUDA), bf16, or off [default: auto]."),
     clip: Optional[float] = typer.Option(None, help="Clip the total gradient norm; 0 = off [default: 0.25]."),
     batch_size: Optional[int] = typer.Option(None, help="Parallel streams [default: 32]."),
     bptt: Optional[int] = typer.Option(None, help="Tokens per truncated-BPTT segment [default: 35]."),
@@ -110,9 +141,16 @@ def command(
     from rnnlm_cli.training import TrainJob, run_training
 
     flags = dict(locals())
-    yaml_values = load_yaml(str(config)) if config is not None else {}
+    from rnnlm_cli.presets import load_preset
+
+    known = _MODEL_KEYS + _TOKENIZER_KEYS + _JOB_KEYS
+    yaml_values = load_preset(preset) if preset is not None else {}
+    if preset is not None:
+        check_known_keys(f"preset {preset}", yaml_values, TrainConfig, extra=known)
     if config is not None:
-        check_known_keys(str(config), yaml_values, TrainConfig, extra=_MODEL_KEYS + _TOKENIZER_KEYS + _JOB_KEYS)
+        own = load_yaml(str(config))
+        check_known_keys(str(config), own, TrainConfig, extra=known)
+        yaml_values = {**yaml_values, **own}
     flags["out"] = str(out) if out is not None else None
 
     def pick(name: str, default: Any) -> Any:

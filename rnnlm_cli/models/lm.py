@@ -1,12 +1,26 @@
 """The recurrent language model and its state helpers.
 
-Layout (after pytorch/examples ``word_language_model``)::
+Layout (after pytorch/examples ``word_language_model`` and AWD-LSTM)::
 
-    tokens (T, B) -> embedding (T, B, E) -> dropout -> recurrent core (T, B, H)
-        -> dropout -> [proj (T, B, E) when tied and H != E] -> decoder (T, B, V)
+    tokens (T, B) -> embedding (T, B, E), whole words dropped (dropout_emb)
+        -> input dropout -> recurrent core (T, B, H), dropout between layers,
+           weight drop on each layer's hidden-to-hidden matrix
+        -> [attention over the last N outputs (T, B, H)]
+        -> output dropout -> [proj (T, B, E) when tied and H != E] -> decoder (T, B, V)
+
+Input, between-layer and output dropout are locked (one mask per sequence, shared over
+time) when ``locked_dropout`` is set. With locked dropout or weight drop, training runs
+the core one layer at a time (on the same kernels and parameters); evaluation, where all
+of these are inactive, always runs the whole stack at once.
 
 With ``tied`` the decoder weight is the embedding weight (Press & Wolf, 2017),
 which needs the decoder input to have the embedding size: hence ``proj``.
+
+The state is a tuple: the core's ``state_count`` tensors, each (L, B, H) (``(h, c)``
+for an LSTM, ``(h,)`` otherwise), then, with ``attention`` N > 0, the memory of the
+last N top-layer outputs (N, B, H) and its validity (N, B) (1 where a slot holds an
+output, 0 before the stream has produced N of them). Every tensor has the batch on
+dimension 1, so :func:`detach_state` and :func:`select_state` treat them alike.
 """
 
 from __future__ import annotations
@@ -15,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnlm_cli.config import ModelConfig
+from rnnlm_cli.models import regularization as reg
+from rnnlm_cli.models.attention import RecentAttention
 from rnnlm_cli.models.registry import build_recurrent, get_cell
 
 State = tuple[Tensor, ...]
@@ -29,11 +45,16 @@ class RNNLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.state_count = get_cell(config.cell).state_count
+        spec = get_cell(config.cell)
+        self.state_count = spec.state_count
         self.embedding = nn.Embedding(config.vocab_size, config.emb)
-        self.drop = nn.Dropout(config.dropout)
+        options = {name: getattr(config, name) for name in spec.config_options}
+        # The core's own between-layer dropout serves the plain case; the layer-by-layer
+        # path below applies its own (locked) dropout instead.
         self.rnn = build_recurrent(config.cell, config.impl, config.emb, config.hidden,
-                                   config.layers, config.dropout)
+                                   config.layers, config.rate("hidden"), **options)
+        self.layerwise = config.locked_dropout or config.weight_drop > 0
+        self.attention = RecentAttention(config.hidden, config.attention) if config.attention else None
         needs_proj = config.tied and config.hidden != config.emb
         self.proj = nn.Linear(config.hidden, config.emb) if needs_proj else None
         self.decoder = nn.Linear(config.emb if config.tied else config.hidden, config.vocab_size)
@@ -58,25 +79,62 @@ class RNNLM(nn.Module):
         device = weight.device if device is None else device
         dtype = weight.dtype if dtype is None else dtype
         shape = (self.config.layers, batch_size, self.config.hidden)
-        return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.state_count))
+        state = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.state_count))
+        if self.attention is not None:
+            state += self.attention.init_memory(batch_size, device, dtype)
+        return state
 
-    def hidden_states(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """tokens (T, B) -> features (T, B, D) just before the decoder, and the new state."""
+    def _run_core(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """x (T, B, E) -> top-layer output (T, B, H) and the core's new state."""
+        if not (self.training and self.layerwise):
+            return self.rnn(x, state)
+        config = self.config
+        finals: list[State] = []
+        for layer in range(config.layers):
+            if layer > 0:
+                x = reg.sequence_dropout(x, config.rate("hidden"), True, config.locked_dropout)
+            weight_hh = reg.weight_drop(getattr(self.rnn, f"weight_hh_l{layer}"), config.weight_drop, True)
+            x, layer_state = self.rnn.forward_layer(layer, x, tuple(s[layer] for s in state), weight_hh)
+            finals.append(layer_state)
+        return x, tuple(torch.stack([f[k] for f in finals]) for k in range(self.state_count))
+
+    def hidden_states(self, tokens: Tensor, state: State | None = None, return_outputs: bool = False):
+        """tokens (T, B) -> features (T, B, D) just before the decoder, and the new state.
+
+        With ``return_outputs`` also returns ``(raw, dropped)``, each (T, B, H): the last
+        recurrent layer's output (after attention, when on) before and after the output
+        dropout, for activation regularisation (AR on ``dropped``, TAR on ``raw``).
+        """
+        config = self.config
         if state is None:
             state = self.init_state(tokens.shape[1])
-        x = self.drop(self.embedding(tokens))  # (T, B, E)
-        y, state = self.rnn(x, tuple(state))  # (T, B, H)
-        y = self.drop(y)
-        if self.proj is not None:
-            y = self.proj(y)  # (T, B, E)
-        return y, state
+        core_state, memory = tuple(state[: self.state_count]), tuple(state[self.state_count:])
+        x = reg.embedding_dropout(self.embedding.weight, tokens, config.dropout_emb, self.training)  # (T, B, E)
+        x = reg.sequence_dropout(x, config.rate("input"), self.training, config.locked_dropout)
+        raw, core_state = self._run_core(x, core_state)  # (T, B, H)
+        if self.attention is not None:
+            raw, *memory = self.attention(raw, *memory)
+        dropped = reg.sequence_dropout(raw, config.rate("output"), self.training, config.locked_dropout)
+        y = dropped if self.proj is None else self.proj(dropped)  # (T, B, D)
+        new_state = core_state + tuple(memory)
+        if return_outputs:
+            return y, new_state, (raw, dropped)
+        return y, new_state
 
     def decode(self, features: Tensor) -> Tensor:
         """features (..., D) -> logits (..., V); callers may pass slices to bound memory."""
         return self.decoder(features)
 
-    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """tokens (T, B) -> logits (T, B, V) and the state after the last step."""
+    def forward(self, tokens: Tensor, state: State | None = None, return_outputs: bool = False):
+        """tokens (T, B) -> logits (T, B, V) and the state after the last step.
+
+        With ``return_outputs`` also the last layer's (raw, dropped) outputs, as
+        :meth:`hidden_states` gives them; through ``forward`` they also reach callers
+        that hold the model wrapped (DistributedDataParallel).
+        """
+        if return_outputs:
+            features, state, outputs = self.hidden_states(tokens, state, return_outputs=True)
+            return self.decode(features), state, outputs
         features, state = self.hidden_states(tokens, state)
         return self.decode(features), state
 
@@ -91,7 +149,8 @@ def detach_state(state: State) -> State:
 
 
 def select_state(state: State, index: Tensor | slice) -> State:
-    """Keep or reorder batch streams: ``index`` a LongTensor of stream ids or a slice."""
+    """Keep or reorder batch streams (dimension 1 of every state tensor): ``index`` a
+    LongTensor of stream ids or a slice."""
     if isinstance(index, slice):
         return tuple(s[:, index] for s in state)
     return tuple(s.index_select(1, index.to(s.device)) for s in state)

@@ -105,21 +105,29 @@ class ReferenceRecurrent(nn.Module):
         return (getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}"),
                 getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}"))
 
+    def forward_layer(self, layer: int, x: Tensor, state: State,
+                      weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
+        """One layer: x (T, B, in), state each (B, H) -> y (T, B, H), new state each (B, H).
+
+        ``weight_hh`` replaces the layer's hidden-to-hidden matrix (weight drop).
+        """
+        weight_ih, own_hh, bias_ih, bias_hh = self.layer_weights(layer)
+        weight_hh = own_hh if weight_hh is None else weight_hh
+        xw = F.linear(x, weight_ih, bias_ih)  # (T, B, gates*H)
+        outputs = []
+        for step in range(xw.shape[0]):
+            state = self.cell(xw[step], state, weight_hh, bias_hh)
+            outputs.append(state[0])
+        return torch.stack(outputs), state  # (T, B, H)
+
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x (T, B, input_size), state: each (L, B, H) -> y (T, B, H), new state."""
         finals: list[State] = []
         for layer in range(self.num_layers):
-            weight_ih, weight_hh, bias_ih, bias_hh = self.layer_weights(layer)
             if layer > 0:
                 # Between layers only, as torch's ``dropout`` argument does.
                 x = F.dropout(x, self.dropout, self.training)
-            xw = F.linear(x, weight_ih, bias_ih)  # (T, B, gates*H)
-            layer_state = tuple(s[layer] for s in state)  # each (B, H)
-            outputs = []
-            for step in range(xw.shape[0]):
-                layer_state = self.cell(xw[step], layer_state, weight_hh, bias_hh)
-                outputs.append(layer_state[0])
-            x = torch.stack(outputs)  # (T, B, H)
+            x, layer_state = self.forward_layer(layer, x, tuple(s[layer] for s in state))
             finals.append(layer_state)
         new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.state_count))
         return x, new_state
