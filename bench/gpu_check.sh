@@ -33,3 +33,9 @@ wc -w "$out/sample.txt"
 echo "== throughput beside a plain loop"
 python3 bench/train_throughput.py --data $W/train.txt --device cuda --emb 650 --hidden 650 --tied \
     --batch-size 64 --bptt 70 --steps 300
+
+echo "== quality within 120 s (wt2-gpu preset)"
+python3 bench/quality.py --data $W --budget 120 --preset wt2-gpu
+
+echo "== torchrun on the one GPU (a smoke run of the distributed path with NCCL)"
+torchrun --nproc-per-node 1 -m rnnlm_cli train $W/valid.txt --device cuda --max-steps 50 --out "$out/ddp/model.pt" 2>&1 | tail -2

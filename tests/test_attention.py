@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -63,10 +65,58 @@ def test_window_limits_how_far_back_attention_sees():
     memory, valid = attention.init_memory(1, "cpu", torch.float64)
     out, _, _ = attention(h, memory, valid)
     h2 = h.clone()
-    h2[1] += 10.0  # outputs at t >= 5 see only t-3 .. t
+    h2[1, 0, 0] += 10.0  # one unit, not all: a uniform shift is what LayerNorm removes
+    # outputs at t >= 5 see only t-3 .. t
     out2, _, _ = attention(h2, memory, valid)
     torch.testing.assert_close(out2[5], out[5], atol=0, rtol=0)
     assert not torch.allclose(out2[4], out[4])
-    # by hand at t = 0 with nothing in memory: attends only to itself, so the context is h_0
-    expected = torch.tanh(attention.combine(torch.cat([h[0], h[0]], dim=-1)))
+    # by hand at t = 0 with nothing in memory: attends only to itself, so the context is
+    # h_0 standardised over its units
+    mean, var = h[0].mean(-1, keepdim=True), h[0].var(-1, unbiased=False, keepdim=True)
+    normed = (h[0] - mean) / torch.sqrt(var + attention.norm.eps)
+    expected = torch.tanh(attention.combine(torch.cat([h[0], normed], dim=-1)))
     torch.testing.assert_close(out[0], expected)
+
+
+VALUES, FILLERS, GAP = 4, 4, 20
+KEY, QUERY = VALUES + FILLERS, VALUES + FILLERS + 1  # markers after the value and filler ids
+
+
+def _recall_batch(gen: torch.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """"<key> x f_1 .. f_GAP <query> x": inputs (GAP+3, B), and the x to predict last (B,)."""
+    x = torch.randint(0, VALUES, (batch,), generator=gen)
+    filler = torch.randint(VALUES, VALUES + FILLERS, (GAP, batch), generator=gen)
+    inputs = torch.cat([torch.full((1, batch), KEY), x[None], filler, torch.full((1, batch), QUERY)])
+    return inputs, x
+
+
+def _recall_after_training(attention: int, seed: int = 0, steps: int = 600) -> tuple[float, float]:
+    """Train a tiny one-layer LSTM on the recall position; (loss, accuracy) on fresh data."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build_model(ModelConfig(vocab_size=VALUES + FILLERS + 2, emb=8, hidden=16, layers=1,
+                                    dropout=0.0, attention=attention))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        inputs, x = _recall_batch(gen, 32)
+        loss = torch.nn.functional.cross_entropy(model(inputs)[0][-1], x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        inputs, x = _recall_batch(torch.Generator().manual_seed(1000 + seed), 256)
+        logits = model.eval()(inputs)[0][-1]  # (B, V)
+    return torch.nn.functional.cross_entropy(logits, x).item(), (logits.argmax(-1) == x).float().mean().item()
+
+
+def test_attention_recalls_a_token_the_plain_lstm_cannot_carry_across_the_gap():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plain_loss, plain_accuracy = _recall_after_training(attention=0)
+        loss, accuracy = _recall_after_training(attention=GAP + 2)
+    finally:
+        torch.set_num_threads(threads)
+    chance = math.log(VALUES)
+    assert plain_loss > 0.9 * chance and plain_accuracy < 0.4
+    assert loss < 0.1 and accuracy > 0.95

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,11 @@ def stderr_console() -> Console:
 
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def stderr_is_styled() -> bool:
+    """Whether stderr may carry escape codes: a terminal, and NO_COLOR (no-color.org) unset."""
+    return stderr_is_terminal() and not os.environ.get("NO_COLOR")
 
 
 def log(message: str) -> None:
@@ -52,6 +58,25 @@ def fmt(value: float) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "undefined"
     return f"{value:.6g}"
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """Two columns, name and value, on stderr: a rich table on a terminal, aligned plain text otherwise."""
+    if stderr_is_styled():
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for name, value in rows:
+            table.add_row(name, Text(value))  # Text: a path with [brackets] is not markup
+        stderr_console().print(table)
+        return
+    width = max((len(name) for name, _ in rows), default=0)
+    lines = [title] + [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
 
 
 class Progress:

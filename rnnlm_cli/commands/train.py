@@ -9,20 +9,21 @@ from typing import Any, Optional
 import typer
 
 from rnnlm_cli.presets import list_presets
-from rnnlm_cli.commands._ui import Progress, log, print_json
+from rnnlm_cli.commands._ui import Progress, log, print_json, print_table, warn
 
 NAME = "train"
 SUMMARY = "Train a language model on a corpus; keep the best model by validation."
 HELP = (
     "Train a recurrent language model on CORPUS (text, .gz text, or a token file from "
     "'rnnlm tokenize'). The best model by validation perplexity is written to --out; "
-    "beside it go <stem>.last.pt (last training state) and <stem>.metrics.jsonl (the curve). "
+    "beside it go <stem>.last.pt (last training state), <stem>.metrics.jsonl (the curve) and, "
+    "with --plot, <stem>.curve.png. A summary of the run ends the log on stderr. "
     "Options resolve as: built-in defaults < --config YAML < flags."
 )
 EPILOG = (
     "Examples:\n\n"
     "  rnnlm train sample_data/train.txt --valid sample_data/valid.txt --out runs/sample/model.pt\n\n"
-    "  rnnlm train corpus.txt --cell gru --clip 1.0 --max-time 600 --out model.pt\n\n"
+    "  rnnlm train corpus.txt --cell gru --clip 1.0 --max-time 600 --plot --out model.pt\n\n"
     "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt\n\n"
     "  rnnlm train corpus.txt --optimizer sgd --lr 30 --asgd --random-bptt --ar 2 --tar 1 --out awd.pt\n\n"
     "  rnnlm train corpus.txt --preset char-cpu --max-time 300 --out char/model.pt\n\n"
@@ -33,7 +34,7 @@ EPILOG = (
 _MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied", "dropout_emb", "dropout_input",
                "dropout_hidden", "dropout_output", "locked_dropout", "weight_drop", "attention", "mogrifier_rounds")
 _TOKENIZER_KEYS = ("min_count", "max_size", "vocab_size", "model_type", "sample_lines")
-_JOB_KEYS = ("tokenizer", "valid", "out", "strict", "resume", "init_from", "promote_if_better")
+_JOB_KEYS = ("tokenizer", "valid", "out", "strict", "resume", "init_from", "promote_if_better", "plot")
 
 
 class _Reporter:
@@ -134,6 +135,7 @@ def command(
     deterministic: Optional[bool] = typer.Option(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
     max_bad_steps: Optional[int] = typer.Option(None, help="Stop after this many non-finite steps in a row [default: 5]."),
     keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the model of each validation as <stem>.step<N>.pt, the last N (the best always stays) [default: 0]."),
+    plot: Optional[bool] = typer.Option(None, "--plot", help="Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     from rnnlm_cli.errors import NotPromotedError
@@ -176,6 +178,11 @@ def command(
         promote_to=pick("promote_if_better", None),
         model_flags=tuple(k for k in _MODEL_KEYS if flags.get(k) is not None or k in yaml_values),
     )
+    plot_curves = bool(pick("plot", False))
+    if plot_curves:
+        from rnnlm_cli.plot import require_matplotlib
+
+        require_matplotlib()  # before any data is read, not after an hour of training
     notes: list[str] = []
     reporter = _Reporter(notes)
     try:
@@ -189,6 +196,8 @@ def command(
         return  # under torchrun, rank 0 reports for the run
     if result.promotion:
         log(result.promotion)
+    curve = _plot(result.paths.metrics, job.out) if plot_curves else None
+    print_table("training summary", _summary_rows(result, curve))
     if json_output:
         print_json(result.to_dict())
     else:
@@ -197,3 +206,55 @@ def command(
               f"stopped by {result.stop_reason}); model: {result.paths.model}")
     if result.promoted is False:
         raise NotPromotedError(result.promotion)
+
+
+def _plot(metrics_path: str, model_path: str) -> str | None:
+    """Draw the curves beside the model; a failure is a warning, since the model is already saved."""
+    from rnnlm_cli.errors import RnnlmError
+    from rnnlm_cli.plot import curve_path, plot_metrics
+
+    path = curve_path(model_path)
+    try:
+        plot_metrics(metrics_path, path)
+    except RnnlmError as exc:
+        warn(f"no learning curves: {exc}")
+        return None
+    return path
+
+
+def _summary_rows(result: Any, curve: str | None) -> list[tuple[str, str]]:
+    """The summary table's rows: the figures of the result line, and the ones only metrics.jsonl knows."""
+    from rnnlm_cli.errors import RnnlmError
+    from rnnlm_cli.plot import read_curves
+
+    try:
+        curves = read_curves(result.paths.metrics)
+        best, last_lr = curves.best_valid(), curves.last_lr()
+    except RnnlmError:
+        best = last_lr = None
+    best_text = f"{result.best_valid_ppl:.2f}"
+    if best is not None:
+        best_text += f" at step {best[0]:,}"
+    files = [("model", result.paths.model), ("last", result.paths.last), ("metrics", result.paths.metrics)]
+    if curve is not None:
+        files.append(("curve", curve))
+    return [
+        ("stopped by", result.stop_reason),
+        ("steps", f"{result.steps:,}"),
+        ("epochs", f"{result.epochs:.2f}"),
+        ("train tokens", f"{result.train_tokens:,}"),
+        ("tokens/s", f"{result.tokens_per_second:,.0f}"),
+        ("train time", _duration(result.seconds)),
+        ("best valid ppl", best_text),
+        ("skipped steps", f"{result.skipped_steps:,}"),
+        ("last lr", "not logged" if last_lr is None else f"{last_lr[1]:.4g} (step {last_lr[0]:,})"),
+        *((f"{name} file", path) for name, path in files),
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d} ({seconds:,.0f} s)"

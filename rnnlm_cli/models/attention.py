@@ -16,16 +16,24 @@ from torch import Tensor, nn
 
 
 class RecentAttention(nn.Module):
-    """out_t = tanh(W [h_t; c_t] + b), c_t = sum_s softmax_s(q_t . h_s / sqrt(H)) h_s, q_t = Q h_t,
+    """out_t = tanh(W [h_t; c_t] + b), c_t = sum_s softmax_s(q_t . k_s / sqrt(H)) n_s,
 
-    over s in {t-N, ..., t}.
+    n_s = LayerNorm(h_s), q_t = Q n_t, k_s = K n_s, over s in {t-N, ..., t}.
+
+    The 1/sqrt(H) scaling assumes unit-variance features; raw LSTM outputs at
+    initialisation are ~0.07 per unit, which makes every score ~1e-3 and the weights
+    uniform until the projections have grown by orders of magnitude (a recall task then
+    stays at chance for hundreds of steps). Normalising first, as pre-norm transformers
+    do, gives scores of order one from the start.
     """
 
     def __init__(self, hidden_size: int, window: int) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.window = window
+        self.norm = nn.LayerNorm(hidden_size)
         self.query = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
 
     def init_memory(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -36,17 +44,20 @@ class RecentAttention(nn.Module):
     def forward(self, h: Tensor, memory: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """h (T, B, H), memory (N, B, H), valid (N, B) -> out (T, B, H), new memory, new valid."""
         window = self.window
-        keys = torch.cat([memory, h])  # (N+T, B, H); query t sits at index N+t
+        states = torch.cat([memory, h])  # (N+T, B, H); query t sits at index N+t
+        normed = self.norm(states)  # (N+T, B, H), also the values
         ok = torch.cat([valid, torch.ones_like(h[:, :, 0])]) > 0.5  # (N+T, B)
-        scores = torch.einsum("tbh,sbh->bts", self.query(h), keys) / math.sqrt(self.hidden_size)  # (B, T, N+T)
+        query = self.query(normed[window:])  # (T, B, H)
+        scores = torch.einsum("tbh,sbh->bts", query, self.key(normed)) / math.sqrt(self.hidden_size)  # (B, T, N+T)
         t = torch.arange(h.shape[0], device=h.device)[:, None]  # (T, 1)
-        s = torch.arange(keys.shape[0], device=h.device)[None, :]  # (1, N+T)
+        s = torch.arange(states.shape[0], device=h.device)[None, :]  # (1, N+T)
         causal = (s >= t) & (s <= t + window)  # (T, N+T): itself and the N before it
         allowed = causal[None] & ok.transpose(0, 1)[:, None, :]  # (B, T, N+T)
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-        context = torch.einsum("bts,sbh->tbh", weights, keys)  # (T, B, H)
+        context = torch.einsum("bts,sbh->tbh", weights, normed)  # (T, B, H)
         out = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
-        return out, keys[-window:], ok[-window:].to(valid.dtype)
+        # The memory keeps raw outputs: the projections are applied afresh each call.
+        return out, states[-window:], ok[-window:].to(valid.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.hidden_size}, window={self.window}"
