@@ -7,6 +7,7 @@ Write to a temporary file in the destination's folder, flush and fsync it, then
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import Iterator
@@ -14,6 +15,10 @@ from typing import Iterator
 from rnnlm_cli.errors import OutputError
 
 TEMP_PREFIX = ".rnnlm-tmp-"
+
+# Errors that mean the destination cannot take the file (disk full, quota, read-only, I/O),
+# as opposed to errors reading an input while writing.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM}
 
 
 @contextlib.contextmanager
@@ -32,10 +37,15 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[str]:
     os.umask(umask)
     os.chmod(temp, 0o666 & ~umask)
     try:
-        yield temp
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, dest)
+        try:
+            yield temp
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, dest)
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRORS:
+                raise OutputError(f"{dest}: cannot write ({exc.strerror})") from exc
+            raise
         _fsync_folder(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

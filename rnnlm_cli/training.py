@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
@@ -160,22 +161,54 @@ def _resume_path(job: TrainJob, paths: OutputPaths) -> str | None:
     return job.resume
 
 
-def _init_model(job: TrainJob, tokenizer, notes: list[str]):
-    """The model to train: from --init-from's weights, or fresh."""
+SHAPE_KEYS = ("cell", "emb", "hidden", "layers", "tied", "attention", "mogrifier_rounds")
+"""Model settings that fix the weights' shapes; the others (dropouts, impl) may change."""
+
+
+def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
+    """``base`` (a saved model's config) with the model options the user gave explicitly.
+
+    Shape options must agree with ``base``; regularisation options may differ.
+    """
+    changes = {}
+    for name in job.model_flags:
+        wanted, saved = getattr(job.model, name), getattr(base, name)
+        if wanted == saved:
+            continue
+        if name in SHAPE_KEYS:
+            raise UsageError(f"--{name.replace('_', '-')} {wanted} differs from the model in {source} ({saved}); "
+                             "drop it to keep the model's shape")
+        changes[name] = wanted
+    return dataclasses.replace(base, **changes)
+
+
+def _init_model(job: TrainJob, tokenizer, notes: list[str], resume_from=None):
+    """The model to train: shaped as the resumed run's (checkpoint), from --init-from's weights, or fresh."""
     from rnnlm_cli.checkpoint import load_model
     from rnnlm_cli.models import build_model
 
+    if resume_from is not None:
+        # The weights come from the saved state; only its shape and settings are needed here.
+        return build_model(_model_config(job, resume_from.model_config, "the run being resumed"))
     if job.init_from is None:
         return build_model(dataclasses.replace(job.model, vocab_size=tokenizer.vocab_size))
     model, _, checkpoint = load_model(job.init_from)
-    for name in job.model_flags:
-        if getattr(job.model, name) != getattr(checkpoint.model_config, name):
-            raise UsageError(f"--{name} {getattr(job.model, name)} differs from the model in {job.init_from} "
-                             f"({getattr(checkpoint.model_config, name)}); drop it to keep the model's shape")
-    if job.model.dropout != checkpoint.model_config.dropout and "dropout" in job.model_flags:
-        model = _with_config(model, dropout=job.model.dropout)
+    config = _model_config(job, checkpoint.model_config, job.init_from)
+    if config != checkpoint.model_config:
+        model = _with_config(model, **{k: getattr(config, k) for k in job.model_flags})
     notes.append(f"starting from the weights of {job.init_from}")
     return model
+
+
+_RESUME_KEYS = ("batch_size", "bptt", "random_bptt", "optimizer")
+"""Training settings a resumed run must keep: the saved state is only valid with them."""
+
+
+def _check_resumable_settings(path: str, saved: dict, config: TrainConfig) -> None:
+    for name in _RESUME_KEYS:
+        if name in saved and saved[name] != getattr(config, name):
+            raise UsageError(f"{path}: the run being resumed used --{name.replace('_', '-')} {saved[name]}, "
+                             f"not {getattr(config, name)}; resume with the same setting")
 
 
 def _with_config(model, **changes):
@@ -206,12 +239,10 @@ def _word_knowledge(config: TrainConfig, model, tokenizer, notes: list[str], fre
     return pairs
 
 
-def _load_resume_point(path: str, model, fingerprint: str, context, bptt: int):
-    from rnnlm_cli.checkpoint import load_checkpoint
+def _load_resume_point(path: str, checkpoint, model, fingerprint: str, context, config: TrainConfig):
     from rnnlm_cli.trainer import ResumePoint
     from rnnlm_cli.trainstate import Progress
 
-    checkpoint = load_checkpoint(path)
     state = checkpoint.training_state
     if not state:
         raise UsageError(f"{path}: not a resumable training state (use the .last.pt file beside the model)")
@@ -219,14 +250,16 @@ def _load_resume_point(path: str, model, fingerprint: str, context, bptt: int):
     if saved is not None and saved != fingerprint:
         raise TokenizerMismatchError(f"{path}: the training data changed since this run started; "
                                      "resume needs the same corpus (or start anew with --init-from)")
-    if checkpoint.model_config != model.config:
-        raise UsageError(f"{path}: the run was training a different model shape; drop the model flags or --resume")
+    _check_resumable_settings(path, checkpoint.train_config, config)
+    if any(getattr(checkpoint.model_config, k) != getattr(model.config, k) for k in SHAPE_KEYS + ("vocab_size",)):
+        raise UsageError(f"{path}: the run being resumed trains a model of another shape; "
+                         "give the same shape options, or none")
     saved_world = state.get("world_size", 1)
     if saved_world != context.world_size:
         raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number")
     mine = state["ranks"][context.rank] if "ranks" in state else state
     model.load_state_dict(checkpoint.state_dict)
-    return ResumePoint(progress=Progress.from_dict(state["progress"], bptt), optimizer=state["optimizer"],
+    return ResumePoint(progress=Progress.from_dict(state["progress"], config.bptt), optimizer=state["optimizer"],
                        rng=mine["rng"], hidden=mine.get("hidden"), schedule=state.get("schedule"),
                        average=state.get("average"))
 
@@ -277,12 +310,17 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
 
     data = open_prepared(from_main(prepare_on_main, context), job.train)
     fingerprint = data_fingerprint(data.train)
-    seed_everything(job.train.seed)
-    model = _init_model(job, data.tokenizer, notes)
-    if context.enabled:
-        seed_everything(job.train.seed + context.rank)  # same weights everywhere, own dropout masks
+    from rnnlm_cli.checkpoint import load_checkpoint
+
     resume_from = _resume_path(job, paths)
-    resume = _load_resume_point(resume_from, model, fingerprint, context, job.train.bptt) if resume_from else None
+    saved = load_checkpoint(resume_from) if resume_from else None
+    seed_everything(job.train.seed)
+    model = _init_model(job, data.tokenizer, notes, saved)
+    if context.enabled:
+        # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
+        # lengths) stays the same everywhere so the ranks cut their segments alike.
+        torch.manual_seed(job.train.seed + context.rank)
+    resume = _load_resume_point(resume_from, saved, model, fingerprint, context, job.train) if saved else None
     synonym_pairs = _word_knowledge(job.train, model, data.tokenizer, notes, fresh=resume is None)
     if resume_from:
         notes.append(f"resuming {resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}")

@@ -48,3 +48,25 @@ def test_unwritable_output_is_73_and_leaves_nothing(tmp_path, tiny_corpus, targe
     result = run(target, str(tiny_corpus), "--out", str(out), *extra)
     assert result.exit_code == 73, result.stderr
     assert blocker.read_text() == "a file where a folder should be"
+
+
+def test_disk_full_while_saving_is_73_and_keeps_the_old_file(tmp_path, saved_model, monkeypatch):
+    import errno
+
+    import torch
+
+    from rnnlm_cli.checkpoint import load_checkpoint, save_checkpoint
+
+    path, model, tokenizer = saved_model
+    before = path.read_bytes()
+
+    def disk_full(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OutputError, match="No space left"):
+        save_checkpoint(path, model, tokenizer.to_dict())
+    monkeypatch.undo()
+    assert path.read_bytes() == before and load_checkpoint(path).state_dict
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".rnnlm-tmp-")]

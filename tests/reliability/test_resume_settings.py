@@ -1,0 +1,56 @@
+"""What a resumed or re-initialised run takes from the saved model, and what it refuses."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from rnnlm_cli.checkpoint import load_checkpoint
+from rnnlm_cli.cli import app
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"
+SHAPE = ["--hidden", "24", "--emb", "8", "--layers", "1"]
+RUN = ["--batch-size", "4", "--bptt", "10", "--log-interval", "1000"]
+
+
+def train(*args):
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def corpus(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("\n".join(SAMPLE.read_text().splitlines()[:600]) + "\n")
+    return path
+
+
+def test_resume_takes_the_shape_from_the_saved_state(tmp_path):
+    text, out = corpus(tmp_path), tmp_path / "m.pt"
+    assert train(text, *SHAPE, *RUN, "--max-steps", "5", "--out", out).exit_code == 0
+    result = train(text, *RUN, "--max-steps", "10", "--resume", "auto", "--out", out)  # no shape flags
+    assert result.exit_code == 0, result.stderr
+    assert load_checkpoint(tmp_path / "m.last.pt").model_config.hidden == 24
+    assert load_checkpoint(tmp_path / "m.last.pt").training_state["progress"]["step"] == 10
+
+
+def test_resume_refuses_settings_its_state_cannot_serve(tmp_path):
+    text, out = corpus(tmp_path), tmp_path / "m.pt"
+    assert train(text, *SHAPE, *RUN, "--max-steps", "5", "--out", out).exit_code == 0
+    for change, name in ((["--batch-size", "8", "--bptt", "10"], "batch-size"),
+                         (["--batch-size", "4", "--bptt", "10", "--optimizer", "sgd"], "optimizer"),
+                         (["--batch-size", "4", "--bptt", "10", "--hidden", "32"], "hidden")):
+        result = train(text, *change, "--max-steps", "10", "--resume", "auto", "--out", out)
+        assert result.exit_code == 2, (change, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("rnnlm: error")]
+        assert len(errors) == 1 and name in errors[0], result.stderr
+
+
+def test_init_from_accepts_new_regularisation_but_not_a_new_shape(tmp_path):
+    text, first = corpus(tmp_path), tmp_path / "a" / "m.pt"
+    assert train(text, *SHAPE, *RUN, "--max-steps", "3", "--dropout", "0.2", "--out", first).exit_code == 0
+    second = tmp_path / "b" / "m.pt"
+    result = train(text, *RUN, "--max-steps", "3", "--init-from", first, "--dropout", "0.05",
+                   "--weight-drop", "0.1", "--out", second)
+    assert result.exit_code == 0, result.stderr
+    config = load_checkpoint(second).model_config
+    assert (config.hidden, config.dropout, config.weight_drop) == (24, 0.05, 0.1)
+    refused = train(text, *RUN, "--init-from", first, "--emb", "16", "--out", tmp_path / "c" / "m.pt")
+    assert refused.exit_code == 2 and "--emb" in refused.stderr
