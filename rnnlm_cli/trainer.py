@@ -166,6 +166,7 @@ class Trainer:
             "resumed_at": progress.to_dict() if progress.step else None,
         })
         started = time.perf_counter()
+        steps_at_start = progress.step
         stop_reason = "epochs"
         try:
             while progress.epoch <= config.epochs:
@@ -187,8 +188,13 @@ class Trainer:
                         stop_reason = halt
                         break
                     continue
-                if progress.segment > 0 or progress.step > 0:
+                if progress.step > steps_at_start:  # a budget stopped this invocation's training
                     self._validate()
+                    if progress.position >= self.streams.shape[1] - 1:
+                        # The epoch's data is used up and now validated: a resume starts the next one.
+                        progress.epoch += 1
+                        progress.segment = progress.position = 0
+                        self.hidden = None
                     self._save_last()
                 break
         finally:

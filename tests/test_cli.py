@@ -641,3 +641,16 @@ def test_tokenize_with_nothing_to_do_is_a_usage_error(runner, data):
     result = run(runner, "tokenize", data["train"])
     assert result.exit_code == 2
     assert "nothing to do" in one_error_line(result.stderr)
+
+
+def test_tokenize_refuses_learning_options_beside_a_given_tokenizer(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the dog runs .\n")
+    saved = tmp_path / "tok.json"
+    assert CliRunner().invoke(app, ["tokenize", str(text), "--save-tokenizer", str(saved)]).exit_code == 0
+    result = CliRunner().invoke(app, ["tokenize", str(text), "--tokenizer", str(saved), "--kind", "char",
+                                      "--min-count", "2", "--print", "ids"])
+    assert result.exit_code == 2 and "--kind, --min-count" in result.stderr, result.stderr
+    ids = CliRunner().invoke(app, ["tokenize", str(text), "--tokenizer", str(saved), "--print", "ids"])
+    # Ties in count are ordered alphabetically: "." 2, "dog" 3, "runs" 4, "the" 5.
+    assert ids.exit_code == 0 and ids.stdout.split() == ["5", "3", "4", "2"], ids.stdout

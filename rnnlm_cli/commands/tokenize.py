@@ -28,16 +28,16 @@ EPILOG = (
 
 def command(
     corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
-    kind: str = typer.Option("word", help="Tokenizer to learn: word, char, byte or sentencepiece."),
+    kind: Optional[str] = typer.Option(None, help="Tokenizer to learn: word, char, byte or sentencepiece [default: word]."),
     tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
     save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
     decode: bool = typer.Option(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
-    min_count: int = typer.Option(1, help="word/char: entries seen fewer times become <unk>."),
-    max_size: int = typer.Option(0, help="word/char: largest vocabulary, specials included; 0 = no limit."),
-    vocab_size: int = typer.Option(8000, help="sentencepiece: vocabulary size."),
-    model_type: str = typer.Option("unigram", "--sp-model", help="sentencepiece: bpe or unigram."),
+    min_count: Optional[int] = typer.Option(None, help="word/char: entries seen fewer times become <unk> [default: 1]."),
+    max_size: Optional[int] = typer.Option(None, help="word/char: largest vocabulary, specials included; 0 = no limit [default: 0]."),
+    vocab_size: Optional[int] = typer.Option(None, help="sentencepiece: vocabulary size [default: 8000]."),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", help="sentencepiece: bpe or unigram [default: unigram]."),
     strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.config import TokenizerConfig
@@ -56,8 +56,12 @@ def command(
         return
     if not (out or save_tokenizer or print_as):
         raise UsageError("nothing to do: give --out, --print, --save-tokenizer or --decode")
-    config = TokenizerConfig(kind=kind, min_count=min_count, max_size=max_size,
-                             vocab_size=vocab_size, model_type=model_type)
+    learning = {"kind": kind, "min_count": min_count, "max_size": max_size, "vocab_size": vocab_size,
+                "model_type": model_type}
+    if tokenizer is not None and any(v is not None for v in learning.values()):
+        given_options = ", ".join("--" + k.replace("_", "-") for k, v in learning.items() if v is not None)
+        raise UsageError(f"{given_options} learn a tokenizer; with --tokenizer there is nothing to learn")
+    config = TokenizerConfig(**{k: v for k, v in learning.items() if v is not None})
     check_readable(corpus)
     given = tokenizer_from_file(tokenizer) if tokenizer else None
     if print_as and given is None and not out and corpus == "-":
@@ -80,7 +84,8 @@ def command(
         write_tokenizer(tok, save_tokenizer)
         log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
     if print_as:
-        source = out if out and corpus == "-" else corpus
+        # The token file just written holds the text already encoded: no second reading.
+        source = out if out else corpus
         notes = _print_lines(tok, source, print_as, strict)
         if not out:  # with --out the encoding pass has already reported on the text
             _warn_all(notes)

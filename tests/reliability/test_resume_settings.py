@@ -54,3 +54,21 @@ def test_init_from_accepts_new_regularisation_but_not_a_new_shape(tmp_path):
     assert (config.hidden, config.dropout, config.weight_drop) == (24, 0.05, 0.1)
     refused = train(text, *RUN, "--init-from", first, "--emb", "16", "--out", tmp_path / "c" / "m.pt")
     assert refused.exit_code == 2 and "--emb" in refused.stderr
+
+
+def test_a_budget_stop_at_an_epoch_end_is_validated_once(tmp_path):
+    import json
+    import re
+
+    text, out = corpus(tmp_path), tmp_path / "m.pt"
+    first = train(text, *SHAPE, *RUN, "--max-steps", "1", "--out", tmp_path / "probe.pt")
+    per_epoch = int(re.search(r"([\d,]+) steps per epoch", first.stderr).group(1).replace(",", ""))
+    assert train(text, *SHAPE, *RUN, "--max-steps", per_epoch, "--out", out).exit_code == 0
+    # Resuming a finished budget again trains nothing and validates nothing.
+    assert train(text, *SHAPE, *RUN, "--max-steps", per_epoch, "--resume", "auto", "--out", out).exit_code == 0
+    result = train(text, *SHAPE, *RUN, "--max-steps", per_epoch + 3, "--resume", "auto", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    valid_steps = [r["step"] for r in records if r["event"] == "valid"]
+    assert valid_steps == [per_epoch, per_epoch + 3]
+    assert load_checkpoint(tmp_path / "m.last.pt").training_state["progress"]["epoch"] == 2
