@@ -142,14 +142,19 @@ def _warnings(path: str, stats) -> list[str]:
         control_chars=stats.control_chars, literal_specials=stats.literal_specials)]
 
 
-def _check_fits(data: PreparedData, config: TrainConfig) -> None:
-    per_stream = (len(data.train) - 1) // config.batch_size
+def _check_fits(data: PreparedData, config: TrainConfig, world_size: int = 1) -> None:
+    """Refuse batching the corpus cannot fill; under torchrun each rank has 1/world of it."""
+    tokens = len(data.train) // world_size
+    where = "the corpus'" if world_size == 1 else f"each of {world_size} processes' share of"
+    per_stream = (tokens - 1) // config.batch_size
     if per_stream < 1:
-        raise UsageError(f"--batch-size {config.batch_size} is more streams than the corpus' "
-                         f"{len(data.train)} training tokens allow")
+        raise UsageError(f"--batch-size {config.batch_size} is more streams than {where} "
+                         f"{tokens} training tokens allow")
     if config.bptt > per_stream:
         raise UsageError(f"--bptt {config.bptt} is longer than each of the {config.batch_size} streams "
                          f"({per_stream} tokens); lower --bptt or --batch-size")
+    if len(data.valid) // world_size < 3:
+        raise UsageError(f"{where.replace(' share of', '')} validation text is too short to score; give a longer --valid")
 
 
 def _resume_path(job: TrainJob, paths: OutputPaths) -> str | None:
@@ -300,7 +305,7 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
             notes.append(f"removed temporary files of an interrupted save in {folder}")
         prepared = prepare_data(job, given=given)
         notes.extend(prepared.notes)
-        _check_fits(prepared, job.train)
+        _check_fits(prepared, job.train, context.world_size)
         if job.init_from is None:
             check_fits_in_memory(dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size),
                                  job.train, device)
