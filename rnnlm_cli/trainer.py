@@ -144,6 +144,8 @@ class Trainer:
         self.progress = Progress()
         self.hidden: tuple[torch.Tensor, ...] | None = None
         self.bad_in_a_row = 0
+        self._agreed = [False, False]  # (a signal arrived, the time budget is spent), on any rank
+        self._started = time.perf_counter()
         if resume is not None:
             self.progress = resume.progress
             self.optimizer.load_state_dict(resume.optimizer)
@@ -165,12 +167,12 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "resumed_at": progress.to_dict() if progress.step else None,
         })
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         steps_at_start = progress.step
         stop_reason = "epochs"
         try:
             while progress.epoch <= config.epochs:
-                stop_reason = self._budget_spent(started) or self._train_epoch(started)
+                stop_reason = self._budget_spent() or self._train_epoch()
                 if stop_reason == "signal":
                     self._save_last()
                     signum = self.stop.requested or 15  # a rank the signal did not reach stops too
@@ -201,22 +203,21 @@ class Trainer:
             self.metrics.close()
         return self._result(stop_reason)
 
-    def _budget_spent(self, started: float) -> str | None:
+    def _budget_spent(self) -> str | None:
+        """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
         if self.config.max_steps and self.progress.step >= self.config.max_steps:
             return "max_steps"
-        if self.config.max_time and time.perf_counter() - started >= self.config.max_time:
-            return "max_time"
-        return None
+        return "max_time" if self._agreed[1] else None
 
-    def _should_stop(self, started: float) -> str | None:
-        """Why to stop after this step, the same answer on every rank."""
-        signalled, budget = any_true([self.stop.requested is not None, self._budget_spent(started) is not None],
-                                     self.dist, self.device)
-        if signalled:
-            return "signal"
-        return (self._budget_spent(started) or "max_time") if budget else None
+    def _should_stop(self) -> str | None:
+        """Why to stop after this step, the same answer on every rank.
 
-    def _train_epoch(self, started: float) -> str | None:
+        The signal and the clock differ between ranks; they were agreed on in the step's
+        one all-reduce (:meth:`_step`). The step count is the same everywhere.
+        """
+        return "signal" if self._agreed[0] else self._budget_spent()
+
+    def _train_epoch(self) -> str | None:
         """Train from the saved position to the epoch's end; the reason it stopped early, if any."""
         config, progress, model = self.config, self.progress, self.model
         model.train()
@@ -231,7 +232,7 @@ class Trainer:
                 progress.segment += 1
                 progress.position += len(x)
                 self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
-                reason = self._should_stop(started)
+                reason = self._should_stop()
                 if reason:
                     break
         finally:
@@ -266,7 +267,10 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip if config.clip > 0 else math.inf)
         # One host synchronisation per step: a non-finite step must not reach the weights.
         bad = not bool(torch.isfinite(loss) & torch.isfinite(norm))
-        if any_true([bad], self.dist, self.device)[0]:
+        out_of_time = bool(config.max_time) and time.perf_counter() - self._started >= config.max_time
+        # Under torchrun: one all-reduce per step agrees on skipping it and on stopping after it.
+        bad, *self._agreed = any_true([bad, self.stop.requested is not None, out_of_time], self.dist, self.device)
+        if bad:
             return self._skip(loss, norm)
         self.optimizer.step()
         if self.average is not None:
