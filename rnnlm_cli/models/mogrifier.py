@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rnnlm_cli.models.reference import run_layers
+
 State = tuple[Tensor, ...]
 
 
@@ -106,13 +108,7 @@ class MogrifierLSTM(nn.Module):
 
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x (T, B, input_size), state (h, c) each (L, B, H) -> y (T, B, H), new state."""
-        finals: list[State] = []
-        for layer in range(self.num_layers):
-            if layer > 0:
-                x = F.dropout(x, self.dropout, self.training)
-            x, layer_state = self.forward_layer(layer, x, tuple(s[layer] for s in state))
-            finals.append(layer_state)
-        return x, tuple(torch.stack([f[k] for f in finals]) for k in range(2))
+        return run_layers(self, x, state, 2)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

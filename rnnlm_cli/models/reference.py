@@ -122,16 +122,20 @@ class ReferenceRecurrent(nn.Module):
 
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x (T, B, input_size), state: each (L, B, H) -> y (T, B, H), new state."""
-        finals: list[State] = []
-        for layer in range(self.num_layers):
-            if layer > 0:
-                # Between layers only, as torch's ``dropout`` argument does.
-                x = F.dropout(x, self.dropout, self.training)
-            x, layer_state = self.forward_layer(layer, x, tuple(s[layer] for s in state))
-            finals.append(layer_state)
-        new_state = tuple(torch.stack([f[k] for f in finals]) for k in range(self.state_count))
-        return x, new_state
+        return run_layers(self, x, state, self.state_count)
 
     def extra_repr(self) -> str:
         return (f"{self.cell.__name__}, {self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, dropout={self.dropout}")
+
+
+def run_layers(core: nn.Module, x: Tensor, state: State, state_count: int) -> tuple[Tensor, State]:
+    """Stack ``core.forward_layer`` over ``core.num_layers`` layers, with dropout between them
+    (only between, as torch's ``dropout`` argument does). state: each (L, B, H)."""
+    finals: list[State] = []
+    for layer in range(core.num_layers):
+        if layer > 0:
+            x = F.dropout(x, core.dropout, core.training)
+        x, layer_state = core.forward_layer(layer, x, tuple(s[layer] for s in state))
+        finals.append(layer_state)
+    return x, tuple(torch.stack([f[k] for f in finals]) for k in range(state_count))
