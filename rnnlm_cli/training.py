@@ -187,17 +187,17 @@ def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
     return dataclasses.replace(base, **changes)
 
 
-def _init_model(job: TrainJob, tokenizer, notes: list[str], resume_from=None):
-    """The model to train: shaped as the resumed run's (checkpoint), from --init-from's weights, or fresh."""
-    from rnnlm_cli.checkpoint import load_model
+def _init_model(job: TrainJob, tokenizer, notes: list[str], resume_from=None, initial=None):
+    """The model to train: shaped as the resumed run's (checkpoint), ``initial`` (--init-from's
+    loaded ``(model, tokenizer, checkpoint)``), or fresh."""
     from rnnlm_cli.models import build_model
 
     if resume_from is not None:
         # The weights come from the saved state; only its shape and settings are needed here.
         return build_model(_model_config(job, resume_from.model_config, "the run being resumed"))
-    if job.init_from is None:
+    if initial is None:
         return build_model(dataclasses.replace(job.model, vocab_size=tokenizer.vocab_size))
-    model, _, checkpoint = load_model(job.init_from)
+    model, _, checkpoint = initial
     config = _model_config(job, checkpoint.model_config, job.init_from)
     if config != checkpoint.model_config:
         model = _with_config(model, **{k: getattr(config, k) for k in job.model_flags})
@@ -294,11 +294,10 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     from rnnlm_cli.promote import check_promotable, promote_if_better
 
     paths = OutputPaths.beside(job.out)
-    given = None
-    if job.init_from is not None:
-        from rnnlm_cli.checkpoint import load_model
+    from rnnlm_cli.checkpoint import load_checkpoint, load_model
 
-        given = load_model(job.init_from)[1]
+    initial = load_model(job.init_from) if job.init_from is not None else None  # loaded once
+    given = initial[1] if initial is not None else None
 
     def prepare_on_main() -> tuple[str, str | None]:
         if clean_stale_temps(folder):
@@ -315,12 +314,10 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
 
     data = open_prepared(from_main(prepare_on_main, context), job.train)
     fingerprint = data_fingerprint(data.train)
-    from rnnlm_cli.checkpoint import load_checkpoint
-
     resume_from = _resume_path(job, paths)
     saved = load_checkpoint(resume_from) if resume_from else None
     seed_everything(job.train.seed)
-    model = _init_model(job, data.tokenizer, notes, saved)
+    model = _init_model(job, data.tokenizer, notes, saved, initial)
     if context.enabled:
         # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
         # lengths) stays the same everywhere so the ranks cut their segments alike.
