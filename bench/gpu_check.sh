@@ -25,6 +25,9 @@ echo "== eval (test split, stream and sentence context)"
 /usr/bin/time -f "eval wall %e s" rnnlm eval "$out/wt2/model.pt" $W/test.txt --device cuda
 /usr/bin/time -f "eval wall %e s" rnnlm eval "$out/wt2/model.pt" $W/test.txt --device cuda --context sentence
 
+echo "== scoring: plain, neural cache, dynamic evaluation (test split)"
+python3 bench/scoring.py --model "$out/wt2/model.pt" --data $W --device cuda
+
 echo "== generate (2000 tokens, one stream; 64 streams)"
 /usr/bin/time -f "generate wall %e s" rnnlm generate "$out/wt2/model.pt" --device cuda --max-tokens 2000 --seed 1 > "$out/sample.txt"
 wc -w "$out/sample.txt"

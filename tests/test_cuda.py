@@ -44,3 +44,19 @@ def test_same_seed_same_sample_on_gpu():
     device = torch.device("cuda")
     run = lambda: [int(t[0]) for t in sample_tokens(model, [1, 2], 0, SamplingConfig(max_tokens=20, seed=3), device)]
     assert run() == run()
+
+
+def test_dynamic_evaluation_and_cache_on_gpu_match_cpu(tmp_path, word_tokenizer):
+    """cuDNN's RNN backward runs only in training mode: dynamic evaluation scores without it."""
+    from rnnlm_cli.cache import NeuralCache
+    from rnnlm_cli.dynamic import DynamicEvaluation
+    from rnnlm_cli.evaluate import evaluate_file
+
+    text = tmp_path / "t.txt"
+    text.write_text("the dog runs .\na cat sees the dog .\n" * 5)
+    results = []
+    for device in ("cpu", "cuda"):
+        model = tiny_model(word_tokenizer.vocab_size).to(device)
+        results.append(evaluate_file(model, word_tokenizer, str(text), torch.device(device), chunk_tokens=6,
+                                     dynamic=DynamicEvaluation(model, 0.5, 0.01), cache=NeuralCache(20, 0.5, 0.2)))
+    assert results[1].logprob == pytest.approx(results[0].logprob, rel=1e-4)

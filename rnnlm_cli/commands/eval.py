@@ -1,68 +1,229 @@
-"""rnnlm eval: perplexity of a text under a model, in SRILM's format."""
+"""rnnlm eval: perplexity in SRILM's format, per-word debug output, queries, n-best rescoring."""
 
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
-from rnnlm_cli.commands._ui import Progress, fmt, print_json, warn
+from rnnlm_cli.commands._ui import Progress, print_json, warn
+from rnnlm_cli.scoring_config import ScoringConfig
+
+DEFAULTS = ScoringConfig()
 
 NAME = "eval"
-SUMMARY = "Score text: perplexity in SRILM's format, JSON, or per-sentence scores."
+SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring."
 HELP = (
     "Score FILE (text, .gz text, or '-' for stdin) with MODEL. Prints SRILM's two lines "
-    "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded), "
-    "or one JSON object with --json, or one log10 score per input line with --per-sentence. "
-    "By default the hidden state carries across lines (continuous-stream perplexity)."
+    "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded unless --unk), "
+    "more with --debug 1 (per sentence) or 2 (per word), one JSON object with --json, or one log10 "
+    "score per input line with --per-sentence. --query answers each line as soon as it is read "
+    "(a coprocess, like KenLM's query). --nbest rescores n-best lists (SRILM or Kaldi layout). "
+    "--mix-lm interpolates per word with an ARPA n-gram model; --cache and --dynamic adapt to the "
+    "text while scoring it. By default the hidden state carries across lines (continuous-stream perplexity)."
 )
 EPILOG = (
     "Examples:\n\n"
-    "  rnnlm eval runs/sample/model.pt sample_data/test.txt\n\n"
-    "  cat test.txt | rnnlm eval model.pt - --json\n\n"
-    "  rnnlm eval model.pt hyps.txt --context sentence --per-sentence > scores.txt"
+    "  rnnlm eval runs/sample/model.pt sample_data/test.txt --debug 2\n\n"
+    "  cat test.txt | rnnlm eval model.pt - --json --cache 2000 --dynamic\n\n"
+    "  rnnlm eval model.pt test.txt --mix-lm 3gram.arpa --fit-lambda valid.txt\n\n"
+    "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt"
 )
 
 
 def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
-    file: str = typer.Argument(..., help="Text to score (plain or .gz), or '-' for stdin."),
-    context: str = typer.Option("stream", help="stream: state carries across lines; sentence: each line alone."),
+    file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), or '-' for stdin."),
+    context: Optional[str] = typer.Option(
+        None, help="stream: state carries across lines; sentence: each line alone [default: stream; sentence with --query]."),
+    debug: int = typer.Option(0, help="SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object of the totals."),
     per_sentence: bool = typer.Option(False, "--per-sentence", help="Print one log10 score per input line, in order."),
+    query: bool = typer.Option(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
+                               "scores and total (one score with --per-sentence); totals go to stderr."),
+    unk: bool = typer.Option(False, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
+    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
+    mix_lambda: float = typer.Option(DEFAULTS.mix_weight, "--lambda", help="With --mix-lm: the neural model's weight in the mix."),
+    fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
+                                             help="With --mix-lm: find the best --lambda on this text first (EM)."),
+    cache: int = typer.Option(0, help="Neural cache over the last N positions (Grave et al.); 0 = off."),
+    cache_theta: float = typer.Option(DEFAULTS.cache_theta, help="Cache: inverse temperature of the feature dot products."),
+    cache_lambda: float = typer.Option(DEFAULTS.cache_lambda, help="Cache: its weight in the mix with the model."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic evaluation (Krause et al.): after scoring each "
+                                 "segment, one SGD step on it; never before."),
+    dynamic_lr: float = typer.Option(DEFAULTS.dynamic_lr, help="Dynamic evaluation: learning rate."),
+    dynamic_decay: float = typer.Option(DEFAULTS.dynamic_decay, help="Dynamic evaluation: per-step pull back to the trained weights."),
+    dynamic_segment: int = typer.Option(DEFAULTS.dynamic_segment, help="Dynamic evaluation: tokens per step."),
+    nbest: Optional[str] = typer.Option(None, "--nbest", help="Rescore this n-best list file ('-' for stdin)."),
+    nbest_format: str = typer.Option("auto", help="n-best layout: auto, srilm or kaldi."),
+    nbest_acoustic: Optional[str] = typer.Option(None, help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
+    lm_weight: float = typer.Option(1.0, help="n-best: total = acoustic + lm-weight * lm + word-penalty * words."),
+    word_penalty: float = typer.Option(0.0, help="n-best: log10 score added per word."),
+    nbest_sort: bool = typer.Option(False, "--nbest-sort", help="n-best: order each list by total, best first."),
+    nbest_best: bool = typer.Option(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.checkpoint import load_model
-    from rnnlm_cli.corpus import input_warnings
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.errors import UsageError
-    from rnnlm_cli.evaluate import CONTEXTS, evaluate_file
+    from rnnlm_cli.scoring_config import DEBUG_LEVELS
     from rnnlm_cli.textio import check_readable
 
-    if context not in CONTEXTS:
-        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
-    if json_output and per_sentence:
-        raise UsageError("--json and --per-sentence cannot be combined")
-    check_readable(file)
+    if debug not in DEBUG_LEVELS:
+        raise UsageError(f"--debug must be 0, 1 or 2, got {debug}")
+    outputs = [name for name, on in (("--json", json_output), ("--per-sentence", per_sentence and not query),
+                                     ("--debug", debug > 0), ("--query", query), ("--nbest", nbest is not None)) if on]
+    if len(outputs) > 1:
+        raise UsageError(f"{' and '.join(outputs)} choose different outputs: pick one")
+    if nbest is not None and file is not None:
+        raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
+    if nbest is not None and (context is not None or cache or dynamic):
+        raise UsageError("--nbest scores each hypothesis alone: --context, --cache and --dynamic do not apply")
+    if fit_lambda is not None and mix_lm is None:
+        raise UsageError("--fit-lambda needs --mix-lm")
+    if file is None and nbest is None and fit_lambda is None:
+        raise UsageError("missing FILE: the text to score ('-' for stdin)")
+    config = ScoringConfig(
+        context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None,
+        cache=cache, cache_theta=cache_theta, cache_lambda=cache_lambda, dynamic=dynamic, dynamic_lr=dynamic_lr,
+        dynamic_decay=dynamic_decay, dynamic_segment=dynamic_segment, mix_weight=mix_lambda)
+    for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
+        if path is not None:
+            check_readable(path)
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
+    ngram = _load_ngram(mix_lm)
+    if fit_lambda is not None:
+        config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict, report_to_stdout=file is None and nbest is None)
+    if nbest is not None:
+        _rescore(lm, tokenizer, nbest, target, config, ngram, nbest_format, nbest_acoustic, lm_weight, word_penalty,
+                 nbest_sort, nbest_best, strict)
+    elif file is not None:
+        _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
+               per_sentence=per_sentence, query=query)
+
+
+def _load_ngram(path: str | None):
+    if path is None:
+        return None
+    from rnnlm_cli.arpa import read_arpa
+    from rnnlm_cli.commands._ui import log
+
+    ngram = read_arpa(path)
+    log(f"mixing with {path}: an order-{ngram.order} n-gram model")
+    return ngram
+
+
+def _mix(config, ngram):
+    from rnnlm_cli.word_scoring import NgramMix
+
+    return None if ngram is None else NgramMix(ngram, config.mix_weight)
+
+
+def _fit(lm, tokenizer, dev: str, device, config, ngram, strict: bool, report_to_stdout: bool):
+    import dataclasses
+
+    from rnnlm_cli.commands._ui import log
+    from rnnlm_cli.interpolation import fit_mix_weight
+    from rnnlm_cli.score_format import number
+
+    fit = fit_mix_weight(lm, tokenizer, dev, device, config, ngram, strict=strict)
+    lines = [f"fit on {dev}: {fit.words} words, lambda= {number(fit.weight)} ({fit.iterations} EM iterations)",
+             f"ppl rnn= {number(fit.ppl_model)} ngram= {number(fit.ppl_ngram)} mix= {number(fit.ppl_mix)}"]
+    for line in lines:
+        print(line) if report_to_stdout else log(line)
+    return dataclasses.replace(config, mix_weight=fit.weight)
+
+
+def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, debug: int, json_output: bool,
+           per_sentence: bool, query: bool) -> None:
+    from rnnlm_cli.commands._ui import log
+    from rnnlm_cli.corpus import input_warnings
+    from rnnlm_cli.evaluate import evaluate_file
+    from rnnlm_cli.score_format import totals_lines
+
+    render = _Render(debug=debug, per_sentence=per_sentence, query=query)
     with Progress("scoring") as progress:
-
-        def on_sentence(count: int, score: float) -> None:
-            progress.update(count)
-            if per_sentence:
-                sys.stdout.write(f"{score:.6f}\n")
-
-        result = evaluate_file(lm, tokenizer, file, target, context=context, strict=strict,
-                               on_sentence=on_sentence)
+        render.progress = progress
+        result = evaluate_file(lm, tokenizer, file, device, context=config.context, strict=strict, unk=config.unk,
+                               eager=query, cache=config.build_cache(), dynamic=config.build_dynamic(lm),
+                               mix=_mix(config, ngram), chunk_tokens=config.chunk_tokens,
+                               on_words=render.on_words if render.wants_words else None,
+                               on_sentence=render.on_sentence)
     for note in input_warnings(result.file, invalid_lines=result.invalid_lines, control_chars=result.control_chars,
                                literal_specials=result.literal_specials):
         warn(note)
-    if per_sentence:
+    if tokenizer.kind in ("sentencepiece", "char") and result.encoded_tokens:
+        rate = (result.unk_tokens + result.byte_tokens) / result.encoded_tokens
+        log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
+            f"{result.encoded_tokens} ({rate:.2%})")
+    if query or per_sentence:
+        for line in totals_lines(result, name=result.file) if query else []:
+            log(line)
         sys.stdout.flush()
     elif json_output:
         print_json(result.to_dict())
     else:
-        print(f"file {result.file}: {result.sentences} sentences, {result.words} words, {result.oovs} OOVs")
-        print(f"{result.zeroprobs} zeroprobs, logprob= {fmt(result.logprob)} ppl= {fmt(result.ppl)} ppl1= {fmt(result.ppl1)}")
+        print("\n".join(totals_lines(result, name=result.file)))
+
+
+class _Render:
+    """Prints what each mode shows per line, as soon as the line is scored."""
+
+    def __init__(self, *, debug: int, per_sentence: bool, query: bool) -> None:
+        from rnnlm_cli.score_format import WordLines
+
+        self.debug, self.per_sentence, self.query = debug, per_sentence, query
+        self.wants_words = debug > 0 or (query and not per_sentence)
+        self.progress = None
+        self._word_lines = WordLines()
+        self._text: list[str] = []
+        self._lines: list[str] = []
+        self._words: list = []
+
+    def on_words(self, text: str, words: list, ends_line: bool) -> None:
+        self._text.append(text)
+        self._words.extend(words)
+        if self.debug == 2:
+            self._lines.extend(self._word_lines.lines(words))
+
+    def on_sentence(self, count: int, score: float) -> None:
+        from rnnlm_cli.evaluate import Totals
+        from rnnlm_cli.score_format import query_entries, query_total, totals_lines
+
+        if self.progress is not None:
+            self.progress.update(count)
+        if self.per_sentence:
+            sys.stdout.write(f"{score:.6f}\n")
+        elif self.query or self.debug:
+            totals = Totals()
+            totals.add(self._words)
+            if self.query:
+                sys.stdout.write("\t".join(query_entries(self._words) + [query_total(totals)]) + "\n")
+            else:
+                sys.stdout.write("\n".join(["".join(self._text), *self._lines, *totals_lines(totals), ""]) + "\n")
+        if self.query:
+            sys.stdout.flush()
+        self._text, self._lines, self._words = [], [], []
+
+
+def _rescore(lm, tokenizer, path: str, device, config, ngram, fmt: str, acoustic: str | None, lm_weight: float,
+             word_penalty: float, sort: bool, best_only: bool, strict: bool) -> None:
+    from rnnlm_cli.evaluate import TextScorer
+    from rnnlm_cli.nbest import best_line, format_line, iter_nbest, read_score_table, rescore
+
+    scores = read_score_table(acoustic, strict=strict) if acoustic is not None else None
+    scorer = TextScorer(lm, tokenizer, device, unk=True, mix=_mix(config, ngram))
+    lists = iter_nbest(path, fmt, scores, strict=strict)
+    with Progress("rescoring") as progress:
+        for count, (nbest_list, rows) in enumerate(
+                rescore(lists, lambda texts: [t.logprob for t in scorer.score(texts)], lm_weight, word_penalty, sort),
+                start=1):
+            if best_only:
+                sys.stdout.write(best_line(nbest_list, rows) + "\n")
+            else:
+                sys.stdout.write("".join(format_line(hyp, score, total) + "\n" for hyp, score, total in rows))
+            progress.update(count)
+    sys.stdout.flush()

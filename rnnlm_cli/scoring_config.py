@@ -1,0 +1,81 @@
+"""What ``rnnlm eval`` is asked to do beyond plain scoring, checked once, and the parts it needs.
+
+Defaults for the neural cache and dynamic evaluation were tuned on the first 300 lines of
+WikiText-2's validation split with a 1x256 tied LSTM (see the README's scoring section);
+both want retuning for a very different model: the cache's ``theta`` scales with the size
+of the features, the dynamic learning rate with how far training went.
+
+Importing this module does not import torch, so the command line can read its defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rnnlm_cli.errors import UsageError
+CONTEXTS = ("stream", "sentence")
+DEBUG_LEVELS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    context: str = "stream"
+    """stream: the state carries across lines; sentence: every line alone."""
+    unk: bool = False
+    """Score OOV words as <unk> instead of leaving them out."""
+    cache: int = 0
+    """Neural cache over the last N positions; 0 = off."""
+    cache_theta: float = 0.5
+    """Cache: the inverse temperature of the dot products between features."""
+    cache_lambda: float = 0.2
+    """Cache: its weight in the mix with the model's prediction."""
+    dynamic: bool = False
+    """Dynamic evaluation: adapt the weights on each segment after scoring it."""
+    dynamic_lr: float = 0.5
+    """Dynamic evaluation: SGD learning rate on the segment's mean loss."""
+    dynamic_decay: float = 0.0
+    """Dynamic evaluation: pull towards the trained weights per step (0 = none)."""
+    dynamic_segment: int = 20
+    """Dynamic evaluation: tokens per adaptation step."""
+    mix_weight: float = 0.5
+    """With an n-gram model: the neural model's weight in the per-word mix."""
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
+        if self.cache < 0:
+            raise UsageError(f"--cache must be 0 (off) or a number of positions, got {self.cache}")
+        if not (math.isfinite(self.cache_theta) and self.cache_theta >= 0):
+            raise UsageError(f"--cache-theta must be a finite number >= 0, got {self.cache_theta}")
+        if not 0.0 <= self.cache_lambda <= 1.0:
+            raise UsageError(f"--cache-lambda must be within [0, 1], got {self.cache_lambda}")
+        if not (math.isfinite(self.dynamic_lr) and self.dynamic_lr > 0):
+            raise UsageError(f"--dynamic-lr must be a positive number, got {self.dynamic_lr}")
+        if not 0.0 <= self.dynamic_decay <= 1.0:
+            raise UsageError(f"--dynamic-decay must be within [0, 1], got {self.dynamic_decay}")
+        if self.dynamic_segment < 1:
+            raise UsageError(f"--dynamic-segment must be at least 1, got {self.dynamic_segment}")
+        if not 0.0 <= self.mix_weight <= 1.0:
+            raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
+        if self.context != "stream" and (self.cache or self.dynamic):
+            raise UsageError("--cache and --dynamic score a continuous stream: they need --context stream")
+
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens fed to the model at once in the stream context."""
+        return self.dynamic_segment if self.dynamic else 256
+
+    def build_cache(self):
+        if not self.cache:
+            return None
+        from rnnlm_cli.cache import NeuralCache
+
+        return NeuralCache(self.cache, self.cache_theta, self.cache_lambda)
+
+    def build_dynamic(self, model):
+        if not self.dynamic:
+            return None
+        from rnnlm_cli.dynamic import DynamicEvaluation
+
+        return DynamicEvaluation(model, self.dynamic_lr, self.dynamic_decay)
