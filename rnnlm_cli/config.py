@@ -63,6 +63,8 @@ class ModelConfig:
     """Causal dot-product attention over the last N hidden states before the softmax (0: off)."""
     mogrifier_rounds: int = 5
     """mogrifier cell: rounds of mutual gating of input and state (Melis et al., 2020)."""
+    adaptive_softmax: str = ""
+    """Adaptive softmax cutoffs, e.g. "2000,10000" (Grave et al., 2017); "" = the full softmax."""
 
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
@@ -80,6 +82,25 @@ class ModelConfig:
                    f"--{name.replace('_', '-')} must be in [0, 1) (or -1 for --dropout), got {value}")
         _check(0 <= self.attention <= 65536, f"--attention must be between 0 and 65536, got {self.attention}")
         _check(0 <= self.mogrifier_rounds <= 16, f"--mogrifier-rounds must be between 0 and 16, got {self.mogrifier_rounds}")
+        cutoffs = self.cutoffs
+        _check(not cutoffs or not self.tied, "--adaptive-softmax has its own output weights: it cannot be --tied")
+
+    @property
+    def cutoffs(self) -> tuple[int, ...]:
+        """The adaptive softmax's cluster boundaries, increasing; () for the full softmax.
+
+        Whether they fit the vocabulary is checked when the model is built (the vocabulary
+        is known only then)."""
+        text = self.adaptive_softmax.replace(" ", "")
+        if not text:
+            return ()
+        try:
+            cutoffs = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise UsageError(f"--adaptive-softmax must be increasing token counts like 2000,10000, got {text!r}") from None
+        _check(all(c > 0 for c in cutoffs) and list(cutoffs) == sorted(set(cutoffs)),
+               f"--adaptive-softmax must be increasing positive token counts like 2000,10000, got {text!r}")
+        return cutoffs
 
     def rate(self, name: str) -> float:
         """The dropout rate of ``input``, ``hidden`` or ``output``, with -1 meaning --dropout."""

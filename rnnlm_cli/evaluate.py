@@ -62,9 +62,8 @@ def stream_loss_sum(model: torch.nn.Module, tokens: np.ndarray, batch_size: int,
     count = 0
     for x, y in iter_bptt(streams, bptt):
         x, y = x.to(device), y.to(device)
-        logits, state = model(x, state)
-        total += torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum").double()
+        scores, state = model(x, state, targets=y)  # (T, B)
+        total -= scores.sum().double()
         count += y.numel()
         state = detach_state(state)
     return float(total.item()), count

@@ -7,7 +7,8 @@ L1 covers weight matrices and embeddings (parameters with two or more dimensions
 biases: a bias shifts an activation without scaling an input, and shrinking it does not
 simplify the model. AR and TAR are Merity et al. (2018): ``dropped`` is the last layer's
 output after dropout, ``raw`` before it, both (T, B, H). The cross-entropy is computed
-in float32 whatever precision the forward pass ran in.
+in float32 whatever precision the forward pass ran in (the model returns the targets'
+log-probabilities in float32).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from rnnlm_cli.config import TrainConfig
 
@@ -31,18 +31,19 @@ class Objective:
     def needs_outputs(self) -> bool:
         return self.config.ar > 0 or self.config.tar > 0
 
-    def forward(self, model, forward, x: torch.Tensor, state):
-        """(logits (T, B, V), state, raw (T, B, H) | None, dropped (T, B, H) | None)."""
+    def forward(self, model, forward, x: torch.Tensor, y: torch.Tensor, state):
+        """(target log-probabilities (T, B), state, raw (T, B, H) | None, dropped (T, B, H) | None)."""
         if not self.needs_outputs:
-            logits, state = forward(x, state)
-            return logits, state, None, None
+            scores, state = forward(x, state, targets=y)
+            return scores, state, None, None
         # Through ``forward`` (maybe the DDP wrapper), so gradients are averaged across ranks.
-        logits, state, (raw, dropped) = forward(x, state, return_outputs=True)
-        return logits, state, raw, dropped
+        scores, state, (raw, dropped) = forward(x, state, return_outputs=True, targets=y)
+        return scores, state, raw, dropped
 
-    def loss(self, model, logits: torch.Tensor, y: torch.Tensor, raw, dropped) -> torch.Tensor:
+    def loss(self, model, scores: torch.Tensor, raw, dropped) -> torch.Tensor:
+        """``scores``: the float32 log-probabilities of the targets, (T, B)."""
         config = self.config
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        loss = -scores.mean()
         if config.l1 > 0:
             loss = loss + config.l1 * l1_penalty(model)
         if config.ar > 0:

@@ -33,8 +33,16 @@ def training_bytes(model: ModelConfig, train: TrainConfig) -> int:
     """Weights, gradients and two optimizer moments, plus the step's largest activations."""
     weights = 4 * parameter_count(model) * _FLOAT
     tokens = train.batch_size * train.bptt
-    # Logits, their gradient and the softmax dominate activations for any real vocabulary.
-    logits = 3 * tokens * model.vocab_size * _FLOAT
+    # Logits, their gradient and the softmax dominate activations for any real vocabulary;
+    # the adaptive softmax holds the head's (shortlist + one per cluster) and, at most, one
+    # cluster's for all tokens at once.
+    cutoffs = model.cutoffs
+    if cutoffs:
+        bounds = (0, *cutoffs, model.vocab_size)
+        widest = max(bounds[i + 1] - bounds[i] for i in range(1, len(bounds) - 1))
+        logits = 3 * tokens * (cutoffs[0] + len(cutoffs) + widest) * _FLOAT
+    else:
+        logits = 3 * tokens * model.vocab_size * _FLOAT
     recurrent = tokens * model.layers * model.hidden * (_GATES.get(model.cell, 4) + 2) * _FLOAT
     return weights + logits + recurrent
 

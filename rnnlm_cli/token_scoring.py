@@ -182,8 +182,7 @@ class StreamScorer:
         """(T,) natural-log probability of each target; the state moves on."""
         features, state = self._model.hidden_states(x, self._state)  # (T, 1, D)
         self._state = tuple(s.detach() for s in state)
-        logits = self._model.decode(features[:, 0]).float()  # (T, V)
-        logprobs = torch.log_softmax(logits, dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)  # (T,)
+        logprobs = self._model.target_logprobs(features[:, 0], y)  # (T,)
         if self._cache is not None:
             with torch.no_grad():
                 mixed = self._cache.mix(features[:, 0].detach(), y, logprobs.detach())
@@ -251,9 +250,8 @@ def _score_batch(model, batch: list[Piece], device) -> Iterator[Piece]:
         x[: len(piece.targets), column] = torch.tensor(piece.inputs(0, len(piece.targets)))
         y[: len(piece.targets), column] = torch.tensor(piece.targets)
     # Padding comes after each line's last token, so it never affects real targets.
-    logits, _ = model(x.to(device), model.init_state(len(batch), device=device))  # (T, N, V)
-    logprobs = torch.log_softmax(logits.float(), dim=-1).gather(2, y.to(device).unsqueeze(2))
-    logprobs = logprobs.squeeze(2).t().double().cpu()  # (N, T)
+    logprobs, _ = model(x.to(device), model.init_state(len(batch), device=device), targets=y.to(device))  # (T, N)
+    logprobs = logprobs.t().double().cpu()  # (N, T)
     for column, piece in enumerate(batch):
         piece.logprobs.extend(logprobs[column, : len(piece.targets)].tolist())
         yield piece

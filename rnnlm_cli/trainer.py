@@ -259,8 +259,8 @@ class Trainer:
             group["lr"] = lr
         state = detach_state(state)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits, state, raw, dropped = self.objective.forward(self.model, self.forward, x, state)  # (T, B, V)
-        loss = self.objective.loss(self.model, logits, y, raw, dropped)
+            scores, state, raw, dropped = self.objective.forward(self.model, self.forward, x, y, state)  # (T, B)
+        loss = self.objective.loss(self.model, scores, raw, dropped)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The total norm before clipping (clip 0 leaves the gradient as it is).

@@ -60,3 +60,14 @@ def test_dynamic_evaluation_and_cache_on_gpu_match_cpu(tmp_path, word_tokenizer)
         results.append(evaluate_file(model, word_tokenizer, str(text), torch.device(device), chunk_tokens=6,
                                      dynamic=DynamicEvaluation(model, 0.5, 0.01), cache=NeuralCache(20, 0.5, 0.2)))
     assert results[1].logprob == pytest.approx(results[0].logprob, rel=1e-4)
+
+
+def test_adaptive_softmax_trains_under_bf16_autocast(tmp_path, tiny_corpus):
+    from rnnlm_cli.config import ModelConfig, TrainConfig
+    from rnnlm_cli.training import TrainJob, run_training
+
+    job = TrainJob(corpus=str(tiny_corpus), valid=str(tiny_corpus), out=str(tmp_path / "m.pt"),
+                   model=ModelConfig(vocab_size=2, emb=8, hidden=16, layers=1, adaptive_softmax="3,6"),
+                   train=TrainConfig(batch_size=2, bptt=5, epochs=2, device="cuda", amp="bf16"))
+    result = run_training(job)
+    assert result.steps > 0 and result.best_valid_ppl < 1e4

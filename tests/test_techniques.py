@@ -19,8 +19,8 @@ def tiny():
 def grads(model, x, y, pairs=None, **terms):
     objective = Objective(TrainConfig(**terms), pairs)
     model.zero_grad()
-    logits, _, raw, dropped = objective.forward(model, model, x, model.init_state(3))
-    objective.loss(model, logits, y, raw, dropped).backward()
+    scores, _, raw, dropped = objective.forward(model, model, x, y, model.init_state(3))
+    objective.loss(model, scores, raw, dropped).backward()
     return {n: p.grad.clone() for n, p in model.named_parameters()}
 
 

@@ -106,11 +106,11 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
     calls = {"n": 0}
     original = model.forward
 
-    def sometimes_nan(tokens, state=None):
+    def sometimes_nan(tokens, state=None, **options):
         calls["n"] += 1
-        logits, state = original(tokens, state)
+        scores, state = original(tokens, state, **options)
         # Steps 2 and 4 of training produce a NaN loss; validation calls come later.
-        return (logits * float("nan") if calls["n"] in (2, 4) else logits), state
+        return (scores * float("nan") if calls["n"] in (2, 4) else scores), state
 
     model.forward = sometimes_nan
     result = fit(model, train, valid, {"kind": "byte", "version": 1}, config, CPU, paths)

@@ -32,7 +32,8 @@ EPILOG = (
 )
 
 _MODEL_KEYS = ("cell", "impl", "emb", "hidden", "layers", "dropout", "tied", "dropout_emb", "dropout_input",
-               "dropout_hidden", "dropout_output", "locked_dropout", "weight_drop", "attention", "mogrifier_rounds")
+               "dropout_hidden", "dropout_output", "locked_dropout", "weight_drop", "attention", "mogrifier_rounds",
+               "adaptive_softmax")
 _TOKENIZER_KEYS = ("min_count", "max_size", "vocab_size", "model_type", "sample_lines")
 _JOB_KEYS = ("tokenizer", "valid", "out", "strict", "resume", "init_from", "promote_if_better", "plot")
 
@@ -100,6 +101,8 @@ def command(
     weight_drop: Optional[float] = typer.Option(None, help="DropConnect on the hidden-to-hidden matrices [default: 0]."),
     attention: Optional[int] = typer.Option(None, help="Causal attention over the last N hidden states before the softmax; 0 = off [default: 0]."),
     mogrifier_rounds: Optional[int] = typer.Option(None, help="mogrifier cell: rounds of mutual gating of input and state [default: 5]."),
+    adaptive_softmax: Optional[str] = typer.Option(
+        None, help="Adaptive softmax cutoffs, e.g. 2000,10000: rarer tokens behind cheaper clusters (needs --untied) [default: full softmax]."),
     optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw [default: adam]."),
     lr: Optional[float] = typer.Option(None, help="Learning rate [default: 0.002]."),
     weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay [default: 0]."),

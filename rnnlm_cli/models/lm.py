@@ -26,9 +26,11 @@ dimension 1, so :func:`detach_state` and :func:`select_state` treat them alike.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm_cli.config import ModelConfig
+from rnnlm_cli.errors import UsageError
 from rnnlm_cli.models import regularization as reg
 from rnnlm_cli.models.attention import RecentAttention
 from rnnlm_cli.models.registry import build_recurrent, get_cell
@@ -57,15 +59,20 @@ class RNNLM(nn.Module):
         self.attention = RecentAttention(config.hidden, config.attention) if config.attention else None
         needs_proj = config.tied and config.hidden != config.emb
         self.proj = nn.Linear(config.hidden, config.emb) if needs_proj else None
-        self.decoder = nn.Linear(config.emb if config.tied else config.hidden, config.vocab_size)
+        features = config.emb if config.tied else config.hidden
+        if config.cutoffs:
+            self.decoder = build_adaptive_softmax(features, config)
+        else:
+            self.decoder = nn.Linear(features, config.vocab_size)
         self.reset_parameters()
         if config.tied:
             self.decoder.weight = self.embedding.weight
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embedding.weight, -INIT_RANGE, INIT_RANGE)
-        nn.init.uniform_(self.decoder.weight, -INIT_RANGE, INIT_RANGE)
-        nn.init.zeros_(self.decoder.bias)
+        if isinstance(self.decoder, nn.Linear):
+            nn.init.uniform_(self.decoder.weight, -INIT_RANGE, INIT_RANGE)
+            nn.init.zeros_(self.decoder.bias)
 
     @property
     def feature_size(self) -> int:
@@ -122,25 +129,76 @@ class RNNLM(nn.Module):
         return y, new_state
 
     def decode(self, features: Tensor) -> Tensor:
-        """features (..., D) -> logits (..., V); callers may pass slices to bound memory."""
+        """features (..., D) -> logits (..., V); callers may pass slices to bound memory.
+
+        With the adaptive softmax the "logits" are already log-probabilities, which every
+        consumer (cross-entropy, log-softmax, sampling) treats the same way: their
+        log-sum-exp is 0.
+        """
+        if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
+            flat = features.reshape(-1, features.shape[-1]).float()
+            with _full_precision(flat):
+                return self.decoder.log_prob(flat).reshape(*features.shape[:-1], -1)
         return self.decoder(features)
 
-    def forward(self, tokens: Tensor, state: State | None = None, return_outputs: bool = False):
+    def target_logprobs(self, features: Tensor, targets: Tensor) -> Tensor:
+        """features (..., D), targets (...) -> float32 log-probability of each target (...).
+
+        The adaptive softmax computes only the clusters the targets fall in, never the
+        (..., V) distribution; that is where its speed comes from.
+        """
+        if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
+            flat = features.reshape(-1, features.shape[-1]).float()
+            with _full_precision(flat):
+                return self.decoder(flat, targets.reshape(-1)).output.reshape(targets.shape)
+        logits = self.decoder(features).float()  # (..., V)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return -nll.reshape(targets.shape)
+
+    def forward(self, tokens: Tensor, state: State | None = None, return_outputs: bool = False,
+                targets: Tensor | None = None):
         """tokens (T, B) -> logits (T, B, V) and the state after the last step.
 
-        With ``return_outputs`` also the last layer's (raw, dropped) outputs, as
-        :meth:`hidden_states` gives them; through ``forward`` they also reach callers
-        that hold the model wrapped (DistributedDataParallel).
+        With ``targets`` (T, B), their log-probabilities (T, B) instead of the logits: the
+        training loss and validation need no more. With ``return_outputs`` also the last
+        layer's (raw, dropped) outputs, as :meth:`hidden_states` gives them; through
+        ``forward`` they also reach callers that hold the model wrapped
+        (DistributedDataParallel).
         """
         if return_outputs:
             features, state, outputs = self.hidden_states(tokens, state, return_outputs=True)
-            return self.decode(features), state, outputs
-        features, state = self.hidden_states(tokens, state)
-        return self.decode(features), state
+        else:
+            features, state = self.hidden_states(tokens, state)
+        scores = self.decode(features) if targets is None else self.target_logprobs(features, targets)
+        return (scores, state, outputs) if return_outputs else (scores, state)
+
+
+def _full_precision(tensor: Tensor):
+    """torch's adaptive softmax writes each cluster's scores into one output tensor, which
+    fails when autocast makes them bf16: it runs in float32."""
+    return torch.autocast(tensor.device.type, enabled=False)
 
 
 def build_model(config: ModelConfig) -> RNNLM:
     return RNNLM(config)
+
+
+ADAPTIVE_DIV_VALUE = 4.0
+"""Each tail cluster's projection is this many times narrower than the previous one
+(Grave et al., 2017; torch's default), unless the features are too few for that."""
+
+
+def build_adaptive_softmax(features: int, config: ModelConfig) -> nn.AdaptiveLogSoftmaxWithLoss:
+    """The adaptive softmax (Grave et al., 2017): frequent tokens in the head, rarer ones in
+    clusters behind it, each computed only through a narrower projection. It needs ids
+    ordered by frequency, as word and char vocabularies are (sentencepiece's roughly)."""
+    cutoffs = config.cutoffs
+    if cutoffs[-1] >= config.vocab_size:
+        raise UsageError(f"--adaptive-softmax: the cutoff {cutoffs[-1]} is not below the vocabulary size "
+                         f"({config.vocab_size}); use smaller cutoffs")
+    # torch sizes cluster i's projection features // div ** (i + 1): keep the last one >= 1.
+    div_value = min(ADAPTIVE_DIV_VALUE, features ** (1.0 / len(cutoffs)) * (1 - 1e-6))
+    return nn.AdaptiveLogSoftmaxWithLoss(features, config.vocab_size, list(cutoffs), div_value=max(div_value, 1.0))
 
 
 def detach_state(state: State) -> State:

@@ -498,7 +498,7 @@ def test_keep_checkpoints_keeps_the_newest_and_the_best(tmp_path, monkeypatch, l
 
 
 def poison_training(monkeypatch, bad) -> None:
-    """Models built for training return NaN logits on the training calls ``bad(n)`` selects."""
+    """Models built for training return NaN scores on the training calls ``bad(n)`` selects."""
     real_build = rnnlm_cli.models.build_model
     calls = {"train": 0}
 
@@ -506,13 +506,13 @@ def poison_training(monkeypatch, bad) -> None:
         model = real_build(config)
         forward = model.forward
 
-        def maybe_nan(tokens, state=None):
-            logits, state = forward(tokens, state)
+        def maybe_nan(tokens, state=None, **options):
+            scores, state = forward(tokens, state, **options)
             if model.training:
                 calls["train"] += 1
                 if bad(calls["train"]):
-                    logits = logits * float("nan")
-            return logits, state
+                    scores = scores * float("nan")
+            return scores, state
 
         model.forward = maybe_nan
         return model
