@@ -654,3 +654,10 @@ def test_tokenize_refuses_learning_options_beside_a_given_tokenizer(tmp_path):
     ids = CliRunner().invoke(app, ["tokenize", str(text), "--tokenizer", str(saved), "--print", "ids"])
     # Ties in count are ordered alphabetically: "." 2, "dog" 3, "runs" 4, "the" 5.
     assert ids.exit_code == 0 and ids.stdout.split() == ["5", "3", "4", "2"], ids.stdout
+
+
+def test_help_shows_defaults_written_in_brackets(runner):
+    # Rich reads "[default: 10]" as a style tag unless it is escaped; the text must survive.
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Passes over the corpus [default: 10]" in result.stdout

@@ -243,7 +243,11 @@ def test_query_scores_each_line_alone_unless_the_stream_context_is_asked(random_
 
 @pytest.mark.parametrize("flags", [("--json", "--debug", "1"), ("--json", "--per-sentence"),
                                    ("--cache", "10", "--context", "sentence"),
-                                   ("--dynamic", "--context", "sentence")])
+                                   ("--dynamic", "--context", "sentence"),
+                                   # options that mean something only beside another
+                                   ("--lambda", "0.3"), ("--cache-theta", "0.3"), ("--dynamic-lr", "1"),
+                                   ("--lm-weight", "2"), ("--nbest-sort",)])
 def test_conflicting_options_are_usage_errors(uniform_lm, tmp_path, flags):
     text = write(tmp_path / "t.txt", "the dog\n")
-    usage_error(uniform_lm, text, *flags)
+    message = usage_error(uniform_lm, text, *flags)
+    assert any(flag in message for flag in flags if flag.startswith("--"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import sys
@@ -14,29 +14,41 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    spec = importlib.util.spec_from_file_location("make_corpus", SAMPLE_DIR / "make_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_corpus"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("make_corpus", None)
+def modules():
+    """(corpus_grammar, make_corpus), imported as the script imports its sibling."""
+    sys.path.insert(0, str(SAMPLE_DIR))
+    try:
+        yield importlib.import_module("corpus_grammar"), importlib.import_module("make_corpus")
+    finally:
+        sys.path.remove(str(SAMPLE_DIR))
+        for name in ("corpus_grammar", "make_corpus"):
+            sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")
-def samples(corpus):
-    return corpus.generate_sentences("pytest", 5000)
+def grammar(modules):
+    return modules[0]
 
 
-def _number_of(corpus) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def corpus(modules):
+    return modules[1]
+
+
+@pytest.fixture(scope="module")
+def samples(grammar):
+    return grammar.generate_sentences("pytest", 5000)
+
+
+def _number_of(grammar) -> dict[str, str]:
     """Every word that shows number, mapped to "sg" or "pl"."""
     number: dict[str, str] = {}
-    for pairs in (corpus.NOUNS, corpus.INTRANSITIVE, corpus.TRANSITIVE, corpus.SENTENTIAL):
+    for pairs in (grammar.NOUNS, grammar.INTRANSITIVE, grammar.TRANSITIVE, grammar.SENTENTIAL):
         for pair in pairs:
             sg, pl = pair.split("/")
             assert sg != pl and sg not in number and pl not in number
             number[sg], number[pl] = "sg", "pl"
-    for forms in (corpus.AUX, corpus.COPULA):
+    for forms in (grammar.AUX, grammar.COPULA):
         for n, word in forms.items():
             number[word] = n
     return number
@@ -58,8 +70,8 @@ def _walk(node):
             yield from _walk(child)
 
 
-def test_exact_entropy_agrees_with_monte_carlo(corpus, samples):
-    exact = corpus.exact_entropy()
+def test_exact_entropy_agrees_with_monte_carlo(grammar, samples):
+    exact = grammar.exact_entropy()
     nats = sum(-s.logprob for s in samples)
     tokens = sum(len(s.tokens) + 1 for s in samples)
     # s.e. of the 5000-sentence estimate is about 0.005 nats/token
@@ -71,30 +83,30 @@ def test_exact_entropy_agrees_with_monte_carlo(corpus, samples):
         exact.nats_per_sentence / exact.tokens_per_sentence)
 
 
-def test_hand_computed_probability_of_a_short_sentence(corpus):
+def test_hand_computed_probability_of_a_short_sentence(grammar):
     def zipf_first(k: int) -> float:  # weight of the most frequent word in a class of k
         return 0.5 / sum(1.0 / (r + 2) for r in range(k))
 
     p = (0.70 * 0.5  # declarative, singular subject
-         * zipf_first(len(corpus.DETERMINERS["sg"])) * 0.55  # "the", no adjective
-         * zipf_first(len(corpus.NOUNS))  # "dog"
+         * zipf_first(len(grammar.DETERMINERS["sg"])) * 0.55  # "the", no adjective
+         * zipf_first(len(grammar.NOUNS))  # "dog"
          * (1 - (0.22 + 0.12 + 0.10 + 0.04 + 0.03))  # nothing after the noun
-         * 0.85 * 0.40 * zipf_first(len(corpus.INTRANSITIVE)) * 0.6)  # "runs", no adverb
-    count, logprob = corpus.parse("the dog runs .".split())
+         * 0.85 * 0.40 * zipf_first(len(grammar.INTRANSITIVE)) * 0.6)  # "runs", no adverb
+    count, logprob = grammar.parse("the dog runs .".split())
     assert count == 1
     assert logprob == pytest.approx(math.log(p), rel=1e-12)
 
 
-def test_parser_finds_one_derivation_with_the_sampled_probability(corpus, samples):
+def test_parser_finds_one_derivation_with_the_sampled_probability(grammar, samples):
     for s in samples[:400]:
-        count, logprob = corpus.parse(s.tokens)
+        count, logprob = grammar.parse(s.tokens)
         assert count == 1, " ".join(s.tokens)
         assert logprob == pytest.approx(s.logprob, rel=1e-9)
         assert _leaves(s.tree) == s.tokens
 
 
-def test_every_verb_agrees_and_flipping_one_breaks_the_sentence(corpus, samples):
-    number = _number_of(corpus)
+def test_every_verb_agrees_and_flipping_one_breaks_the_sentence(grammar, samples):
+    number = _number_of(grammar)
     checked = {"DECL": 0, "QUES": 0, "RCO": 0, "RCS": 0}
     for s in samples[:2000]:
         for sym, children in _walk(s.tree):
@@ -118,8 +130,9 @@ def test_every_verb_agrees_and_flipping_one_breaks_the_sentence(corpus, samples)
     assert min(checked.values()) > 50, checked
 
     counterpart = {}
-    verb_pairs = corpus.INTRANSITIVE + corpus.TRANSITIVE + corpus.SENTENTIAL + [
-        f"{corpus.AUX['sg']}/{corpus.AUX['pl']}", f"{corpus.COPULA['sg']}/{corpus.COPULA['pl']}"]
+    verb_pairs = grammar.INTRANSITIVE + grammar.TRANSITIVE + grammar.SENTENTIAL + [
+        f"{grammar.AUX['sg']}/{grammar.AUX['pl']}",
+        f"{grammar.COPULA['sg']}/{grammar.COPULA['pl']}"]
     for pair in verb_pairs:
         sg, pl = pair.split("/")
         counterpart[sg], counterpart[pl] = pl, sg
@@ -128,15 +141,15 @@ def test_every_verb_agrees_and_flipping_one_breaks_the_sentence(corpus, samples)
         for i, w in enumerate(s.tokens):
             if w in counterpart:
                 broken = s.tokens[:i] + [counterpart[w]] + s.tokens[i + 1:]
-                assert corpus.parse(broken) == (0, -math.inf), " ".join(broken)
+                assert grammar.parse(broken) == (0, -math.inf), " ".join(broken)
                 flipped += 1
     assert flipped > 200
 
 
-def test_brackets_balance_and_questions_end_in_question_marks(corpus, samples):
+def test_brackets_balance_and_questions_end_in_question_marks(grammar, samples):
     closer = {"(": ")", "``": "''"}
-    question_starts = {corpus.AUX["sg"], corpus.AUX["pl"], corpus.COPULA["sg"],
-                       corpus.COPULA["pl"]}
+    question_starts = {grammar.AUX["sg"], grammar.AUX["pl"], grammar.COPULA["sg"],
+                       grammar.COPULA["pl"]}
     seen = {"(": 0, "``": 0, "?": 0}
     for s in samples:
         stack = []
@@ -166,9 +179,9 @@ def test_same_seed_gives_identical_files(corpus, tmp_path):
     assert sum(len(line.split()) + 1 for line in test) >= 300
 
 
-def test_recorded_figures_match_the_script(corpus):
+def test_recorded_figures_match_the_script(grammar, corpus):
     report = json.loads((SAMPLE_DIR / "ENTROPY.json").read_text())
-    exact = corpus.exact_entropy()
+    exact = grammar.exact_entropy()
     for key, value in vars(exact).items():
         assert report["exact"][key] == pytest.approx(value, abs=1e-6), key
     assert f"{exact.nats_per_token:.4f}" in (SAMPLE_DIR / "ENTROPY.md").read_text()

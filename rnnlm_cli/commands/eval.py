@@ -36,7 +36,7 @@ def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
     file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), or '-' for stdin."),
     context: Optional[str] = typer.Option(
-        None, help="stream: state carries across lines; sentence: each line alone [default: stream; sentence with --query]."),
+        None, help="stream: state carries across lines; sentence: each line alone \\[default: stream; sentence with --query]."),
     debug: int = typer.Option(0, help="SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object of the totals."),
     per_sentence: bool = typer.Option(False, "--per-sentence", help="Print one log10 score per input line, in order."),
@@ -44,22 +44,23 @@ def command(
                                "scores and total (one score with --per-sentence); totals go to stderr."),
     unk: bool = typer.Option(False, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
     mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
-    mix_lambda: float = typer.Option(DEFAULTS.mix_weight, "--lambda", help="With --mix-lm: the neural model's weight in the mix."),
+    mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=f"With --mix-lm: the neural model's weight in the mix \\[default: {DEFAULTS.mix_weight}]."),
     fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
                                              help="With --mix-lm: find the best --lambda on this text first (EM)."),
     cache: int = typer.Option(0, help="Neural cache over the last N positions (Grave et al.); 0 = off."),
-    cache_theta: float = typer.Option(DEFAULTS.cache_theta, help="Cache: inverse temperature of the feature dot products."),
-    cache_lambda: float = typer.Option(DEFAULTS.cache_lambda, help="Cache: its weight in the mix with the model."),
+    cache_theta: Optional[float] = typer.Option(None, help=f"Cache: inverse temperature of the feature dot products \\[default: {DEFAULTS.cache_theta}]."),
+    cache_lambda: Optional[float] = typer.Option(None, help=f"Cache: its weight in the mix with the model \\[default: {DEFAULTS.cache_lambda}]."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic evaluation (Krause et al.): after scoring each "
                                  "segment, one SGD step on it; never before."),
-    dynamic_lr: float = typer.Option(DEFAULTS.dynamic_lr, help="Dynamic evaluation: learning rate."),
-    dynamic_decay: float = typer.Option(DEFAULTS.dynamic_decay, help="Dynamic evaluation: per-step pull back to the trained weights."),
-    dynamic_segment: int = typer.Option(DEFAULTS.dynamic_segment, help="Dynamic evaluation: tokens per step."),
+    dynamic_lr: Optional[float] = typer.Option(None, help=f"Dynamic evaluation: learning rate \\[default: {DEFAULTS.dynamic_lr}]."),
+    dynamic_decay: Optional[float] = typer.Option(
+        None, help=f"Dynamic evaluation: per-step pull back to the trained weights \\[default: {DEFAULTS.dynamic_decay}]."),
+    dynamic_segment: Optional[int] = typer.Option(None, help=f"Dynamic evaluation: tokens per step \\[default: {DEFAULTS.dynamic_segment}]."),
     nbest: Optional[str] = typer.Option(None, "--nbest", help="Rescore this n-best list file ('-' for stdin)."),
-    nbest_format: str = typer.Option("auto", help="n-best layout: auto, srilm or kaldi."),
+    nbest_format: Optional[str] = typer.Option(None, help="n-best layout: auto, srilm or kaldi \\[default: auto]."),
     nbest_acoustic: Optional[str] = typer.Option(None, help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
-    lm_weight: float = typer.Option(1.0, help="n-best: total = acoustic + lm-weight * lm + word-penalty * words."),
-    word_penalty: float = typer.Option(0.0, help="n-best: log10 score added per word."),
+    lm_weight: Optional[float] = typer.Option(None, help="n-best: total = acoustic + lm-weight * lm + word-penalty * words \\[default: 1]."),
+    word_penalty: Optional[float] = typer.Option(None, help="n-best: log10 score added per word \\[default: 0]."),
     nbest_sort: bool = typer.Option(False, "--nbest-sort", help="n-best: order each list by total, best first."),
     nbest_best: bool = typer.Option(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -81,14 +82,20 @@ def command(
         raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
     if nbest is not None and (context is not None or cache or dynamic):
         raise UsageError("--nbest scores each hypothesis alone: --context, --cache and --dynamic do not apply")
-    if fit_lambda is not None and mix_lm is None:
-        raise UsageError("--fit-lambda needs --mix-lm")
+    _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda})
+    _needs(cache > 0, "--cache N", {"--cache-theta": cache_theta, "--cache-lambda": cache_lambda})
+    _needs(dynamic, "--dynamic", {"--dynamic-lr": dynamic_lr, "--dynamic-decay": dynamic_decay,
+                                  "--dynamic-segment": dynamic_segment})
+    _needs(nbest is not None, "--nbest", {"--nbest-format": nbest_format, "--nbest-acoustic": nbest_acoustic,
+                                          "--lm-weight": lm_weight, "--word-penalty": word_penalty,
+                                          "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None})
     if file is None and nbest is None and fit_lambda is None:
         raise UsageError("missing FILE: the text to score ('-' for stdin)")
+    given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
+             "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda}
     config = ScoringConfig(
         context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None,
-        cache=cache, cache_theta=cache_theta, cache_lambda=cache_lambda, dynamic=dynamic, dynamic_lr=dynamic_lr,
-        dynamic_decay=dynamic_decay, dynamic_segment=dynamic_segment, mix_weight=mix_lambda)
+        cache=cache, dynamic=dynamic, **{name: value for name, value in given.items() if value is not None})
     for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
         if path is not None:
             check_readable(path)
@@ -98,11 +105,20 @@ def command(
     if fit_lambda is not None:
         config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict, report_to_stdout=file is None and nbest is None)
     if nbest is not None:
-        _rescore(lm, tokenizer, nbest, target, config, ngram, nbest_format, nbest_acoustic, lm_weight, word_penalty,
-                 nbest_sort, nbest_best, strict)
+        _rescore(lm, tokenizer, nbest, target, config, ngram, nbest_format or "auto", nbest_acoustic,
+                 1.0 if lm_weight is None else lm_weight, word_penalty or 0.0, nbest_sort, nbest_best, strict)
     elif file is not None:
         _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
                per_sentence=per_sentence, query=query)
+
+
+def _needs(on: bool, master: str, dependents: dict) -> None:
+    """Options that only mean something beside ``master`` are refused without it."""
+    from rnnlm_cli.errors import UsageError
+
+    given = [name for name, value in dependents.items() if value is not None]
+    if given and not on:
+        raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} {master}")
 
 
 def _load_ngram(path: str | None):

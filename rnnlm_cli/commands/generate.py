@@ -29,7 +29,7 @@ def command(
     temperature: float = typer.Option(1.0, help="Softmax temperature; 0 = always the most likely token."),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens; 0 = all."),
     top_p: float = typer.Option(1.0, help="Sample from the smallest set of tokens with probability >= p."),
-    seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same text [default: random]."),
+    seed: Optional[int] = typer.Option(None, help="Seed: the same seed gives the same text \\[default: random]."),
     num_samples: int = typer.Option(1, help="Independent samples, drawn as one batch."),
     stop_at_eos: bool = typer.Option(False, "--stop-at-eos", help="End each sample at its first end of line."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),

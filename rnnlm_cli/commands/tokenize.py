@@ -28,16 +28,16 @@ EPILOG = (
 
 def command(
     corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
-    kind: Optional[str] = typer.Option(None, help="Tokenizer to learn: word, char, byte or sentencepiece [default: word]."),
+    kind: Optional[str] = typer.Option(None, help="Tokenizer to learn: word, char, byte or sentencepiece \\[default: word]."),
     tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
     save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
     decode: bool = typer.Option(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
-    min_count: Optional[int] = typer.Option(None, help="word/char: entries seen fewer times become <unk> [default: 1]."),
-    max_size: Optional[int] = typer.Option(None, help="word/char: largest vocabulary, specials included; 0 = no limit [default: 0]."),
-    vocab_size: Optional[int] = typer.Option(None, help="sentencepiece: vocabulary size [default: 8000]."),
-    model_type: Optional[str] = typer.Option(None, "--sp-model", help="sentencepiece: bpe or unigram [default: unigram]."),
+    min_count: Optional[int] = typer.Option(None, help="word/char: entries seen fewer times become <unk> \\[default: 1]."),
+    max_size: Optional[int] = typer.Option(None, help="word/char: largest vocabulary, specials included; 0 = no limit \\[default: 0]."),
+    vocab_size: Optional[int] = typer.Option(None, help="sentencepiece: vocabulary size \\[default: 8000]."),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", help="sentencepiece: bpe or unigram \\[default: unigram]."),
     strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.config import TokenizerConfig
