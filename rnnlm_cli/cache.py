@@ -67,16 +67,11 @@ class NeuralCache:
         targets = targets.detach().to(device=device, dtype=torch.long)
         out_dtype = torch.promote_types(model_logprobs.dtype, torch.float32)
 
+        keys, stored = self._extended(keys_new, targets)  # (M + T, D), (M + T,)
         if self.weight == 0.0 or steps == 0:
-            self._remember(keys_new, targets)
+            self._keep(keys, stored)
             return model_logprobs
-
-        memory = 0 if self._keys is None else self._keys.shape[0]
-        if memory:
-            keys = torch.cat([self._keys.to(device=device, dtype=dtype), keys_new])  # (M + T, D)
-            stored = torch.cat([self._targets.to(device), targets])  # (M + T,)
-        else:
-            keys, stored = keys_new, targets
+        memory = keys.shape[0] - steps
 
         # Entry j sits at stream offset j, query t at offset M + t: visible when
         # M + t - size <= j < M + t.
@@ -99,14 +94,18 @@ class NeuralCache:
         alone = model_logprobs.to(device=device, dtype=out_dtype)
         result = torch.where(visible.any(dim=1), mixed.to(out_dtype), alone)
 
-        self._remember(keys_new, targets)
+        self._keep(keys, stored)
         return result
 
-    def _remember(self, keys: Tensor, targets: Tensor) -> None:
-        """Append a chunk's (T, D) keys and (T,) targets, keeping the newest ``size``."""
-        if self._keys is not None:
-            keys = torch.cat([self._keys.to(device=keys.device, dtype=keys.dtype), keys])
-            targets = torch.cat([self._targets.to(targets.device), targets])
+    def _extended(self, keys: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """The memory followed by a chunk's (T, D) keys and (T,) targets."""
+        if self._keys is None:
+            return keys, targets
+        return (torch.cat([self._keys.to(device=keys.device, dtype=keys.dtype), keys]),
+                torch.cat([self._targets.to(targets.device), targets]))
+
+    def _keep(self, keys: Tensor, targets: Tensor) -> None:
+        """Remember the newest ``size`` entries of the extended memory."""
         # clone() so a long chunk's tail does not pin the whole chunk's storage.
         self._keys = keys[-self.size:].clone()
         self._targets = targets[-self.size:].clone()

@@ -205,10 +205,9 @@ def evaluate_file(
         result.add_words(words)
         if on_words is not None:
             on_words(piece.text, words, piece.last)
-        if not piece.last:
-            sentence.add(words)
-            continue
         sentence.add(words)
+        if not piece.last:
+            continue
         if result.sentence_logprobs is not None:
             result.sentence_logprobs.append(sentence.logprob)
         if on_sentence is not None:

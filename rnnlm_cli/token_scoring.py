@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 import torch
 
 from rnnlm_cli.corpus import count_literal_specials
+from rnnlm_cli.models import detach_state
 
 
 @dataclass
@@ -51,10 +52,6 @@ class Piece:
     oov: list[bool]  # per word: scored as <unk> because the vocabulary lacks it
     last: bool
     logprobs: list[float] = field(default_factory=list)  # per target, filled by the scorer
-
-    @property
-    def words(self) -> int:
-        return len(self.oov)
 
     def inputs(self, start: int, stop: int) -> list[int]:
         """What the model reads to predict ``targets[start:stop]``: each target's predecessor."""
@@ -181,7 +178,7 @@ class StreamScorer:
     def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(T,) natural-log probability of each target; the state moves on."""
         features, state = self._model.hidden_states(x, self._state)  # (T, 1, D)
-        self._state = tuple(s.detach() for s in state)
+        self._state = detach_state(state)
         logprobs = self._model.target_logprobs(features[:, 0], y)  # (T,)
         if self._cache is not None:
             with torch.no_grad():

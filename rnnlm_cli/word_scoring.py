@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from rnnlm_cli.mixing import mix_log10
 from rnnlm_cli.token_scoring import Piece
 
 LN10 = math.log(10.0)
@@ -76,12 +77,9 @@ class NgramMix:
     """
 
     def __init__(self, ngram, weight: float) -> None:
-        from rnnlm_cli.mixing import mix_log10
-
         if not 0.0 <= weight <= 1.0:
             raise ValueError("the mixture weight must be within [0, 1]")
         self._ngram = ngram
-        self._mix = mix_log10
         self.weight = weight
         self._history: list[str] = [SENTENCE_START]
 
@@ -91,7 +89,7 @@ class NgramMix:
         for word in words:
             word.ngram_log10 = self._ngram.logprob(word.word, self._history)
             if not word.oov:
-                word.log10 = self._mix(word.model_log10, word.ngram_log10, self.weight)
+                word.log10 = mix_log10(word.model_log10, word.ngram_log10, self.weight)
             if word.ends_line:
                 self._history = [SENTENCE_START]
             else:

@@ -53,13 +53,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def fmt(value: float) -> str:
-    """Numbers as SRILM prints them: six significant digits."""
-    if isinstance(value, float) and math.isnan(value):
-        return "undefined"
-    return f"{value:.6g}"
-
-
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     """Two columns, name and value, on stderr: a rich table on a terminal, aligned plain text otherwise."""
     if stderr_is_styled():

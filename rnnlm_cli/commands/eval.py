@@ -176,8 +176,8 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
         log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
             f"{result.encoded_tokens} ({rate:.2%})")
     if query or per_sentence:
-        for line in totals_lines(result, name=result.file) if query else []:
-            log(line)
+        if query:
+            log("\n".join(totals_lines(result, name=result.file)))
         sys.stdout.flush()
     elif json_output:
         print_json(result.to_dict())

@@ -154,7 +154,7 @@ def run(tmp_path_factory):
             errors.append(f"rank {rank} exited {worker.returncode}:\n{err.decode()[-3000:]}")
     assert not errors, "\n".join(errors)
     token_file = open_token_file(folder / "out" / "model.train.tok")
-    ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    ranks = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     return {"folder": folder, "tokens": torch.from_numpy(token_file.tokens.astype("int64")),
             "vocab_size": token_file.tokenizer.vocab_size, "ranks": ranks}
 
