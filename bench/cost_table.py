@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from rnnlm_cli.config import ModelConfig  # noqa: E402
 from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.models import build_model, detach_state  # noqa: E402
-from rnnlm_cli.trainer import amp_enabled  # noqa: E402
+from rnnlm_cli.device import amp_enabled  # noqa: E402
 
 REFERENCE_VOCAB = 33_000
 REFERENCE_CUTOFFS = (2000, 10000)

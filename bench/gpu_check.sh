@@ -25,6 +25,10 @@ echo "== eval (test split, stream and sentence context)"
 /usr/bin/time -f "eval wall %e s" rnnlm eval "$out/wt2/model.pt" $W/test.txt --device cuda
 /usr/bin/time -f "eval wall %e s" rnnlm eval "$out/wt2/model.pt" $W/test.txt --device cuda --context sentence
 
+echo "== scoring speed beside a plain loop (test split; x20 for a large corpus)"
+python3 bench/scoring_speed.py --model "$out/wt2/model.pt" --text $W/test.txt --device cuda
+python3 bench/scoring_speed.py --model "$out/wt2/model.pt" --text $W/test.txt --device cuda --copies 20 --contexts sentence
+
 echo "== scoring: plain, neural cache, dynamic evaluation (test split)"
 python3 bench/scoring.py --model "$out/wt2/model.pt" --data $W --device cuda
 

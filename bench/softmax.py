@@ -57,7 +57,7 @@ from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
 from rnnlm_cli.models import build_model  # noqa: E402
 from rnnlm_cli.tokenfile import open_token_file  # noqa: E402
-from rnnlm_cli.trainer import amp_enabled  # noqa: E402
+from rnnlm_cli.device import amp_enabled  # noqa: E402
 from rnnlm_cli.training import TrainJob, run_training  # noqa: E402
 
 VARIANTS = ("plain PyTorch loop", "rnnlm full", "rnnlm adaptive")

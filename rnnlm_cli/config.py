@@ -212,7 +212,7 @@ class TrainConfig:
     synonym_weight: float = 0.0
     """Weight of the synonym loss (mean squared distance of the pairs' embeddings)."""
     amp: str = "auto"
-    """Mixed precision: auto (bf16 autocast on CUDA), bf16, or off."""
+    """Mixed precision: auto (bf16 autocast where the hardware has native bf16: CUDA, or a CPU with AMX), bf16, or off."""
 
     def __post_init__(self) -> None:
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rnnlm_cli.config import AMP_MODES
 from rnnlm_cli.errors import UsageError
+
 CONTEXTS = ("stream", "sentence")
 DEBUG_LEVELS = (0, 1, 2)
 
@@ -40,6 +42,8 @@ class ScoringConfig:
     """Dynamic evaluation: tokens per adaptation step."""
     mix_weight: float = 0.5
     """With an n-gram model: the neural model's weight in the per-word mix."""
+    amp: str = "off"
+    """Precision of the matrix products: off (float32), bf16, or auto (bf16 where native)."""
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -58,6 +62,8 @@ class ScoringConfig:
             raise UsageError(f"--dynamic-segment must be at least 1, got {self.dynamic_segment}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
+        if self.amp not in AMP_MODES:
+            raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.context != "stream" and (self.cache or self.dynamic):
             raise UsageError("--cache and --dynamic score a continuous stream: they need --context stream")
 
@@ -65,6 +71,15 @@ class ScoringConfig:
     def chunk_tokens(self) -> int:
         """Tokens fed to the model at once in the stream context."""
         return self.dynamic_segment if self.dynamic else 256
+
+    def precision(self, device):
+        """The autocast context the model runs in: bf16 matrix products when ``amp`` asks
+        for them; log-softmaxes and the sums of scores stay float32 either way."""
+        import torch
+
+        from rnnlm_cli.device import amp_enabled
+
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(self.amp, device))
 
     def build_cache(self):
         if not self.cache:

@@ -41,6 +41,32 @@ def test_target_scores_are_the_distribution_at_the_targets_without_computing_it(
     assert torch.allclose(scores, full.gather(2, targets.unsqueeze(2)).squeeze(2), atol=1e-5)
 
 
+def test_target_scores_and_gradients_match_torchs_forward():
+    from rnnlm_cli.models.lm import adaptive_target_logprobs
+    softmax = adaptive_model().decoder.train()
+    features = torch.randn(9, softmax.in_features, requires_grad=True)
+    targets = torch.tensor([0, 4, 5, 14, 15, 39, 20, 2, 5])  # head, both clusters, their edges
+    ours = adaptive_target_logprobs(softmax, features, targets)
+    theirs = softmax(features, targets).output
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    ours_grads = torch.autograd.grad(ours.sum(), [features, *softmax.parameters()])
+    theirs_grads = torch.autograd.grad(theirs.sum(), [features, *softmax.parameters()])
+    for a, b in zip(ours_grads, theirs_grads):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_target_scores_run_under_bf16_autocast_close_to_float32():
+    model = adaptive_model(vocab_size=400, cutoffs="50,150")
+    tokens, targets = torch.randint(0, 400, (10, 4)), torch.randint(0, 400, (10, 4))
+    with torch.no_grad():
+        exact, _ = model(tokens, targets=targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded, _ = model(tokens, targets=targets)
+    assert rounded.dtype == torch.float32
+    # bf16 keeps 8 significant bits: each score within a few hundredths of a nat.
+    assert torch.allclose(rounded, exact, atol=0.05)
+
+
 def test_cutoffs_are_checked():
     with pytest.raises(UsageError, match="increasing"):
         ModelConfig(vocab_size=40, adaptive_softmax="15,5")

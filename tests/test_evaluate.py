@@ -75,6 +75,33 @@ def test_scores_match_an_independent_forward_pass(tmp_path, word_tokenizer, cont
     assert result.sentences == len(lines)
 
 
+@pytest.mark.parametrize("window_batches", [1, 2, 64])
+def test_sentence_batches_group_lines_by_length_and_keep_their_order(tmp_path, word_tokenizer, monkeypatch,
+                                                                     window_batches):
+    import rnnlm_cli.token_scoring as token_scoring
+
+    monkeypatch.setattr(token_scoring, "SORT_WINDOW_BATCHES", window_batches)
+    shapes = []
+    score_batch = token_scoring._score_batch
+
+    def spy(model, batch, device):
+        shapes.append(sorted({len(piece.targets) for piece in batch}))
+        return score_batch(model, batch, device)
+
+    monkeypatch.setattr(token_scoring, "_score_batch", spy)
+    short, long = "the dog runs .", "a cat sees the dog . the cats see a dog . the dogs run ."
+    lines = [short, long, "", long, short, short, long, ""] * 4
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(lines) + "\n")
+    model = tiny_model(word_tokenizer.vocab_size, seed=5)
+    result = evaluate_file(model, word_tokenizer, str(text), CPU, context="sentence", per_sentence=True,
+                           batch_tokens=64)
+    expected = _independent_logprobs(model, word_tokenizer, lines, carry=False)
+    assert result.sentence_logprobs == pytest.approx(expected, abs=1e-4)
+    if window_batches == 64:  # the whole file in one window: no batch mixes lengths
+        assert all(len(lengths) == 1 for lengths in shapes), shapes
+
+
 def test_stream_and_sentence_contexts_differ_once_state_carries(tmp_path, word_tokenizer):
     text = tmp_path / "t.txt"
     text.write_text("the dog runs .\nthe dog runs .\n")

@@ -121,7 +121,7 @@ def command(
     freeze_embeddings: Optional[bool] = typer.Option(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
     synonyms: Optional[str] = typer.Option(None, help="File of word pairs, one pair a line, whose embeddings are pulled together."),
     synonym_weight: Optional[float] = typer.Option(None, help="Weight of the synonym loss (mean squared distance of the pairs' embeddings) \\[default: 0]."),
-    amp: Optional[str] = typer.Option(None, help="Mixed precision: auto (bf16 autocast on CUDA), bf16, or off \\[default: auto]."),
+    amp: Optional[str] = typer.Option(None, help="Mixed precision: auto (bf16 autocast on CUDA or a CPU with AMX), bf16, or off \\[default: auto]."),
     clip: Optional[float] = typer.Option(None, help="Clip the total gradient norm; 0 = off \\[default: 0.25]."),
     batch_size: Optional[int] = typer.Option(None, help="Parallel streams \\[default: 32]."),
     bptt: Optional[int] = typer.Option(None, help="Tokens per truncated-BPTT segment \\[default: 35]."),

@@ -148,9 +148,8 @@ class RNNLM(nn.Module):
         (..., V) distribution; that is where its speed comes from.
         """
         if isinstance(self.decoder, nn.AdaptiveLogSoftmaxWithLoss):
-            flat = features.reshape(-1, features.shape[-1]).float()
-            with _full_precision(flat):
-                return self.decoder(flat, targets.reshape(-1)).output.reshape(targets.shape)
+            flat = features.reshape(-1, features.shape[-1])
+            return adaptive_target_logprobs(self.decoder, flat, targets.reshape(-1)).reshape(targets.shape)
         logits = self.decoder(features).float()  # (..., V)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         return -nll.reshape(targets.shape)
@@ -174,8 +173,8 @@ class RNNLM(nn.Module):
 
 
 def _full_precision(tensor: Tensor):
-    """torch's adaptive softmax writes each cluster's scores into one output tensor, which
-    fails when autocast makes them bf16: it runs in float32."""
+    """torch's adaptive ``log_prob`` writes each cluster's scores into one float32 tensor,
+    which fails when autocast makes them bf16: it runs in float32."""
     return torch.autocast(tensor.device.type, enabled=False)
 
 
@@ -199,6 +198,54 @@ def build_adaptive_softmax(features: int, config: ModelConfig) -> nn.AdaptiveLog
     # torch sizes cluster i's projection features // div ** (i + 1): keep the last one >= 1.
     div_value = min(ADAPTIVE_DIV_VALUE, features ** (1.0 / len(cutoffs)) * (1 - 1e-6))
     return nn.AdaptiveLogSoftmaxWithLoss(features, config.vocab_size, list(cutoffs), div_value=max(div_value, 1.0))
+
+
+def adaptive_target_logprobs(softmax: nn.AdaptiveLogSoftmaxWithLoss, features: Tensor, targets: Tensor) -> Tensor:
+    """features (N, D), targets (N,) -> float32 log-probability of each target (N,).
+
+    The sum torch's ``AdaptiveLogSoftmaxWithLoss.forward`` computes, written so that the
+    projections may run in bf16 under autocast (the log-softmaxes stay float32): every
+    target gets its head score, and a target in tail cluster i adds its score within the
+    cluster, computed for the rows whose targets fall there only.
+    """
+    count = targets.shape[0]
+    features, targets = _pad_rows(features, targets)
+    shortlist = softmax.shortlist_size
+    head = softmax.head(features).float()  # (N', shortlist + clusters) logits
+    # A tail target's head entry is its cluster's: shortlist + i.
+    cluster = torch.bucketize(targets, targets.new_tensor(softmax.cutoffs[:-1]), right=True)  # (N',) 0 = head
+    head_column = torch.where(cluster == 0, targets, shortlist + cluster - 1)
+    # The targets' entries of the log-softmax, without writing out the whole of it.
+    scores = head.gather(1, head_column.unsqueeze(1)).squeeze(1) - torch.logsumexp(head, dim=-1)
+    for index, tail in enumerate(softmax.tail):
+        rows = (cluster == index + 1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        offsets = targets.index_select(0, rows) - softmax.cutoffs[index]
+        inside, offsets = _pad_rows(features.index_select(0, rows), offsets)
+        logits = tail(inside).float()  # (rows', cluster size)
+        inside_scores = logits.gather(1, offsets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        scores = scores.index_add(0, rows, inside_scores[: rows.numel()])
+    return scores[:count]
+
+
+def _pad_rows(rows: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """rows (N, D) and targets (N,), padded with zero rows and target 0 under CPU bf16 autocast.
+
+    There oneDNN compiles a kernel for every new matrix shape (about 12 ms, longer than the
+    product it serves), and the row counts of scoring batches and of the clusters' targets
+    change at every call. Padding N up to one of eight sizes per power of two (at most 1/8
+    more rows) lets the kernels be reused; callers drop the padded rows' scores.
+    """
+    count = rows.shape[0]
+    if rows.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or count == 0:
+        return rows, targets
+    step = max(1 << max(count.bit_length() - 4, 0), 16)
+    size = -(-count // step) * step
+    if size == count:
+        return rows, targets
+    return (torch.cat([rows, rows.new_zeros(size - count, rows.shape[1])]),
+            torch.cat([targets, targets.new_zeros(size - count)]))
 
 
 def detach_state(state: State) -> State:
