@@ -4,10 +4,12 @@ For every hidden size, vocabulary size and batch size of the grid, rnnlm's model
 (``build_model``) takes training steps as rnnlm's trainer takes them: the state carried
 from step to step and detached, ``forward(x, state, targets=y)``, loss ``-scores.mean()``,
 backward, total-norm clipping at 0.25, one host synchronisation (the trainer's finiteness
-check), Adam step; under bf16 autocast when ``--amp`` says so (auto: CUDA only), as
-``rnnlm train`` does. Each row is one shape with the full softmax (the baseline) beside
-the adaptive softmax, whose cutoffs scale with the vocabulary as 2000,10000 do with a
-33,000-word one (WikiText-2's): 10,000 words get 606,3030, 100,000 get 6060,30303.
+check), Adam step (torch's fused kernels, as ``rnnlm train`` builds it); under bf16
+autocast when ``--amp`` says so (auto: CUDA, or a CPU with AMX), as ``rnnlm train`` does.
+Each row is one shape with the full softmax (the baseline) beside the adaptive softmax,
+whose cutoffs scale with the vocabulary as 1000,8000 do with a 33,000-word one
+(WikiText-2's, as the ``wt2-cpu-quick`` preset has them): 10,000 words get 303,2424,
+100,000 get 3030,24242.
 
 The tokens are random, drawn from a Zipf distribution (p(id) proportional to 1 / (id + 1)):
 like a word vocabulary ordered by frequency, most targets fall in the adaptive softmax's
@@ -41,13 +43,13 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rnnlm_cli.config import ModelConfig  # noqa: E402
-from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
+from rnnlm_cli.config import ModelConfig, TrainConfig  # noqa: E402
+from rnnlm_cli.device import amp_enabled, resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.models import build_model, detach_state  # noqa: E402
-from rnnlm_cli.device import amp_enabled  # noqa: E402
+from rnnlm_cli.optimizers import make_optimizer  # noqa: E402
 
 REFERENCE_VOCAB = 33_000
-REFERENCE_CUTOFFS = (2000, 10000)
+REFERENCE_CUTOFFS = (1000, 8000)
 CLIP = 0.25
 
 
@@ -86,7 +88,7 @@ def measure(hidden: int, emb: int, layers: int, vocab: int, cutoffs: str, batch:
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=vocab, cell="lstm", emb=emb, hidden=hidden, layers=layers,
                                     dropout=0.0, adaptive_softmax=cutoffs)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="adam", lr=2e-3))  # as rnnlm train builds it
     amp = amp_enabled(options["amp"], device)
     state = model.init_state(batch, device=device)
     start = 0.0

@@ -20,7 +20,7 @@ CPU; ``--score-lines N`` validates and scores only their first N lines.
 Each run happens in a fresh process, so its peak RSS (getrusage's ru_maxrss, taken when
 training ends, before scoring) is its own; the trainer's includes its validation and
 checkpoint writes, which are part of a run. On CUDA the peak of allocated GPU memory is
-printed too. Mixed precision follows rnnlm train's --amp (auto: bf16 on CUDA only), and
+printed too. Mixed precision follows rnnlm train's --amp (auto: bf16 on CUDA or a CPU with AMX), and
 the plain loop runs under the same autocast, so the three differ only in the loop and the
 softmax.
 
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--emb", type=int, default=128)
     parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--cutoffs", default="2000,10000", help="adaptive softmax cutoffs")
+    parser.add_argument("--cutoffs", default="1000,8000", help="adaptive softmax cutoffs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--lr", type=float, default=2e-3)

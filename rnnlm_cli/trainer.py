@@ -33,6 +33,7 @@ from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.evaluate import stream_loss_sum
 from rnnlm_cli.models import detach_state
+from rnnlm_cli.optimizers import make_optimizer
 from rnnlm_cli.outputs import LogWindow, MetricsLog, OutputPaths, perplexity, rotate_snapshots
 from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
 
@@ -98,24 +99,6 @@ class SilentCallbacks:
 
 class NoStop:
     requested: int | None = None
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    # torch's fused kernels update every tensor in one pass instead of one pass per
-    # elementwise operation: on a CPU, plain Adam's passes over the embedding matrix cost
-    # more than the model's forward and backward together.
-    options = {"lr": config.lr, "weight_decay": config.weight_decay, "fused": _can_fuse(params)}
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, **options)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, **options)
-    return torch.optim.AdamW(params, **options)
-
-
-def _can_fuse(params: list[torch.Tensor]) -> bool | None:
-    """True where torch has fused kernels for every parameter; None leaves torch's default."""
-    return True if all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) else None
 
 
 class Trainer:

@@ -12,7 +12,7 @@ from rnnlm_cli.config import ModelConfig, TrainConfig
 from rnnlm_cli.device import amp_enabled, native_bf16
 from rnnlm_cli.models import build_model
 from rnnlm_cli.models.lm import adaptive_target_logprobs
-from rnnlm_cli.trainer import make_optimizer
+from rnnlm_cli.optimizers import make_optimizer
 
 CPU = torch.device("cpu")
 

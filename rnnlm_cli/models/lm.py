@@ -215,16 +215,16 @@ def adaptive_target_logprobs(softmax: nn.AdaptiveLogSoftmaxWithLoss, features: T
     # A tail target's head entry is its cluster's: shortlist + i.
     cluster = torch.bucketize(targets, targets.new_tensor(softmax.cutoffs[:-1]), right=True)  # (N',) 0 = head
     head_column = torch.where(cluster == 0, targets, shortlist + cluster - 1)
-    # The targets' entries of the log-softmax, without writing out the whole of it.
-    scores = head.gather(1, head_column.unsqueeze(1)).squeeze(1) - torch.logsumexp(head, dim=-1)
+    # Cross-entropy is torch's fused log-softmax at the targets: on a CPU several times
+    # faster than a log-sum-exp beside a gather.
+    scores = -F.cross_entropy(head, head_column, reduction="none")
     for index, tail in enumerate(softmax.tail):
         rows = (cluster == index + 1).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
         offsets = targets.index_select(0, rows) - softmax.cutoffs[index]
         inside, offsets = _pad_rows(features.index_select(0, rows), offsets)
-        logits = tail(inside).float()  # (rows', cluster size)
-        inside_scores = logits.gather(1, offsets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        inside_scores = -F.cross_entropy(tail(inside).float(), offsets, reduction="none")  # (rows',)
         scores = scores.index_add(0, rows, inside_scores[: rows.numel()])
     return scores[:count]
 
