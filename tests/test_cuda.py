@@ -71,3 +71,20 @@ def test_adaptive_softmax_trains_under_bf16_autocast(tmp_path, tiny_corpus):
                    train=TrainConfig(batch_size=2, bptt=5, epochs=2, device="cuda", amp="bf16"))
     result = run_training(job)
     assert result.steps > 0 and result.best_valid_ppl < 1e4
+
+
+def test_adaptive_target_scores_under_bf16_on_gpu_match_cpu():
+    from rnnlm_cli.config import ModelConfig
+    from rnnlm_cli.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=400, emb=16, hidden=16, layers=1, dropout=0.0,
+                                    adaptive_softmax="50,150")).eval()
+    tokens, targets = torch.randint(0, 400, (12, 5)), torch.randint(0, 400, (12, 5))
+    with torch.no_grad():
+        expected, _ = model(tokens, targets=targets)
+        model.to("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            actual, _ = model(tokens.to("cuda"), targets=targets.to("cuda"))
+    assert actual.dtype == torch.float32
+    assert torch.allclose(actual.cpu(), expected, atol=0.05)
