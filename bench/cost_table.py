@@ -7,9 +7,9 @@ backward, total-norm clipping at 0.25, one host synchronisation (the trainer's f
 check), Adam step (torch's fused kernels, as ``rnnlm train`` builds it); under bf16
 autocast when ``--amp`` says so (auto: CUDA, or a CPU with AMX), as ``rnnlm train`` does.
 Each row is one shape with the full softmax (the baseline) beside the adaptive softmax,
-whose cutoffs scale with the vocabulary as 1000,8000 do with a 33,000-word one
-(WikiText-2's, as the ``wt2-cpu-quick`` preset has them): 10,000 words get 303,2424,
-100,000 get 3030,24242.
+whose cutoffs scale with the vocabulary as 1000,5000,15000 do with a 33,000-word one
+(WikiText-2's, as the ``wt2-cpu-quick`` preset has them): 10,000 words get
+303,1515,4545, 100,000 get 3030,15151,45454.
 
 The tokens are random, drawn from a Zipf distribution (p(id) proportional to 1 / (id + 1)):
 like a word vocabulary ordered by frequency, most targets fall in the adaptive softmax's
@@ -49,7 +49,7 @@ from rnnlm_cli.models import build_model, detach_state  # noqa: E402
 from rnnlm_cli.optimizers import make_optimizer  # noqa: E402
 
 REFERENCE_VOCAB = 33_000
-REFERENCE_CUTOFFS = (1000, 8000)
+REFERENCE_CUTOFFS = (1000, 5000, 15000)
 CLIP = 0.25
 
 

@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--emb", type=int, default=128)
     parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--cutoffs", default="1000,8000", help="adaptive softmax cutoffs")
+    parser.add_argument("--cutoffs", default="1000,5000,15000", help="adaptive softmax cutoffs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--lr", type=float, default=2e-3)
