@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from rnnlm_cli.config import ModelConfig, TrainConfig  # noqa: E402
-from rnnlm_cli.device import amp_enabled, resolve_device, synchronize  # noqa: E402
+from rnnlm_cli.device import amp_enabled, bf16_autocast, resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.models import build_model, detach_state  # noqa: E402
 from rnnlm_cli.optimizers import make_optimizer  # noqa: E402
 
@@ -98,7 +98,7 @@ def measure(hidden: int, emb: int, layers: int, vocab: int, cutoffs: str, batch:
             start = time.perf_counter()
         x, y = data[step * bptt:(step + 1) * bptt], data[step * bptt + 1:(step + 1) * bptt + 1]  # (T, B)
         state = detach_state(state)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with bf16_autocast(device, amp):
             scores, state = model(x, state, targets=y)  # (T, B)
         loss = -scores.mean()
         optimizer.zero_grad(set_to_none=True)

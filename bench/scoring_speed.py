@@ -30,8 +30,9 @@ _started = time.perf_counter()
 import torch  # noqa: E402
 
 from rnnlm_cli.checkpoint import load_model  # noqa: E402
-from rnnlm_cli.device import amp_enabled, resolve_device, synchronize  # noqa: E402
+from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
+from rnnlm_cli.scoring_config import ScoringConfig  # noqa: E402
 
 
 @torch.no_grad()
@@ -54,7 +55,7 @@ def baseline(model, tokenizer, lines: list[str], device) -> tuple[float, float, 
 def ours(model, tokenizer, path: str, device, context: str, amp: str) -> tuple[float, float, int]:
     """(ppl, seconds, words + line ends) of ``evaluate_file`` on ``path``."""
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(amp, device)):
+    with ScoringConfig(context=context, amp=amp).precision(device):
         result = evaluate_file(model, tokenizer, path, device, context=context, unk=True)
     synchronize(device)
     return result.ppl, time.perf_counter() - start, result.words + result.sentences

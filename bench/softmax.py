@@ -57,7 +57,7 @@ from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
 from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
 from rnnlm_cli.models import build_model  # noqa: E402
 from rnnlm_cli.tokenfile import open_token_file  # noqa: E402
-from rnnlm_cli.device import amp_enabled  # noqa: E402
+from rnnlm_cli.device import amp_enabled, bf16_autocast  # noqa: E402
 from rnnlm_cli.training import TrainJob, run_training  # noqa: E402
 
 VARIANTS = ("plain PyTorch loop", "rnnlm full", "rnnlm adaptive")
@@ -98,7 +98,7 @@ def plain_loop(model: PlainLM, tokens, config: TrainConfig, device: torch.device
         for x, y in iter_bptt(streams, config.bptt):
             x, y = x.to(device), y.to(device)  # (T, B)
             state = tuple(s.detach() for s in state)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with bf16_autocast(device, amp):
                 logits, state = model(x, state)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
             optimizer.zero_grad()

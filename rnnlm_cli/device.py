@@ -51,7 +51,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA GPU that supports
     bf16, or a CPU with AMX tiles (Intel Sapphire Rapids and later), where bf16 runs the
@@ -70,3 +69,9 @@ def amp_enabled(mode: str, device: torch.device) -> bool:
     if mode == "auto":
         return native_bf16(device)
     return mode == "bf16" and device.type in ("cuda", "cpu")
+
+
+def bf16_autocast(device: torch.device, enabled: bool):
+    """What mixed precision means everywhere here: bf16 autocast on ``device`` when
+    ``enabled`` (matrix products in bf16; losses and log-softmaxes stay float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -75,11 +75,9 @@ class ScoringConfig:
     def precision(self, device):
         """The autocast context the model runs in: bf16 matrix products when ``amp`` asks
         for them; log-softmaxes and the sums of scores stay float32 either way."""
-        import torch
+        from rnnlm_cli.device import amp_enabled, bf16_autocast
 
-        from rnnlm_cli.device import amp_enabled
-
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(self.amp, device))
+        return bf16_autocast(device, amp_enabled(self.amp, device))
 
     def build_cache(self):
         if not self.cache:

@@ -28,7 +28,7 @@ from rnnlm_cli.losses import Objective
 from rnnlm_cli.schedules import LrSchedule, WeightAverage, random_bptt_length
 from rnnlm_cli.checkpoint import save_checkpoint
 from rnnlm_cli.config import TrainConfig, as_dict
-from rnnlm_cli.device import amp_enabled, synchronize
+from rnnlm_cli.device import amp_enabled, bf16_autocast, synchronize
 from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.evaluate import stream_loss_sum
@@ -250,7 +250,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         state = detach_state(state)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with bf16_autocast(self.device, self.amp):
             scores, state, raw, dropped = self.objective.forward(self.model, self.forward, x, y, state)  # (T, B)
         loss = self.objective.loss(self.model, scores, raw, dropped)
         self.optimizer.zero_grad(set_to_none=True)

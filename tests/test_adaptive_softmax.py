@@ -55,18 +55,6 @@ def test_target_scores_and_gradients_match_torchs_forward():
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_target_scores_run_under_bf16_autocast_close_to_float32():
-    model = adaptive_model(vocab_size=400, cutoffs="50,150")
-    tokens, targets = torch.randint(0, 400, (10, 4)), torch.randint(0, 400, (10, 4))
-    with torch.no_grad():
-        exact, _ = model(tokens, targets=targets)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            rounded, _ = model(tokens, targets=targets)
-    assert rounded.dtype == torch.float32
-    # bf16 keeps 8 significant bits: each score within a few hundredths of a nat.
-    assert torch.allclose(rounded, exact, atol=0.05)
-
-
 def test_cutoffs_are_checked():
     with pytest.raises(UsageError, match="increasing"):
         ModelConfig(vocab_size=40, adaptive_softmax="15,5")
@@ -132,11 +120,14 @@ def test_train_eval_generate_and_export_from_the_command_line(tmp_path, tiny_cor
 
 
 def test_runs_under_bf16_autocast_in_float32():
-    model = adaptive_model()
-    tokens, targets = torch.randint(0, 40, (5, 2)), torch.randint(0, 40, (5, 2))
+    # 40 rows: padded to 48 under CPU bf16, with targets in the head and both clusters.
+    model = adaptive_model(vocab_size=400, cutoffs="50,150")
+    tokens, targets = torch.randint(0, 400, (10, 4)), torch.randint(0, 400, (10, 4))
     with torch.no_grad():
         plain, _ = model(tokens, targets=targets)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mixed, _ = model(tokens, targets=targets)
     assert mixed.dtype == torch.float32
-    assert torch.allclose(mixed, plain, atol=0.05)  # bf16 recurrent core, float32 softmax
+    # bf16 projections keep 8 significant bits; the log-softmaxes run in float32: each
+    # score within a few hundredths of a nat.
+    assert torch.allclose(mixed, plain, atol=0.05)
