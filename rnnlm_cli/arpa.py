@@ -201,8 +201,10 @@ def _read_section(lines: _Lines, name: str, order: int, vocab: dict[str, int], t
             if fields[0].startswith("\\"):
                 return number, line.strip(), found
             raise DataError(f"{name}:{number}: expected a log10 probability, found {fields[0]!r}") from None
-        if math.isnan(prob) or prob == math.inf:
-            raise DataError(f"{name}:{number}: log10 probability {fields[0]!r} is not a probability")
+        # log10 of a probability is at most 0; -inf (probability zero) is one.
+        if not prob <= 0.0:
+            raise DataError(f"{name}:{number}: log10 probability {fields[0]!r} is above 0 or not a number: "
+                            "not a probability")
         width = len(fields)
         if width != short and width != full:
             raise DataError(f"{name}:{number}: expected {order} words and a probability, "

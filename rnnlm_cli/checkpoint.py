@@ -13,8 +13,11 @@ restricted unpickler accepts tensors and plain containers only: a file that woul
 code when loaded is refused, and never retried with the unrestricted loader. Only zip
 archives reach that loader; any other file is named for what it is (a token file, a
 tokenizer JSON, a safetensors or ONNX export, text, a plain pickle) and refused. The
-contents are checked before use: every weight finite, every shape the one the stored
-config needs, so a damaged or foreign file is one clear error, never a crash.
+contents are checked before use: every tensor in the file, optimizer state included, a
+dense tensor of its own (never an expanded view that some later operation would inflate to
+gigabytes; see ``state_checks``), every weight finite, every shape the one the stored
+config needs, and that config within the parameter cap (``sizing``), so a damaged,
+foreign or hostile file is one clear error, never a crash or a huge allocation.
 """
 
 from __future__ import annotations
@@ -33,9 +36,13 @@ from typing import Any
 import torch
 
 from rnnlm_cli import __version__
-from rnnlm_cli.atomic import atomic_path
+from rnnlm_cli.atomic import atomic_open
 from rnnlm_cli.config import ModelConfig, as_dict
-from rnnlm_cli.errors import CheckpointError, DataError, InputMissingError, RnnlmError, TokenizerMismatchError
+from rnnlm_cli.errors import (CheckpointError, DataError, InputMissingError, RnnlmError, TokenizerMismatchError,
+                              UsageError)
+from rnnlm_cli.sizing import check_model_size, tensor_count
+from rnnlm_cli.spool import spooled
+from rnnlm_cli.state_checks import DamagedState, check_all_tensors
 from rnnlm_cli.textio import check_readable
 
 FORMAT = "rnnlm-checkpoint"
@@ -97,25 +104,35 @@ def save_checkpoint(
         payload["training_state"] = training_state
     # Saved through a file object: given a path, torch names the archive's inner folder
     # after the (temporary) file name.
-    with atomic_path(path) as temp, open(temp, "wb") as handle:
+    with atomic_open(path, "wb") as handle:
         torch.save(payload, handle)
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, max_params: int = 0) -> Checkpoint:
     """Read and check a checkpoint without running any code stored in it.
 
     Refused with CheckpointError: files of other formats, damaged files, contents that are
-    not a checkpoint of a version this rnnlm reads, and weights that are not all finite.
+    not a checkpoint of a version this rnnlm reads, tensors that are views rather than
+    tensors of their own, weights that are not all finite or do not fit the stored config,
+    and a config of more than ``max_params`` parameters (0: ``sizing.default_max_params``).
     """
     path = os.fspath(path)
     check_readable(path)
-    _refuse_other_formats(path)
+    # Telling formats apart reads the head and loading reads the file again: a model that
+    # comes through a pipe is copied once first.
+    with spooled(path) as readable:
+        return _load_checked(readable, path, max_params)
+
+
+def _load_checked(readable: str, path: str, max_params: int) -> Checkpoint:
+    """Load the checkpoint in the regular file ``readable``; ``path`` names it in messages."""
+    _refuse_other_formats(readable)
     try:
         with warnings.catch_warnings():
             # The safe loader warns about foreign pickle protocols before refusing them;
             # the refusal below is the one message the user needs.
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(readable, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # The safe unpickler met a global it will not import, or an opcode torch.save never
         # writes (a pickle made elsewhere, or edited): either way, not one to trust.
@@ -124,7 +141,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise InputMissingError(f"{path}: no such file") from exc
     except Exception as exc:  # zip, storage and EOF errors all mean: not a readable file
         raise CheckpointError(f"{path}: not a readable rnnlm checkpoint (corrupt or truncated file)") from exc
-    return _check_payload(path, payload)
+    checkpoint = _check_payload(path, payload)
+    _check_fit(path, checkpoint)
+    check_model_size(checkpoint.model_config, max_params, path)
+    return checkpoint
 
 
 def _refuse_other_formats(path: str) -> None:
@@ -231,6 +251,10 @@ def _check_payload(path: str, payload: Any) -> Checkpoint:
             f"{path}: checkpoint format version {version} is newer than this rnnlm reads "
             f"(version {VERSION}); upgrade rnnlm"
         )
+    try:
+        check_all_tensors(payload)  # metadata only: nothing below may touch a view's values first
+    except DamagedState as exc:
+        raise CheckpointError(f"{path}: checkpoint is damaged (tensor {exc.field} {exc.problem})") from None
     missing = [key for key in ("model_config", "tokenizer", "state_dict") if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is incomplete (no {', '.join(missing)})")
@@ -272,7 +296,7 @@ def _model_config(path: str, data: Any) -> ModelConfig:
 
 
 def _check_weights(path: str, state_dict: Any) -> dict[str, torch.Tensor]:
-    """Every entry a named, finite, floating-point CPU tensor (optimizer state is not looked at)."""
+    """Every entry a named, finite, floating-point tensor (already known dense: see check_all_tensors)."""
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path}: checkpoint is damaged (the weights are not a mapping)")
     for name, tensor in state_dict.items():
@@ -311,19 +335,20 @@ def stored_tokenizer(path: str | os.PathLike, checkpoint: Checkpoint):
         raise CheckpointError(f"{os.fspath(path)}: the tokenizer stored in the model is damaged ({exc})") from exc
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """Load a checkpoint into a ready model in eval mode: ``(model, tokenizer, checkpoint)``."""
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", max_params: int = 0):
+    """Load a checkpoint into a ready model in eval mode: ``(model, tokenizer, checkpoint)``.
+
+    ``max_params`` caps the stored config's size as in :func:`load_checkpoint`."""
     from rnnlm_cli.models import build_model
 
     path = os.fspath(path)
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, max_params)
     tokenizer = stored_tokenizer(path, checkpoint)
     if tokenizer.vocab_size != checkpoint.model_config.vocab_size:
         raise TokenizerMismatchError(
             f"{path}: the tokenizer has {tokenizer.vocab_size} entries but the model "
             f"{checkpoint.model_config.vocab_size}"
         )
-    _check_fit(path, checkpoint)
     model = build_model(checkpoint.model_config)
     try:
         model.load_state_dict(checkpoint.state_dict)
@@ -338,11 +363,16 @@ def _check_fit(path: str, checkpoint: Checkpoint) -> None:
     from rnnlm_cli.models import build_model
 
     config, weights = checkpoint.model_config, checkpoint.state_dict
-    if config.layers > len(weights):  # every layer has weights: no need to build a huge model to know
+    # Far more tensors than the file holds is known by counting: building even on the meta
+    # device takes minutes for 65536 layers. Near misses are built and named below.
+    if tensor_count(config) > 2 * len(weights):
         raise CheckpointError(f"{path}: weights do not fit the stored model config "
-                              f"({config.layers} layers but {len(weights)} tensors)")
-    with torch.device("meta"):  # shapes without storage
-        expected = build_model(config).state_dict()
+                              f"({config.layers} layers need {tensor_count(config)} tensors, the file has {len(weights)})")
+    try:
+        with torch.device("meta"):  # shapes without storage
+            expected = build_model(config).state_dict()
+    except UsageError as exc:  # a setting valid alone but not with the rest (adaptive cutoffs)
+        raise CheckpointError(f"{path}: checkpoint is damaged ({_one_line(str(exc))})") from exc
     problems = [f"missing tensor {name}" for name in expected if name not in weights]
     problems += [f"unexpected tensor {_brief(name)}" for name in weights if name not in expected]
     problems += [f"tensor {name} has shape {tuple(weights[name].shape)}, the config needs {tuple(want.shape)}"

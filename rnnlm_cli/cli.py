@@ -2,7 +2,7 @@
 
 Exit codes (also in the README): 0 ok, 1 failure, 2 usage, 3 not promoted,
 65 bad data, 66 missing input, 73 cannot write, 75 locked (try later),
-128 + signal when a signal stopped training (130 SIGINT, 143 SIGTERM).
+128 + signal when a signal stopped a command (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from rnnlm_cli.commands import export as export_command
 from rnnlm_cli.commands import generate as generate_command
 from rnnlm_cli.commands import tokenize as tokenize_command
 from rnnlm_cli.commands import train as train_command
+from rnnlm_cli.commands._ui import guarded_streams, silence_stdout
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
+from rnnlm_cli.terminate import Terminated, raise_on_termination
 
 EXIT_INTERRUPTED = 130
 
@@ -36,8 +38,7 @@ def _fail(message: str, code: int, label: str = "error: ") -> None:
 def _quiet_broken_pipe() -> None:
     # The reader went away (`rnnlm generate ... | head -1`): stop quietly, and point
     # stdout at /dev/null so the interpreter's final flush does not complain.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    silence_stdout()
     sys.exit(0)
 
 
@@ -55,9 +56,17 @@ class RnnlmGroup(TyperGroup):
             _fail("interrupted", EXIT_INTERRUPTED)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        with guarded_streams(), raise_on_termination():
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def _main(self, args, prog_name, complete_var, standalone_mode, **extra):
         try:
             result = super().main(args=args, prog_name=prog_name or "rnnlm", complete_var=complete_var,
                                   standalone_mode=False, **extra)
+            sys.stdout.flush()  # here, not at exit, so that results lost to a full disk are exit 73
+        except Terminated as exc:
+            _fail(f"{exc}; outputs not yet complete were removed, nothing half-written is left",
+                  exc.exit_code)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
         except typer.Abort:

@@ -7,6 +7,7 @@ built-in defaults < YAML file (``--config``) < flags given on the command line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -22,9 +23,67 @@ SP_MODEL_TYPES = ("bpe", "unigram")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
+JOB_OPTIONS = {"tokenizer": str, "valid": str, "out": str, "strict": bool, "resume": str, "init_from": str,
+               "promote_if_better": str, "plot": bool}
+"""Options of ``rnnlm train`` that a YAML file may set but no config class holds, and their types."""
+MAX_SEED = 2**32 - 1
+"""Largest seed: numpy's range, so torch, numpy and Python's random all get the same number."""
+_INT64 = 2**63 - 1
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def check_values(config: Any, names: Mapping[str, str] | None = None) -> None:
+    """Every field of the dataclass ``config`` holds its declared type; floats are finite
+    and integers fit in 64 bits.
+
+    Run first in ``__post_init__``: values come from flags, YAML files and checkpoints, and
+    a NaN passes every range check written as ``not x < low``, an infinity every check
+    without an upper bound, a string breaks the comparisons, and an integer past 64 bits
+    fails later inside torch or numpy (an internal error, not a usage error). ``names``
+    maps a field to its flag where the two differ.
+    """
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+        if kind.endswith(" | None"):
+            if value is None:
+                continue
+            kind = kind[: -len(" | None")]
+        name = (names or {}).get(spec.name, "--" + spec.name.replace("_", "-"))
+        if kind == "float":
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool),
+                   f"{name} must be a number, got {shown(value)}")
+            _check(_finite(value), f"{name} must be a finite number, got {shown(value)}")
+        elif kind == "int":
+            _check(isinstance(value, int) and not isinstance(value, bool),
+                   f"{name} must be a whole number, got {shown(value)}")
+            _check(-_INT64 <= value <= _INT64, f"{name} is out of range (more than 64 bits), got {shown(value)}")
+        elif kind == "bool":
+            _check(isinstance(value, bool), f"{name} must be true or false, got {shown(value)}")
+        elif kind == "str":
+            _check(isinstance(value, str), f"{name} must be text, got {shown(value)}")
+
+
+def check_seed(seed: Any, name: str = "--seed") -> None:
+    _check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
+           f"{name} must be a whole number between 0 and {MAX_SEED}, got {shown(seed)}")
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to a length that fits an error line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,6 +126,7 @@ class ModelConfig:
     """Adaptive softmax cutoffs, e.g. "2000,10000" (Grave et al., 2017); "" = the full softmax."""
 
     def __post_init__(self) -> None:
+        check_values(self, {"vocab_size": "the vocabulary size"})
         _check(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         _check(self.impl in IMPLS, f"unknown implementation {self.impl!r}; choose one of {', '.join(IMPLS)}")
         _check(self.vocab_size >= 2, f"vocabulary size must be at least 2, got {self.vocab_size}")
@@ -131,6 +191,7 @@ class TokenizerConfig:
     """sentencepiece: lines sampled from the corpus to learn from (bounds memory)."""
 
     def __post_init__(self) -> None:
+        check_values(self, {"model_type": "--sp-model", "sample_lines": "sample_lines"})
         _check(self.kind in TOKENIZER_KINDS,
                f"unknown tokenizer kind {self.kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
         _check(self.model_type in SP_MODEL_TYPES,
@@ -213,8 +274,12 @@ class TrainConfig:
     """Weight of the synonym loss (mean squared distance of the pairs' embeddings)."""
     amp: str = "auto"
     """Mixed precision: auto (bf16 autocast where the hardware has native bf16: CUDA, or a CPU with AMX), bf16, or off."""
+    max_params: int = 0
+    """Largest model, in parameters, a run may build or load (0: sized to this machine's memory)."""
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
+        check_values(self, {name: name for name in ("valid_fraction", "valid_max_tokens", "eval_batch_size")})
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         _check(0.0 < self.lr <= 1000.0, f"--lr must be positive and at most 1000, got {self.lr}")
         _check(self.weight_decay >= 0.0, f"--weight-decay must be non-negative, got {self.weight_decay}")
@@ -222,6 +287,7 @@ class TrainConfig:
         _check(1 <= self.batch_size <= 65536, f"--batch-size must be between 1 and 65536, got {self.batch_size}")
         _check(1 <= self.bptt <= 100_000, f"--bptt must be between 1 and 100000, got {self.bptt}")
         _check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _check(self.max_params >= 0, f"--max-params must be 0 (sized to this machine) or a parameter count, got {self.max_params}")
         _check(self.max_steps >= 0, f"--max-steps must be non-negative, got {self.max_steps}")
         _check(self.max_time >= 0.0, f"--max-time must be non-negative, got {self.max_time}")
         _check(0.0 < self.valid_fraction < 0.5, f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
@@ -241,21 +307,12 @@ class TrainConfig:
 
 
 def load_yaml(path: str) -> dict[str, Any]:
-    """Read a YAML mapping of option names (dashes or underscores) to values."""
-    import yaml
+    """Read a YAML mapping of option names (dashes or underscores) to single values."""
+    from rnnlm_cli.option_files import read_options
 
     if not os.path.isfile(path):
         raise InputMissingError(f"{path}: no such config file")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            data = yaml.safe_load(handle)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of option names to values")
-    return {str(key).replace("-", "_"): value for key, value in data.items()}
+    return read_options(path)
 
 
 def resolve(cls: type, yaml_values: Mapping[str, Any], flags: Mapping[str, Any], **fixed: Any) -> Any:
@@ -277,10 +334,19 @@ def resolve(cls: type, yaml_values: Mapping[str, Any], flags: Mapping[str, Any],
 
 
 def check_known_keys(path: str, yaml_values: Mapping[str, Any], *classes: type, extra: tuple[str, ...] = ()) -> None:
+    """Refuse keys no option has, and values of the options that no config class holds
+    (the train command's :data:`JOB_OPTIONS`) that are not of their type."""
     known = {f.name for cls in classes for f in fields(cls)} | set(extra)
     unknown = sorted(set(yaml_values) - known)
     if unknown:
         raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    for key, value in yaml_values.items():
+        kind = JOB_OPTIONS.get(key) if key in extra else None
+        if kind is None or value is None or (isinstance(value, kind) and (kind is bool or value)):
+            continue
+        # bool("false") is True, and an int path would be taken for a file descriptor.
+        expected = "true or false" if kind is bool else "a file name (quote it if it looks like a number)"
+        raise UsageError(f"{path}: option {key}: expected {expected}, got {shown(value)}")
 
 
 def _coerce(owner: str, key: str, spec: dataclasses.Field, value: Any) -> Any:
@@ -300,8 +366,8 @@ def _coerce(owner: str, key: str, spec: dataclasses.Field, value: Any) -> Any:
             return float(value)
         if kind == "str":
             return str(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"option {key}: expected {kind}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"option {key}: expected {kind}, got {shown(value)}") from None
     return value
 
 

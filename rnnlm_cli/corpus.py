@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 from rnnlm_cli import __version__
-from rnnlm_cli.atomic import TEMP_PREFIX
+from rnnlm_cli.atomic import WRITE_ERRORS, make_temp
 from rnnlm_cli.config import TokenizerConfig
 from rnnlm_cli.errors import DataError, OutputError
 from rnnlm_cli.sentencepiece_tokenizer import train_sentencepiece
 from rnnlm_cli.textio import STDIN, DecodeStats, check_readable, display_name, iter_segments
+from rnnlm_cli.spool import spooled
 from rnnlm_cli.tokenfile import TokenFileWriter, itemsize_for
 from rnnlm_cli.tokenizers import (EOS, EOS_ID, UNK, UNK_ID, ByteTokenizer, CharTokenizer, Tokenizer,
                                   WordTokenizer, fingerprint)
@@ -78,33 +76,35 @@ def count_literal_specials(text: str) -> int:
 
 
 def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None = None,
-                  config: TokenizerConfig | None = None, strict: bool = False) -> CorpusStats:
-    """Write the token file ``out_path`` for ``text_path`` (a file, a .gz file or "-").
+                  config: TokenizerConfig | None = None, strict: bool = False,
+                  name: str | None = None) -> CorpusStats:
+    """Write the token file ``out_path`` for ``text_path`` (a file, a .gz file, a pipe or "-").
 
-    Give exactly one of ``tokenizer`` (encode with it) or ``config`` (learn one).
+    Give exactly one of ``tokenizer`` (encode with it) or ``config`` (learn one). ``name``
+    is what the text is called in messages and the token file's ``source`` when
+    ``text_path`` is a copy of it (default: ``text_path``).
     """
     if (tokenizer is None) == (config is None):
         raise ValueError("give exactly one of tokenizer or config")
     check_readable(text_path)
+    source = text_path if name is None else name
     if config is not None and config.kind == "byte":
         tokenizer = ByteTokenizer()
     if tokenizer is not None:
-        return _encode_with(tokenizer, text_path, out_path, strict)
+        return _encode_with(tokenizer, text_path, out_path, strict, source=source)
     assert config is not None
     if config.kind in ("word", "char"):
-        return _learn_and_encode(config, text_path, out_path, strict)
-    with _spooled(text_path, out_path) as readable:
+        return _learn_and_encode(config, text_path, out_path, strict, source=source)
+    # Learning a sentencepiece model reads the text, encoding reads it again: a pipe is copied once.
+    with spooled(text_path, os.path.dirname(os.path.abspath(out_path))) as readable:
         sampled = DecodeStats()
         try:
             tokenizer = train_sentencepiece(_texts(iter_segments(readable, strict, sampled)), config,
-                                            source=display_name(text_path))
-            return _encode_with(tokenizer, readable, out_path, strict, source=text_path)
-        except DataError as exc:
-            _check_not_empty(sampled.lines, text_path)
-            if readable == text_path:
-                raise
-            # Messages about the spooled copy are about stdin.
-            raise DataError(str(exc).replace(readable, display_name(text_path))) from exc
+                                            source=display_name(source))
+        except DataError:
+            _check_not_empty(sampled.lines, source)  # "empty" says more than the trainer's complaint
+            raise
+        return _encode_with(tokenizer, readable, out_path, strict, source=source)
 
 
 def learn_tokenizer(lines_path: str, config: TokenizerConfig, strict: bool = False) -> Tokenizer:
@@ -181,7 +181,8 @@ def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str]
             counted.literal += known + split.count(EOS)
 
 
-def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, strict: bool) -> CorpusStats:
+def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, strict: bool,
+                      source: str) -> CorpusStats:
     word_kind = config.kind == "word"
     # Provisional ids: 0 <eos>; for words 1 is a literal "<unk>" and 2 a literal "<eos>"
     # (an unknown word, see WordTokenizer); then entries in first-seen order.
@@ -189,30 +190,30 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
     counts = np.zeros(len(index) + 1, dtype=np.int64)
     decode = DecodeStats()
     words = 0
-    with _temp_beside(out_path, ".ids") as provisional_path:
-        with open(provisional_path, "wb") as provisional:
-            buffer: list[int] = []
-            for text, ends_line in iter_segments(text_path, strict, decode):
-                words += _provisional_into(buffer, text, index, word_kind)
-                if ends_line:
-                    buffer.append(EOS_ID)
-                if len(buffer) >= CHUNK_IDS:
-                    counts = _count_and_write(buffer, provisional, counts)
-                    buffer = []
-            counts = _count_and_write(buffer, provisional, counts)
+    with _temp_beside(out_path, ".ids") as (provisional, _):
+        buffer: list[int] = []
+        for text, ends_line in iter_segments(text_path, strict, decode):
+            words += _provisional_into(buffer, text, index, word_kind)
+            if ends_line:
+                buffer.append(EOS_ID)
+            if len(buffer) >= CHUNK_IDS:
+                counts = _count_and_write(buffer, provisional, counts)
+                buffer = []
+        counts = _count_and_write(buffer, provisional, counts)
         total = int(counts.sum())
-        _check_not_empty(total, text_path)
+        _check_not_empty(total, source)
         tokenizer, remap = _final_vocab(config, index, counts)
         # Literal "<unk>" words (provisional id 1) are in the vocabulary; every other
         # word that lands on <unk> is out of it.
         oov = int(counts[remap == UNK_ID].sum() - counts[1]) if word_kind else None
         literal = int(counts[1] + counts[2]) if word_kind else 0
         stats = _corpus_stats(decode, words, total, tokenizer, oov, literal)
+        provisional.flush()
+        provisional.seek(0)
         with TokenFileWriter(out_path, itemsize_for(tokenizer.vocab_size)) as writer:
-            with open(provisional_path, "rb") as provisional:
-                while len(chunk := np.fromfile(provisional, dtype="<u4", count=CHUNK_IDS)):
-                    writer.write(remap[chunk])
-            writer.close(_metadata(text_path, stats))
+            while len(chunk := np.fromfile(provisional, dtype="<u4", count=CHUNK_IDS)):
+                writer.write(remap[chunk])
+            writer.close(_metadata(source, stats))
     return stats
 
 
@@ -241,7 +242,7 @@ def _write_ids(writer: TokenFileWriter, buffer: list[int]) -> int:
 
 def _count_and_write(buffer: list[int], handle: Any, counts: np.ndarray) -> np.ndarray:
     ids = np.array(buffer, dtype="<u4")
-    ids.tofile(handle)
+    handle.write(ids.data)  # not ids.tofile: its OSError has no errno, so a full disk looks like a bug
     found = np.bincount(ids)
     if len(found) > len(counts):
         counts = np.concatenate([counts, np.zeros(len(found) - len(counts), dtype=counts.dtype)])
@@ -311,29 +312,23 @@ def _metadata(text_path: str, stats: CorpusStats) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _temp_beside(out_path: str, suffix: str) -> Iterator[str]:
-    """A temporary file in the output's folder (same disk, so no surprise about space), removed after."""
+def _temp_beside(out_path: str, suffix: str) -> Iterator[tuple[BinaryIO, str]]:
+    """A temporary file of ours in the output's folder (same disk, so no surprise about space),
+    open for writing and reading back, and its path; removed after.
+
+    Written through the descriptor mkstemp opened (O_EXCL, O_NOFOLLOW), never through the
+    name, so a link swapped in by someone else is never written through.
+    """
     folder = os.path.dirname(os.path.abspath(out_path))
+    fd, path = make_temp(folder, suffix, for_path=out_path)
     try:
-        os.makedirs(folder, exist_ok=True)
-        handle, path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{out_path}: cannot write ({exc.strerror})") from exc
-    os.close(handle)
-    try:
-        yield path
+        with open(fd, "w+b") as handle:
+            try:
+                yield handle, path
+            except OSError as exc:
+                if exc.errno in WRITE_ERRORS:
+                    raise OutputError(f"{out_path}: cannot write a temporary file beside it ({exc.strerror})") from exc
+                raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-
-
-@contextlib.contextmanager
-def _spooled(text_path: str, out_path: str) -> Iterator[str]:
-    """A path that can be read twice: ``text_path`` itself, or stdin copied beside ``out_path``."""
-    if text_path != STDIN:
-        yield text_path
-        return
-    with _temp_beside(out_path, ".txt") as spool:
-        with open(spool, "wb") as handle:
-            shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
-        yield spool

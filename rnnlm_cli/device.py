@@ -63,11 +63,25 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def cpu_bf16_kernels() -> bool:
+    """Whether torch's CPU kernels (oneDNN) can compute in bf16 here: they need AVX-512 or
+    AMX; on an AVX2-only CPU the recurrent layers cannot run under bf16 autocast at all."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe is not None and probe())
+    except RuntimeError:
+        return False
+
+
 def amp_enabled(mode: str, device: torch.device) -> bool:
-    """bf16 autocast: ``auto`` where the hardware has native bf16, ``bf16`` on any CUDA or
-    CPU device, ``off`` never."""
+    """bf16 autocast: ``auto`` where the hardware has native bf16, ``bf16`` on any CUDA
+    device and a CPU whose kernels can compute in bf16 (UsageError on one that cannot),
+    ``off`` never."""
     if mode == "auto":
         return native_bf16(device)
+    if mode == "bf16" and device.type == "cpu" and not cpu_bf16_kernels():
+        raise UsageError("--amp bf16: this CPU has no bf16 instructions (AVX-512 or AMX) for torch's "
+                         "kernels to use; train and score in float32 with --amp off (or auto)")
     return mode == "bf16" and device.type in ("cuda", "cpu")
 
 

@@ -12,6 +12,7 @@ the step that uses it, so no text is ever scored by weights that have seen it.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import torch
@@ -22,8 +23,8 @@ class DynamicEvaluation:
     """Holds the trained weights and steps the live ones after each scored segment."""
 
     def __init__(self, model: nn.Module, lr: float, decay: float = 0.0) -> None:
-        if not lr > 0:
-            raise ValueError("the dynamic-evaluation learning rate must be positive")
+        if not 0 < lr < math.inf:
+            raise ValueError("the dynamic-evaluation learning rate must be positive and finite")
         if not 0 <= decay <= 1:
             raise ValueError("the dynamic-evaluation decay must be within [0, 1]")
         self.lr = lr

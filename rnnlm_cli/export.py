@@ -158,11 +158,14 @@ def export_embeddings(model: torch.nn.Module, tokenizer, path: str) -> None:
 def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
     """Export the model at ``model_path`` as ``fmt``; returns the path written."""
     from rnnlm_cli.checkpoint import load_model
+    from rnnlm_cli.file_roles import FileRole, check_file_roles, check_output_file
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    model, tokenizer, checkpoint = load_model(model_path, "cpu")
     out = out or default_output(model_path, fmt)
+    check_output_file(out, "--out")
+    check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
+    model, tokenizer, checkpoint = load_model(model_path, "cpu")
     if fmt == "onnx":
         export_onnx(model, out)
     elif fmt == "safetensors":

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 
+from rnnlm_cli.config import check_seed, check_values
 from rnnlm_cli.errors import UsageError
 
 
@@ -35,6 +36,9 @@ class SamplingConfig:
     """Seed of the sampler; None draws one at random."""
 
     def __post_init__(self) -> None:
+        if self.seed is not None:
+            check_seed(self.seed)
+        check_values(self)
         if not 1 <= self.max_tokens <= 10_000_000:
             raise UsageError(f"--max-tokens must be between 1 and 10000000, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 100.0:
@@ -55,8 +59,10 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
-        # Drop a token when the tokens ranked above it already reach top_p; the first always stays.
+        # Drop a token when the tokens ranked above it already reach top_p; the first always
+        # stays, even for a top_p that rounds to 0 in the logits' precision.
         drop = (torch.cumsum(probs, dim=-1) - probs) >= top_p
+        drop[..., 0] = False
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.empty_like(logits).scatter_(-1, order, sorted_logits)
     return logits
@@ -98,6 +104,11 @@ def sample_tokens(
 def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
     if config.temperature == 0.0:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits / config.temperature, config.top_k, config.top_p)
+    # Shift the maximum to 0 and divide by at least the dtype's smallest normal number: a
+    # tiny temperature then sends the others to -inf (greedy, as in the limit) instead of
+    # every logit to +-inf or 0/0 and the softmax to NaN.
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    temperature = max(config.temperature, torch.finfo(shifted.dtype).tiny)
+    logits = filter_logits(shifted / temperature, config.top_k, config.top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -19,7 +19,13 @@ Two input layouts are read, one hypothesis per line:
 
 ``auto`` takes ``srilm`` when a reading of it fits the first line and ``kaldi`` when
 the first field is a key. Lines of one utterance must be consecutive, and within a
-Kaldi utterance ranks must run 1, 2, 3 ... in order. Blank lines are skipped.
+Kaldi utterance ranks must run 1, 2, 3 ... in order. Blank lines are skipped. An input
+without a hypothesis is an error: an empty list in a pipeline means the decoder before it
+failed, and an empty rescored list would pass that failure on as "no words".
+
+Scores must be log10 probabilities: ``+inf`` is refused, ``-inf`` (probability zero) kept.
+A hypothesis of more than :data:`LONG_TEXT` characters keeps its words as one text
+(:class:`WordRun`), never as a tuple of words, so a line of megabytes costs about its size.
 
 Rescoring follows SRILM's ``rescore-reweight``: all scores are log10, higher is better,
 and ``total = acoustic + lm_weight * lm + word_penalty * words``.
@@ -27,9 +33,10 @@ and ``total = acoustic + lm_weight * lm + word_penalty * words``.
 
 from __future__ import annotations
 
+import io
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rnnlm_cli.errors import DataError, UsageError
@@ -54,6 +61,81 @@ _NUMBER = re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]
                      re.IGNORECASE)
 _COUNT = re.compile(r"[0-9]+")
 _KEY = re.compile(r"(.+)-([1-9][0-9]*)")
+_WORD = re.compile(r"\S+")
+_SPACES = re.compile(r"\s+")  # the whitespace str.split() splits at
+_ODD_SPACE = re.compile(r"[^\S ]| {2}")  # whitespace other than single spaces
+LONG_TEXT = 1 << 16
+"""Characters beyond which a hypothesis' words are kept as one text (:class:`WordRun`)."""
+
+
+class WordRun:
+    """The words of a long hypothesis as one text, single spaces between them.
+
+    A tuple of a million short words costs some 60 bytes a word; this costs one byte
+    (ASCII) or a few (other text) a character. Iterating yields the words one at a time.
+    """
+
+    __slots__ = ("text", "count")
+
+    def __init__(self, text: str, count: int) -> None:
+        self.text = text
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return (match.group() for match in _WORD.finditer(self.text))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, WordRun):
+            return self.text == other.text
+        return isinstance(other, tuple) and len(other) == self.count and " ".join(other) == self.text
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _squeeze(text: str) -> str:
+    """``" ".join(text.split())``, without a list of the words: a window at a time."""
+    if not _ODD_SPACE.search(text):
+        return text.rstrip()
+    out = io.StringIO()
+    start, after_space = 0, False
+    while start < len(text):
+        stop = start + LONG_TEXT
+        if stop < len(text):
+            stop = max(text.rfind(" ", start, stop), text.rfind("\t", start, stop), start) + 1
+        window = text[start:stop]
+        if after_space:
+            window = window.lstrip()
+        out.write(_SPACES.sub(" ", window))
+        after_space = window[-1:].isspace() if window else after_space
+        start = stop
+    return out.getvalue().strip()
+
+
+class _Fields:
+    """A line's first four fields, split off; the rest is split only when its words are asked for."""
+
+    def __init__(self, line: str) -> None:
+        parts = line.split(None, 4)
+        self.head = parts[:4]
+        rest = parts[4] if len(parts) > 4 else ""
+        if len(rest) > LONG_TEXT:
+            text = _squeeze(rest)
+            self.tail: tuple[str, ...] | WordRun = WordRun(text, text.count(" ") + 1)
+        else:
+            self.tail = tuple(rest.split())
+        self.count = len(self.head) + len(self.tail)
+
+    def words(self, skip: int) -> Sequence[str]:
+        """The fields after the first ``skip`` (``skip`` <= 4)."""
+        lead = self.head[skip:]
+        if not isinstance(self.tail, WordRun):
+            return tuple(lead) + self.tail
+        if not lead:
+            return self.tail
+        return WordRun(" ".join([*lead, self.tail.text]), len(lead) + self.tail.count)
 
 
 @dataclass(frozen=True)
@@ -63,7 +145,8 @@ class Hypothesis:
     utterance: str
     rank: int
     """Position within its utterance's list, from 1 (Kaldi's N)."""
-    words: tuple[str, ...]
+    words: Sequence[str]
+    """A tuple of the words, or a :class:`WordRun` for a hypothesis of over :data:`LONG_TEXT` characters."""
     acoustic: float
     """Acoustic (or translation model) score, log10."""
     old_lm: float | None
@@ -73,7 +156,7 @@ class Hypothesis:
 
     @property
     def text(self) -> str:
-        return " ".join(self.words)
+        return self.words.text if isinstance(self.words, WordRun) else " ".join(self.words)
 
     @property
     def key(self) -> str:
@@ -92,22 +175,25 @@ Row = tuple[Hypothesis, float, float]
 """A rescored hypothesis: ``(hypothesis, lm, total)``."""
 
 
-def read_score_table(path: str, strict: bool = False) -> dict[str, float]:
+def read_score_table(path: str, strict: bool = False, stats: DecodeStats | None = None) -> dict[str, float]:
     """Read a Kaldi text table of ``KEY cost`` lines into key -> acoustic log10 score.
 
     Kaldi's costs are negated natural logs, so the score is ``-cost / ln(10)``.
     """
     name = display_name(path)
     scores: dict[str, float] = {}
-    for number, line in enumerate(iter_lines(path, strict), start=1):
-        fields = line.split()
+    for number, line in enumerate(iter_lines(path, strict, stats), start=1):
+        fields = line.split(None, 2)
         if not fields:
             continue
         if len(fields) != 2:
-            raise DataError(f"{name}:{number}: expected 'KEY COST', found {len(fields)} fields")
+            found = len(fields) if len(fields) < 3 else sum(1 for _ in _WORD.finditer(line))
+            raise DataError(f"{name}:{number}: expected 'KEY COST', found {found} fields")
         key, cost = fields
         if not _NUMBER.fullmatch(cost):
             raise DataError(f"{name}:{number}: cost {cost!r} is not a number")
+        if float(cost) == -math.inf:
+            raise DataError(f"{name}:{number}: cost is {cost!r}: a cost must be finite (or inf, probability zero)")
         if key in scores:
             raise DataError(f"{name}:{number}: duplicate key {key!r}")
         # + 0.0 turns a cost of 0 into 0.0, not -0.0 (which would print as "-0").
@@ -146,8 +232,8 @@ def combined(acoustic: float, lm: float, lm_weight: float, word_penalty: float =
 
 def format_line(hyp: Hypothesis, lm: float, total: float) -> str:
     """``KEY TOTAL ACOUSTIC LM NWORDS w1 ... wN``."""
-    fields = [hyp.key, _number(total), _number(hyp.acoustic), _number(lm), str(len(hyp.words)), *hyp.words]
-    return " ".join(fields)
+    fields = [hyp.key, _number(total), _number(hyp.acoustic), _number(lm), str(len(hyp.words))]
+    return " ".join(fields + [hyp.text] if len(hyp.words) else fields)
 
 
 def rescore(lists: Iterable[NBestList], score_text: Callable[[list[str]], list[float]], lm_weight: float,
@@ -179,7 +265,7 @@ def best_line(nbest_list: NBestList, rows: list[Row]) -> str:
     if not rows:
         raise ValueError(f"utterance {nbest_list.utterance!r} has no hypotheses")
     best = min(rows, key=lambda row: (-row[2], row[0].rank))[0]
-    return " ".join([nbest_list.utterance, *best.words])
+    return " ".join([nbest_list.utterance, best.text] if len(best.words) else [nbest_list.utterance])
 
 
 def _number(x: float) -> str:
@@ -195,8 +281,8 @@ def _read(path: str, fmt: str, scores: dict[str, float] | None, strict: bool,
     started: dict[str, int] = {}  # utterance -> line its list started on
     unused = dict.fromkeys(scores) if scores is not None else None  # ordered, for the first unused key
     for number, line in enumerate(iter_lines(path, strict, stats), start=1):
-        fields = line.split()
-        if not fields:
+        fields = _Fields(line)
+        if not fields.count:
             continue
         where = f"{name}:{number}"
         if layout is None:
@@ -225,28 +311,29 @@ def _read(path: str, fmt: str, scores: dict[str, float] | None, strict: bool,
                 raise DataError(f"{where}: no acoustic score for {key!r} in the score table")
             acoustic = scores[key]
             del unused[key]
-        hyp = Hypothesis(utterance, rank, tuple(words), acoustic, old_lm, number)
+        hyp = Hypothesis(utterance, rank, words, acoustic, old_lm, number)
         if new:
             if current is not None:
                 yield current
             current = NBestList(utterance, [])
             started[utterance] = number
         current.hypotheses.append(hyp)
+    if current is None:
+        raise DataError(f"{name}: empty n-best list, no hypotheses to rescore; check the step that wrote it")
     if unused:
         first = next(iter(unused))
         raise DataError(f"{name}: {len(unused)} score table entries match no hypothesis (first: {first!r})")
-    if current is not None:
-        yield current
+    yield current
 
 
-def _first_layout(fields: list[str], fmt: str, where: str) -> str:
+def _first_layout(fields: _Fields, fmt: str, where: str) -> str:
     """The layout the first line fits, for the requested format."""
     if fmt in ("auto", "srilm"):
         if _fits_srilm(fields, with_id=True):
             return _SRILM_ID
         if _fits_srilm(fields, with_id=False):
             return _SRILM_PLAIN
-    if fmt in ("auto", "kaldi") and _KEY.fullmatch(fields[0]):
+    if fmt in ("auto", "kaldi") and _KEY.fullmatch(fields.head[0]):
         return _KALDI
     wanted = {
         "auto": f"SRILM {_USAGE[_SRILM_ID]} (UTT optional) or Kaldi {_USAGE[_KALDI]}",
@@ -256,39 +343,41 @@ def _first_layout(fields: list[str], fmt: str, where: str) -> str:
     raise DataError(f"{where}: not an n-best line: expected {wanted}")
 
 
-def _fits_srilm(fields: list[str], with_id: bool) -> bool:
+def _fits_srilm(fields: _Fields, with_id: bool) -> bool:
     first = 1 if with_id else 0
-    if len(fields) < first + 3:
+    if fields.count < first + 3:
         return False
-    acoustic, lm, count = fields[first:first + 3]
+    acoustic, lm, count = fields.head[first:first + 3]
     return (bool(_NUMBER.fullmatch(acoustic)) and bool(_NUMBER.fullmatch(lm)) and bool(_COUNT.fullmatch(count))
-            and int(count) == len(fields) - first - 3)
+            and int(count) == fields.count - first - 3)
 
 
-def _parse_srilm(fields: list[str], with_id: bool, where: str) -> tuple[str, float, float, list[str]]:
+def _parse_srilm(fields: _Fields, with_id: bool, where: str) -> tuple[str, float, float, Sequence[str]]:
     """``(utterance, acoustic, lm, words)`` of a line in the layout the first line set."""
     first = 1 if with_id else 0
     layout = _USAGE[_SRILM_ID if with_id else _SRILM_PLAIN]
-    if len(fields) < first + 3:
-        raise DataError(f"{where}: expected {layout} as on the first line, found {len(fields)} fields")
-    acoustic, lm, count = fields[first:first + 3]
+    if fields.count < first + 3:
+        raise DataError(f"{where}: expected {layout} as on the first line, found {fields.count} fields")
+    acoustic, lm, count = fields.head[first:first + 3]
     for label, value in (("ACOUSTIC", acoustic), ("LM", lm)):
         if not _NUMBER.fullmatch(value):
             raise DataError(f"{where}: {label} {value!r} is not a number (expected {layout} as on the first line)")
+        if float(value) == math.inf:
+            raise DataError(f"{where}: {label} is {value!r}: a score must be finite (or -inf, probability zero)")
     if not _COUNT.fullmatch(count):
         raise DataError(f"{where}: NWORDS {count!r} is not a count (expected {layout} as on the first line)")
-    words = fields[first + 3:]
+    words = fields.words(first + 3)
     if int(count) != len(words):
         raise DataError(f"{where}: NWORDS is {int(count)} but the line has {len(words)} words")
-    utterance = fields[0] if with_id else _PLAIN_UTTERANCE
+    utterance = fields.head[0] if with_id else _PLAIN_UTTERANCE
     return utterance, float(acoustic), float(lm), words
 
 
-def _parse_kaldi(fields: list[str], where: str) -> tuple[str, int, list[str]]:
-    match = _KEY.fullmatch(fields[0])
+def _parse_kaldi(fields: _Fields, where: str) -> tuple[str, int, Sequence[str]]:
+    match = _KEY.fullmatch(fields.head[0])
     if match is None:
-        raise DataError(f"{where}: key {fields[0]!r} is not UTT-N with N a positive integer")
-    return match.group(1), int(match.group(2)), fields[1:]
+        raise DataError(f"{where}: key {fields.head[0]!r} is not UTT-N with N a positive integer")
+    return match.group(1), int(match.group(2)), fields.words(1)
 
 
 def _wrong_rank(utterance: str, rank: int, expected: int, current: NBestList | None, where: str) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from rnnlm_cli.atomic import append_line, open_append
+
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
@@ -46,25 +48,29 @@ class OutputPaths:
 
 
 class MetricsLog:
-    """Appends one JSON object per line, flushed, so a crashed run keeps its curve.
+    """Appends one JSON object per line, each written whole, so a crashed run keeps its curve.
 
-    Only rank 0 writes; other ranks get a writer that drops everything.
+    The file is ours (see :func:`rnnlm_cli.atomic.open_append`): a fresh run replaces
+    whatever is at the path, a symbolic link included, without following it; a resumed
+    run appends only to a plain file. A full disk is :class:`OutputError` (exit 73) with
+    the lines before intact. Only rank 0 writes; other ranks get a writer that drops
+    everything.
     """
 
     def __init__(self, path: str | None, append: bool):
-        self._handle = None
+        self._fd: int | None = None
+        self._path = path
         if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._handle = open(path, "a" if append else "w", encoding="utf-8")
+            self._fd = open_append(path, fresh=not append)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._handle is not None:
-            self._handle.write(json.dumps(record) + "\n")
-            self._handle.flush()
+        if self._fd is not None and self._path is not None:
+            append_line(self._fd, self._path, (json.dumps(record) + "\n").encode("utf-8"))
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 _SNAPSHOT_STEP = re.compile(r"\.step(\d+)\.pt$")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnlm_cli.atomic import atomic_path
+from rnnlm_cli.atomic import atomic_open
 from rnnlm_cli.errors import DataError, InputMissingError, UsageError
 
 _MISSING = "needs the plot extra: pip install 'rnnlm[plot]'"
@@ -136,8 +136,9 @@ def plot_metrics(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -
     require_matplotlib()
     curves = read_curves(metrics_path)
     figure = draw_curves(curves, title=os.path.basename(os.fspath(metrics_path)))
-    with atomic_path(png_path) as temp:
-        figure.savefig(temp, format="png", dpi=100)
+    # Drawn through the temp file's own descriptor: a link at png_path is replaced, never followed.
+    with atomic_open(png_path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
     return curves
 
 

@@ -19,25 +19,42 @@ def vocabulary(tokenizer) -> dict[str, int]:
 
 
 def load_embeddings(path: str, tokenizer, weight: torch.Tensor) -> str:
-    """Copy the vectors of vocabulary words into ``weight`` (V, E); a note on the coverage."""
+    """Copy the vectors of vocabulary words into ``weight`` (V, E); a note on the coverage.
+
+    A file whose vectors all differ from --emb is a usage error (give --emb); vectors that
+    differ from each other, or hold NaN, infinities or values beyond the weights' dtype,
+    are bad data.
+    """
     lookup = vocabulary(tokenizer)
+    dim = weight.shape[1]
     seen: set[int] = set()
+    vectors = 0
     with torch.no_grad():
         for number, line in enumerate(iter_lines(path), start=1):
-            fields = line.split()
+            # At most dim + 2 fields: a line of junk is not split into a million strings.
+            fields = line.split(None, dim + 1)
             if not fields or (number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields)):
                 continue  # the 'V D' header
             word, values = fields[0], fields[1:]
-            if len(values) != weight.shape[1]:
-                raise UsageError(f"{path}:{number}: vectors have {len(values)} dimensions but --emb is "
-                                 f"{weight.shape[1]}; give --emb {len(values)}")
+            if len(values) != dim:
+                found = len(line.split()) - 1
+                if vectors:
+                    raise DataError(f"{path}:{number}: the vector of {word!r} has {found} dimensions, the ones "
+                                    f"before it {dim}; every line must be 'word v1 ... v{dim}'")
+                raise UsageError(f"{path}:{number}: vectors have {found} dimensions but --emb is "
+                                 f"{dim}; give --emb {found}")
+            vectors += 1
             index = lookup.get(word)
             if index is None:
                 continue
             try:
-                weight[index] = torch.tensor([float(v) for v in values], dtype=weight.dtype)
+                row = torch.tensor([float(v) for v in values], dtype=weight.dtype)
             except ValueError:
                 raise DataError(f"{path}:{number}: not a number in the vector of {word!r}") from None
+            if not bool(torch.isfinite(row).all()):
+                raise DataError(f"{path}:{number}: the vector of {word!r} holds NaN, infinite or too large "
+                                f"values for {str(weight.dtype).replace('torch.', '')}")
+            weight[index] = row
             seen.add(index)
     vocab = len(lookup)
     return f"initialised {len(seen)} of {vocab} vocabulary entries ({100 * len(seen) / vocab:.1f}%) from {path}"

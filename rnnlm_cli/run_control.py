@@ -1,10 +1,8 @@
-"""Running safely beside others: an output-folder lock, stale temp files, stop signals.
+"""Running safely beside others: stale temp files and stop signals (the locks: :mod:`rnnlm_cli.locks`).
 
-* The lock is an advisory ``flock`` on ``<folder>/.rnnlm.lock``: the kernel drops it when
-  the process dies however it dies, so a killed run never leaves the folder locked.
-* Temporary files (``.rnnlm-tmp-*``) left by a run killed mid-save are removed once the
-  lock is held, since no other run can be writing them then.
-* SIGINT/SIGTERM ask the training loop to stop after the current step and save; a
+* Temporary files (``.rnnlm-tmp-<pid>@<host>-*``) left by a run killed mid-save are
+  removed once their writer is gone; a live writer's (a ``tokenize`` beside the run) stay.
+* SIGINT/SIGTERM/SIGHUP ask the training loop to stop after the current step and save; a
   second signal (a second or more later) aborts at once (the saves are atomic, so
   nothing is left half-written).
 """
@@ -12,59 +10,69 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
+import stat
 import time
-from typing import Iterator
 
-from rnnlm_cli.atomic import TEMP_PREFIX
-from rnnlm_cli.errors import LockedError, OutputError
-
-LOCK_NAME = ".rnnlm.lock"
-
-
-@contextlib.contextmanager
-def output_lock(folder: str) -> Iterator[None]:
-    """Hold the folder's lock for the duration, or fail at once with :class:`LockedError`."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder's lock ({exc.strerror})") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise LockedError(f"{folder}: another rnnlm run (pid {holder}) is writing here; try again later") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
+from rnnlm_cli.atomic import TEMP_PREFIX, is_this_host, owner_of_temp
 
 
 def clean_stale_temps(folder: str) -> int:
-    """Remove temporary files of interrupted saves in ``folder``; call only under the lock."""
+    """Remove the temporary files in ``folder`` whose writer is gone; the count removed.
+
+    A file named for a pid of this host is removed only once that process is gone: a
+    concurrent ``tokenize`` or ``export`` writing in the folder keeps its files. A file of
+    another host (a folder shared over the network) or of the older pid-less naming cannot
+    be traced to a process, so it is taken as abandoned only when untouched for
+    ``ORPHAN_SECONDS``: every writer rewrites its file far more often than that, save the
+    sentencepiece spool of stdin, which is read for hours at most.
+    """
     removed = 0
-    with contextlib.suppress(FileNotFoundError):
+    now = time.time()
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for name in os.listdir(folder):
-            if name.startswith(TEMP_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(folder, name))
-                    removed += 1
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode) or not _abandoned(name, now - info.st_mtime):
+                    continue
+                os.remove(path)
+                removed += 1
     return removed
 
 
+ORPHAN_SECONDS = 24 * 3600
+
+
+def _abandoned(name: str, age: float) -> bool:
+    owner = owner_of_temp(name)
+    if owner is None or not is_this_host(owner[1]):
+        return age > ORPHAN_SECONDS
+    pid = owner[0]
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    except OverflowError:
+        return age > ORPHAN_SECONDS  # no such pid can exist: a name we did not write
+    return False
+
+
 class StopSignals:
-    """Turns the first SIGINT/SIGTERM into a request to stop; the second aborts.
+    """Turns the first SIGINT/SIGTERM/SIGHUP into a request to stop; the second aborts.
 
     Use as a context manager around the training loop and poll :attr:`requested`
     between steps. Outside the main thread (where handlers cannot be set) it is inert.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal or ssh session went away
     ECHO_SECONDS = 1.0
     """A repeat within this time is the same request arriving twice (a scheduler signalling
     the whole process group, torchrun forwarding it), not a second request."""

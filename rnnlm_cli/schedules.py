@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rnnlm_cli.config import TrainConfig
+from rnnlm_cli.state_checks import check_int, check_mapping, check_number, check_sequence, check_tensor
 
 MIN_RANDOM_BPTT = 5
 """Shortest random BPTT segment (Merity et al., 2018, ``awd-lstm-lm``)."""
@@ -63,7 +64,15 @@ class LrSchedule:
         return {"level": self.level, "stalled": self.stalled}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state(state)
         self.level, self.stalled = float(state["level"]), int(state["stalled"])
+
+    @staticmethod
+    def check_state(state: Any) -> None:
+        """Refuse (DamagedState, exit 65) anything :meth:`state_dict` could not have made."""
+        check_mapping("schedule", state, ("level", "stalled"))
+        check_number("schedule.level", state["level"], 0.0, 1e6)
+        check_int("schedule.stalled", state["stalled"])
 
 
 class WeightAverage:
@@ -119,8 +128,18 @@ class WeightAverage:
         if state is None:
             self.mean, self.count = None, 0
             return
+        self.check_state(state, self.params)
         self.count = int(state["count"])
         self.mean = [m.to(p.device) for m, p in zip(state["mean"], self.params)]
+
+    @staticmethod
+    def check_state(state: Any, params: list[torch.Tensor]) -> None:
+        """Refuse (DamagedState, exit 65) an average that is not one float32 mean per parameter."""
+        check_mapping("average", state, ("count", "mean"))
+        check_int("average.count", state["count"])
+        means = check_sequence("average.mean", state["mean"], len(params))
+        for index, (mean, param) in enumerate(zip(means, params)):
+            check_tensor(f"average.mean.{index}", mean, torch.float32, param.shape)
 
 
 def random_bptt_length(bptt: int) -> int:

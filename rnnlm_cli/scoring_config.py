@@ -10,14 +10,17 @@ Importing this module does not import torch, so the command line can read its de
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from rnnlm_cli.config import AMP_MODES
+from rnnlm_cli.config import AMP_MODES, check_values
 from rnnlm_cli.errors import UsageError
 
 CONTEXTS = ("stream", "sentence")
 DEBUG_LEVELS = (0, 1, 2)
+MAX_CACHE = 100_000
+"""Largest --cache: each chunk scores against the whole window, a (chunk, window) matrix."""
+MAX_SEGMENT = 4096
+"""Largest --dynamic-segment: a segment's (T, V) logits and their gradient are held at once."""
 
 
 @dataclass(frozen=True)
@@ -44,22 +47,28 @@ class ScoringConfig:
     """With an n-gram model: the neural model's weight in the per-word mix."""
     amp: str = "off"
     """Precision of the matrix products: off (float32), bf16, or auto (bf16 where native)."""
+    lm_weight: float = 1.0
+    """n-best: the weight of the language model score in each hypothesis' total."""
+    word_penalty: float = 0.0
+    """n-best: log10 score added per word of each hypothesis."""
 
     def __post_init__(self) -> None:
+        # Every float must be finite: a NaN weight would rank every hypothesis as equal.
+        check_values(self, {"mix_weight": "--lambda"})
         if self.context not in CONTEXTS:
             raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
-        if self.cache < 0:
-            raise UsageError(f"--cache must be 0 (off) or a number of positions, got {self.cache}")
-        if not (math.isfinite(self.cache_theta) and self.cache_theta >= 0):
+        if not 0 <= self.cache <= MAX_CACHE:
+            raise UsageError(f"--cache must be 0 (off) or a number of positions up to {MAX_CACHE}, got {self.cache}")
+        if not self.cache_theta >= 0:
             raise UsageError(f"--cache-theta must be a finite number >= 0, got {self.cache_theta}")
         if not 0.0 <= self.cache_lambda <= 1.0:
             raise UsageError(f"--cache-lambda must be within [0, 1], got {self.cache_lambda}")
-        if not (math.isfinite(self.dynamic_lr) and self.dynamic_lr > 0):
+        if not self.dynamic_lr > 0:
             raise UsageError(f"--dynamic-lr must be a positive number, got {self.dynamic_lr}")
         if not 0.0 <= self.dynamic_decay <= 1.0:
             raise UsageError(f"--dynamic-decay must be within [0, 1], got {self.dynamic_decay}")
-        if self.dynamic_segment < 1:
-            raise UsageError(f"--dynamic-segment must be at least 1, got {self.dynamic_segment}")
+        if not 1 <= self.dynamic_segment <= MAX_SEGMENT:
+            raise UsageError(f"--dynamic-segment must be between 1 and {MAX_SEGMENT}, got {self.dynamic_segment}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
         if self.amp not in AMP_MODES:

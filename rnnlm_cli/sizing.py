@@ -1,4 +1,11 @@
-"""A rough memory estimate, so absurd sizes are refused with a message instead of an OOM kill."""
+"""Model sizes from the config alone, and the caps that keep a flag or a file from asking
+for more memory than the machine has (a refusal with a message instead of an OOM kill).
+
+The parameter cap: ``--max-params N`` when given, else :func:`default_max_params`: the
+machine's memory (physical, or the cgroup's limit when lower) divided by what a parameter
+costs, :data:`BYTES_PER_PARAMETER` to train it, :data:`BYTES_PER_LOADED_PARAMETER` to load
+it. A checkpoint is held to the cap before a model is built from its stored config.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,103 @@ import os
 import torch
 
 from rnnlm_cli.config import ModelConfig, TrainConfig
-from rnnlm_cli.errors import UsageError
+from rnnlm_cli.errors import CheckpointError, UsageError
 
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1, "mogrifier": 4}
 _FLOAT = 4
+BYTES_PER_PARAMETER = 16
+"""Training: float32 weight, gradient and Adam's two moments."""
+BYTES_PER_LOADED_PARAMETER = 8
+"""Loading: the weights read from the file and the float32 model built from them."""
+_UNKNOWN_MEMORY = 16 << 30  # assumed where the memory cannot be read
+_CGROUP_LIMIT = "/sys/fs/cgroup/memory.max"
 
 
 def parameter_count(config: ModelConfig) -> int:
+    """Trainable values of the model ``build_model(config)`` builds (a tied weight once),
+    computed without building it, so any config answers at once."""
     gates = _GATES.get(config.cell, 4)
-    count = config.vocab_size * config.emb
-    for layer in range(config.layers):
-        inputs = config.emb if layer == 0 else config.hidden
-        count += gates * config.hidden * (inputs + config.hidden + 2)
-    features = config.hidden
+    emb, hidden = config.emb, config.hidden
+    count = config.vocab_size * emb
+    rounds = config.mogrifier_rounds if config.cell == "mogrifier" else 0
+    for layer in range(min(config.layers, 2)):  # layers after the first are all alike
+        inputs = emb if layer == 0 else hidden
+        per_layer = gates * hidden * (inputs + hidden + 2) + rounds * inputs * hidden
+        count += per_layer if layer == 0 else per_layer * (config.layers - 1)
+    if config.attention:
+        count += 4 * hidden * hidden + 3 * hidden  # norm, query, key and combine
+    features = hidden
     if config.tied:
-        if config.hidden != config.emb:
-            count += config.hidden * config.emb + config.emb
-        features = config.emb
+        if hidden != emb:
+            count += hidden * emb + emb
+        return count + config.vocab_size  # the decoder's bias; its weight is the embedding
+    cutoffs = config.cutoffs
+    if not cutoffs:
+        return count + features * config.vocab_size + config.vocab_size
+    # torch's AdaptiveLogSoftmaxWithLoss as build_adaptive_softmax makes it, without biases.
+    div_value = max(min(4.0, features ** (1.0 / len(cutoffs)) * (1 - 1e-6)), 1.0)
+    bounds = (*cutoffs, config.vocab_size)
+    count += features * (cutoffs[0] + len(cutoffs))
+    for index in range(len(cutoffs)):
+        width = int(features // (div_value ** (index + 1)))
+        count += features * width + width * (bounds[index + 1] - bounds[index])
+    return count
+
+
+def tensor_count(config: ModelConfig) -> int:
+    """Tensors in the state dict of ``build_model(config)`` (a tied weight under both names)."""
+    mogrifier = config.cell == "mogrifier"
+    per_layer = 4 + (mogrifier and config.mogrifier_rounds >= 1) + (mogrifier and config.mogrifier_rounds >= 2)
+    count = 1 + per_layer * config.layers + (6 if config.attention else 0)
+    if config.tied and config.hidden != config.emb:
+        count += 2
+    if config.cutoffs:
+        return count + 1 + 2 * len(config.cutoffs)
+    return count + 2
+
+
+def memory_bytes() -> int:
+    """This machine's memory: physical, or the cgroup's limit when lower."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = _UNKNOWN_MEMORY
+    try:
+        with open(_CGROUP_LIMIT, encoding="ascii") as handle:
+            limit = handle.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def default_max_params(loading: bool = False) -> int:
+    """The parameter cap when none is given: as many as fit in memory to train (or to load)."""
+    return memory_bytes() // (BYTES_PER_LOADED_PARAMETER if loading else BYTES_PER_PARAMETER)
+
+
+def check_model_size(config: ModelConfig, max_params: int = 0, path: str | None = None) -> None:
+    """Refuse a model of more than ``max_params`` parameters (0: :func:`default_max_params`).
+
+    UsageError (exit 2) for a model asked for with flags; with ``path``, the file whose
+    stored config asks for it, CheckpointError (exit 65).
+    """
+    loading = path is not None
+    cap = max_params or default_max_params(loading)
+    count = parameter_count(config)
+    if count <= cap:
+        return
+    if max_params:
+        limit, advice = f"--max-params {cap:,}", "give a larger --max-params"
     else:
-        count += features * config.vocab_size
-    return count + config.vocab_size
+        limit = f"{cap:,}, the most this machine's memory {'loads' if loading else 'trains'}"
+        advice = "use a machine with more memory"
+    if loading:
+        raise CheckpointError(f"{path}: the stored model config asks for {count:,} parameters, "
+                              f"more than {limit}; {advice}")
+    raise UsageError(f"the model would have {count:,} parameters, more than {limit}; "
+                     f"lower --hidden, --emb, --layers or the vocabulary size, or {advice}")
 
 
 def training_bytes(model: ModelConfig, train: TrainConfig) -> int:

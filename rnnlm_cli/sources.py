@@ -12,21 +12,32 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def tokenizer_from_file(path: str):
-    """The tokenizer stored in a tokenizer JSON file, a token file or a model checkpoint."""
-    from rnnlm_cli.checkpoint import load_checkpoint, stored_tokenizer
-    from rnnlm_cli.tokenfile import is_token_file, open_token_file
-    from rnnlm_cli.tokenizers import load_tokenizer_file
+    """The tokenizer stored in a tokenizer JSON file, a token file or a model checkpoint.
+
+    A pipe or stdin is copied once to a temporary file first (:mod:`rnnlm_cli.spool`):
+    telling the formats apart reads the head, and loading reads the file again.
+    """
+    from rnnlm_cli.spool import spooled
 
     if os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a tokenizer, token file or model")
     if not os.path.exists(path):
         raise InputMissingError(f"{path}: no such tokenizer file (or use one of: {', '.join(TOKENIZER_KINDS)})")
+    with spooled(path) as readable:
+        return _tokenizer_in(readable)
+
+
+def _tokenizer_in(path: str):
+    from rnnlm_cli.checkpoint import load_checkpoint, stored_tokenizer
+    from rnnlm_cli.tokenfile import MAGIC, open_token_file
+    from rnnlm_cli.tokenizers import load_tokenizer_file
+
     try:
         with open(path, "rb") as handle:
             head = handle.read(4096)
     except OSError as exc:
         raise InputMissingError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if is_token_file(path):
+    if head.startswith(MAGIC):
         return open_token_file(path).tokenizer
     if head.startswith(_ZIP_MAGIC):
         return stored_tokenizer(path, load_checkpoint(path))

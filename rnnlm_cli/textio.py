@@ -29,6 +29,7 @@ MAX_LINE_BYTES = 1 << 20
 """Longest piece of a line read at once, in bytes."""
 _MIN_LINE_BYTES = 16
 _BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
 _REPLACEMENT = "\ufffd"
 # Whitespace that str.split() separates words at; CR is left out so that a cut never
 # falls between the CR and LF of a CRLF line end.
@@ -66,15 +67,32 @@ def check_readable(path: str) -> None:
 
 
 def open_binary(path: str) -> BinaryIO:
-    """Open a file, a gzip file (by its magic bytes, whatever its name) or stdin for reading bytes."""
+    """Open a file, a gzip file (by its magic bytes, whatever its name) or stdin for reading bytes.
+
+    The file is opened once: the magic bytes are peeked from the handle that then reads
+    the data, so a pipe (``<(zcat ...)``, a FIFO) loses nothing to the sniffing.
+    """
     check_readable(path)
     if path == STDIN:
         return sys.stdin.buffer
     handle = open(path, "rb")
-    if handle.peek(2)[:2] == b"\x1f\x8b":
-        handle.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if handle.peek(2)[:2] == _GZIP_MAGIC:
+        return _OwningGzipFile(handle)  # type: ignore[return-value]
     return handle
+
+
+class _OwningGzipFile(gzip.GzipFile):
+    """A gzip reader over an open handle, which it closes when it is closed itself."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(fileobj=handle, mode="rb")
+        self._handle = handle
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._handle.close()
 
 
 def iter_segments(path: str, strict: bool = False, stats: DecodeStats | None = None,

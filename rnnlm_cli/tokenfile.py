@@ -1,4 +1,4 @@
-"""The binary token file: a corpus as token ids, read by memory-mapping it.
+"""The binary token file: a corpus as token ids, read in place (see :mod:`rnnlm_cli.tokenview`).
 
 Layout (all integers little-endian)::
 
@@ -16,7 +16,9 @@ Layout (all integers little-endian)::
 
 The writer streams ids after a placeholder header and rewrites the header at the end, so
 the count need not be known up front; the tokenizer travels inside the file, so a token
-file is enough to train on.
+file is enough to train on. Opening one checks everything, every id included (one pass,
+block by block), and keeps the file open: the ids are then read with ``pread`` as they
+are used, never memory-mapped, so a file truncated under a run is an error, not SIGBUS.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import struct
 from types import TracebackType
 from typing import Any, Sequence
@@ -32,7 +35,12 @@ import numpy as np
 
 from rnnlm_cli.atomic import atomic_path
 from rnnlm_cli.errors import DataError, InputMissingError
+from rnnlm_cli.spool import needs_spooling
 from rnnlm_cli.tokenizers import Tokenizer, fingerprint, tokenizer_from_dict
+from rnnlm_cli.tokenview import FileIds, TokenFileChangedError, TokenView
+
+__all__ = ["HEADER_SIZE", "MAGIC", "TokenFile", "TokenFileChangedError", "TokenFileWriter", "TokenView",
+           "is_token_file", "itemsize_for", "open_token_file"]
 
 MAGIC = b"RNNLMTOK"
 VERSION = 1
@@ -40,9 +48,8 @@ HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sIIQQQ")
 _DTYPES = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 _RECREATE = "re-create it with `rnnlm tokenize`"
-# Ids checked against the vocabulary when opening: a block at each end and a few between.
-_CHECK_BLOCK = 65536
-_CHECK_MIDDLE = 14
+# Ids checked against the vocabulary at a time when opening: 4 MiB at most.
+_CHECK_BLOCK = 1 << 20
 # Metadata fields written by rnnlm_cli.corpus, with their JSON types (True: may be null).
 # The tokenizer is checked by rebuilding it; unknown fields are kept as they are.
 _METADATA_TYPES: dict[str, tuple[type, bool]] = {
@@ -115,9 +122,9 @@ class TokenFileWriter:
 
 
 class TokenFile:
-    """An opened token file: ``tokens`` is a read-only memory map, ``metadata`` its JSON."""
+    """An opened token file: ``tokens`` its ids (a :class:`TokenView`), ``metadata`` its JSON."""
 
-    def __init__(self, path: str, tokens: np.ndarray, metadata: dict[str, Any], tokenizer: Tokenizer) -> None:
+    def __init__(self, path: str, tokens: TokenView, metadata: dict[str, Any], tokenizer: Tokenizer) -> None:
         self.path = path
         self.tokens = tokens
         self.metadata = metadata
@@ -128,51 +135,77 @@ class TokenFile:
 
 
 def is_token_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` starts with the token file magic (False for anything unreadable)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(len(MAGIC)) == MAGIC
-    except (OSError, ValueError):  # ValueError: a path with a NUL byte
+    """Whether ``path`` is a regular file that starts with the token file magic.
+
+    A pipe, stdin ("-") or device is never looked into, since reading it would take its
+    first bytes from whoever reads it next: it is not a token file unless it is first
+    copied to one (:func:`rnnlm_cli.spool.spooled`). False for anything unreadable.
+    """
+    if needs_spooling(path):
         return False
+    try:
+        fd = _open_regular(os.fspath(path))
+    except (InputMissingError, DataError):
+        return False
+    try:
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def open_token_file(path: str | os.PathLike) -> TokenFile:
-    """Map a token file for reading; DataError, saying what to do, when it is not a usable one.
+    """Open a token file for reading; DataError, saying what to do, when it is not a usable one.
 
-    Everything but the ids is checked in full. The ids are checked against the vocabulary
-    in blocks (both ends and a few between), so a file of at most 65536 ids is checked whole.
+    Everything is checked in full, every id against the vocabulary included. A file that
+    is not a regular file (a pipe: spool it first) is refused with InputMissingError.
     """
     path = os.fspath(path)
+    fd = _open_regular(path)
+    ids = None
+    try:
+        try:
+            size = os.fstat(fd).st_size
+            header = os.pread(fd, HEADER_SIZE, 0)
+            _, _, itemsize, count, offset, length = _check_header(path, header, size)
+            blob = os.pread(fd, length, offset)
+        except OSError as exc:
+            raise InputMissingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if len(blob) != length:
+            raise DataError(f"{path}: truncated token file (it changed while being read); {_RECREATE}")
+        metadata = _parse_metadata(path, blob)
+        try:
+            tokenizer = tokenizer_from_dict(metadata.get("tokenizer"))
+        except DataError as exc:
+            raise DataError(f"{path}: bad tokenizer in token file ({exc}); {_RECREATE}") from exc
+        _check_fingerprint(path, metadata, tokenizer)
+        ids = FileIds(path, fd, _DTYPES[itemsize], HEADER_SIZE, count, tokenizer.vocab_size)  # owns fd now
+    finally:
+        if ids is None:
+            os.close(fd)
+    _check_ids(path, ids, tokenizer.vocab_size)
+    return TokenFile(path, TokenView(ids), metadata, tokenizer)
+
+
+def _open_regular(path: str) -> int:
+    """A read descriptor for ``path``, refused unless it is a regular file; nothing is read."""
     if os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a token file")
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(HEADER_SIZE)
-            size = os.fstat(handle.fileno()).st_size
-            _, _, itemsize, count, offset, length = _check_header(path, header, size)
-            handle.seek(offset)
-            blob = handle.read(length)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below unread.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InputMissingError(f"{path}: no such token file") from None
     except PermissionError:
         raise InputMissingError(f"{path}: permission denied") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
         raise InputMissingError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    if len(blob) != length:
-        raise DataError(f"{path}: truncated token file (it changed while being read); {_RECREATE}")
-    metadata = _parse_metadata(path, blob)
-    try:
-        tokenizer = tokenizer_from_dict(metadata.get("tokenizer"))
-    except DataError as exc:
-        raise DataError(f"{path}: bad tokenizer in token file ({exc}); {_RECREATE}") from exc
-    _check_fingerprint(path, metadata, tokenizer)
-    dtype = _DTYPES[itemsize]
-    if count:
-        tokens = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_SIZE, shape=(count,))
-    else:
-        tokens = np.zeros(0, dtype=dtype)
-    _check_ids(path, tokens, tokenizer.vocab_size)
-    return TokenFile(path, tokens, metadata, tokenizer)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputMissingError(f"{path}: a token file must be a regular file (it is read in place, "
+                                "not streamed); copy it to disk first")
+    return fd
 
 
 def _check_header(path: str, header: bytes, size: int) -> tuple[bytes, int, int, int, int, int]:
@@ -219,13 +252,15 @@ def _check_fingerprint(path: str, metadata: dict[str, Any], tokenizer: Tokenizer
         raise DataError(f"{path}: damaged token file (the tokenizer does not match its fingerprint); {_RECREATE}")
 
 
-def _check_ids(path: str, tokens: np.ndarray, vocab_size: int) -> None:
-    """Sample the ids (both ends and a few blocks between): every one must be in the vocabulary."""
-    count = len(tokens)
-    starts = {0, max(count - _CHECK_BLOCK, 0)}
-    starts.update(int(s) for s in np.linspace(0, max(count - _CHECK_BLOCK, 0), _CHECK_MIDDLE + 2))
-    for start in sorted(starts):
-        block = tokens[start:start + _CHECK_BLOCK]
-        if len(block) and int(block.max()) >= vocab_size:
-            raise DataError(f"{path}: damaged token file (id {int(block.max())} outside the "
-                            f"vocabulary of {vocab_size}); {_RECREATE}")
+def _check_ids(path: str, ids: FileIds, vocab_size: int) -> None:
+    """Every id must be in the vocabulary: one pass over the file, a block at a time."""
+    if ids.vocab_size is None:
+        return
+    buffer = np.empty(min(_CHECK_BLOCK, ids.count), dtype=ids.dtype)
+    for start in range(0, ids.count, _CHECK_BLOCK):
+        block = buffer[: min(_CHECK_BLOCK, ids.count - start)]
+        ids.read_into(start, block, check=False)
+        if int(block.max()) >= vocab_size:
+            first = int(np.argmax(block >= vocab_size))
+            raise DataError(f"{path}: damaged token file (id {int(block[first])} outside the vocabulary of "
+                            f"{vocab_size}, at position {start + first}); {_RECREATE}")

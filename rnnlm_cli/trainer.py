@@ -14,11 +14,12 @@ finite is skipped, not applied. Rates, averaging and early stopping live in
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +34,11 @@ from rnnlm_cli.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.evaluate import stream_loss_sum
 from rnnlm_cli.models import detach_state
-from rnnlm_cli.optimizers import make_optimizer
+from rnnlm_cli.optimizers import load_optimizer_state, make_optimizer
+from rnnlm_cli.tokenview import TokenFileChangedError
 from rnnlm_cli.outputs import LogWindow, MetricsLog, OutputPaths, perplexity, rotate_snapshots
 from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
+from rnnlm_cli.train_result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 
 
 class TrainingDiverged(RnnlmError):
@@ -52,49 +55,6 @@ class ResumePoint:
     hidden: tuple[torch.Tensor, ...] | None
     schedule: dict[str, Any] | None = None
     average: dict[str, Any] | None = None
-
-
-@dataclass
-class TrainResult:
-    best_valid_loss: float
-    best_valid_ppl: float
-    steps: int
-    epochs: float
-    train_tokens: int
-    seconds: float
-    tokens_per_second: float
-    skipped_steps: int
-    stop_reason: str
-    paths: OutputPaths
-    rank: int = 0
-    """The process' rank under torchrun; only rank 0 reports."""
-    promoted: bool | None = None
-    """With --promote-if-better: whether the new model replaced the target."""
-    promotion: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "paths": asdict(self.paths)}
-
-
-class TrainCallbacks(Protocol):
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
-    def on_log(self, record: dict[str, Any]) -> None: ...
-    def on_validate(self, record: dict[str, Any]) -> None: ...
-
-
-class SilentCallbacks:
-    def on_start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
-        pass
-
-    def on_log(self, record: dict[str, Any]) -> None:
-        pass
-
-    def on_validate(self, record: dict[str, Any]) -> None:
-        pass
 
 
 class NoStop:
@@ -140,7 +100,7 @@ class Trainer:
         self._started = time.perf_counter()
         if resume is not None:
             self.progress = resume.progress
-            self.optimizer.load_state_dict(resume.optimizer)
+            load_optimizer_state(self.optimizer, resume.optimizer)  # keeps this machine's kernel choice
             if resume.schedule is not None:
                 self.schedule.load_state_dict(resume.schedule)
             if self.average is not None:
@@ -152,7 +112,7 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> TrainResult:
-        config, progress = self.config, self.progress
+        progress = self.progress
         self.callbacks.on_start({
             "device": str(self.device), "train_tokens": self.train_length,
             "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
@@ -161,39 +121,60 @@ class Trainer:
         })
         self._started = time.perf_counter()
         steps_at_start = progress.step
-        stop_reason = "epochs"
         try:
-            while progress.epoch <= config.epochs:
-                stop_reason = self._budget_spent() or self._train_epoch()
-                if stop_reason == "signal":
-                    self._save_last()
-                    signum = self.stop.requested or 15  # a rank the signal did not reach stops too
-                    raise TrainingInterrupted(
-                        f"stopped by {signal.Signals(signum).name} at step {progress.step}, state saved; "
-                        f"resume with --resume {self.paths.last}", signum)
-                if stop_reason is None:  # the epoch ran to its end
-                    stop_reason = "epochs"
-                    halt = self._validate()
-                    progress.epoch += 1
-                    progress.segment = progress.position = 0
-                    self.hidden = None
-                    self._save_last()
-                    if halt:
-                        stop_reason = halt
-                        break
-                    continue
-                if progress.step > steps_at_start:  # a budget stopped this invocation's training
-                    self._validate()
-                    if progress.position >= self.streams.shape[1] - 1:
-                        # The epoch's data is used up and now validated: a resume starts the next one.
-                        progress.epoch += 1
-                        progress.segment = progress.position = 0
-                        self.hidden = None
-                    self._save_last()
-                break
+            with self._saved_if_the_data_goes():
+                stop_reason = self._loop(steps_at_start)
         finally:
             self.metrics.close()
         return self._result(stop_reason)
+
+    @contextlib.contextmanager
+    def _saved_if_the_data_goes(self):
+        """A token file truncated or rewritten under the run (exit 66) still leaves a resumable state.
+
+        The failed read comes before a step, so the weights, position and carried state are
+        those of the last step taken. Under torchrun the other ranks are still in the step's
+        collectives, so there is nothing this rank can save alone.
+        """
+        try:
+            yield
+        except TokenFileChangedError:
+            if not self.dist.enabled:
+                self._save_last()
+            raise
+
+    def _loop(self, steps_at_start: int) -> str:
+        config, progress = self.config, self.progress
+        stop_reason = "epochs"
+        while progress.epoch <= config.epochs:
+            stop_reason = self._budget_spent() or self._train_epoch()
+            if stop_reason == "signal":
+                self._save_last()
+                signum = self.stop.requested or 15  # a rank the signal did not reach stops too
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(signum).name} at step {progress.step}, state saved; "
+                    f"resume with --resume {self.paths.last}", signum)
+            if stop_reason is None:  # the epoch ran to its end
+                stop_reason = "epochs"
+                halt = self._validate()
+                progress.epoch += 1
+                progress.segment = progress.position = 0
+                self.hidden = None
+                self._save_last()
+                if halt:
+                    stop_reason = halt
+                    break
+                continue
+            if progress.step > steps_at_start:  # a budget stopped this invocation's training
+                self._validate()
+                if progress.position >= self.streams.shape[1] - 1:
+                    # The epoch's data is used up and now validated: a resume starts the next one.
+                    progress.epoch += 1
+                    progress.segment = progress.position = 0
+                    self.hidden = None
+                self._save_last()
+            break
+        return stop_reason
 
     def _budget_spent(self) -> str | None:
         """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
@@ -339,8 +320,10 @@ class Trainer:
 
     def _save_last(self) -> None:
         # Each rank has its own hidden state and random generators: rank 0 saves them all.
+        # The copies matter: a state may be a view into a larger buffer (the attention
+        # memory), and a loader refuses any tensor whose storage is larger than itself.
         mine = {"rng": capture_rng(),
-                "hidden": None if self.hidden is None else tuple(t.detach().cpu() for t in self.hidden)}
+                "hidden": None if self.hidden is None else tuple(t.detach().cpu().clone() for t in self.hidden)}
         ranks = gather_to_all(mine, self.dist)
         if not self.dist.is_main:
             return

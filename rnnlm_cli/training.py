@@ -24,14 +24,16 @@ import torch
 
 from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
-from rnnlm_cli.sizing import check_fits_in_memory
-from rnnlm_cli.run_control import StopSignals, clean_stale_temps, output_lock
+from rnnlm_cli.sizing import check_fits_in_memory, check_model_size
+from rnnlm_cli.job_files import check_job_files
+from rnnlm_cli.locks import output_lock
+from rnnlm_cli.resume import AUTO, SHAPE_KEYS, load_resume_point, resume_path, track_best_on
+from rnnlm_cli.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.sources import tokenizer_from_file, tokenizer_to_learn
 from rnnlm_cli.textio import check_readable
 from rnnlm_cli.trainer import OutputPaths, TrainCallbacks, Trainer, TrainResult
 from rnnlm_cli.trainstate import data_fingerprint, environment, seed_everything, set_deterministic
 
-AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -83,24 +85,38 @@ def open_prepared(sources: tuple[str, str | None], config: TrainConfig) -> Prepa
 
 
 def prepare_data(job: TrainJob, given=None) -> PreparedData:
-    """Encode (or open) the training and validation tokens and settle the tokenizer."""
+    """Encode (or open) the training and validation tokens and settle the tokenizer.
+
+    A corpus or validation text that can be read only once (a pipe, ``-``, ``<(...)``) is
+    copied once beside the output first: telling a token file from text reads its head.
+    """
+    from rnnlm_cli.spool import spooled
+
+    check_readable(job.corpus)
+    if job.valid is not None:
+        check_readable(job.valid)
+    folder = os.path.dirname(os.path.abspath(job.out))
+    with contextlib.ExitStack() as stack:
+        corpus = stack.enter_context(spooled(job.corpus, folder))
+        valid = stack.enter_context(spooled(job.valid, folder)) if job.valid is not None else None
+        return _prepare(job, corpus, valid, given)
+
+
+def _prepare(job: TrainJob, corpus: str, valid_text: str | None, given) -> PreparedData:
     from rnnlm_cli.batching import holdout_split
     from rnnlm_cli.corpus import encode_corpus
     from rnnlm_cli.tokenfile import is_token_file, open_token_file
     from rnnlm_cli.tokenizers import fingerprint
 
-    check_readable(job.corpus)
-    if job.valid is not None:
-        check_readable(job.valid)
     stem, _ = os.path.splitext(job.out)
     notes: list[str] = []
     source = job.tokenizer
     if given is None and source is not None and not tokenizer_to_learn(source):
         given = tokenizer_from_file(source)
 
-    if is_token_file(job.corpus):
-        train_file = open_token_file(job.corpus)
-        train_path = job.corpus
+    if is_token_file(corpus):
+        train_path = _kept(corpus, job.corpus, f"{stem}.train.tok")
+        train_file = open_token_file(train_path)
         tokenizer = train_file.tokenizer
         if given is not None and fingerprint(given) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source or job.init_from}")
@@ -110,27 +126,39 @@ def prepare_data(job: TrainJob, given=None) -> PreparedData:
                 "or re-create the token file")
     else:
         learn = None if given is not None else dataclasses.replace(job.tokenizer_config, kind=source or "word")
-        stats = encode_corpus(job.corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict)
+        stats = encode_corpus(corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict,
+                              name=job.corpus)
         tokenizer = stats.tokenizer
         train_path = f"{stem}.train.tok"
         notes.extend(_warnings(job.corpus, stats))
         train_file = open_token_file(f"{stem}.train.tok")
 
-    if job.valid is None:
+    if valid_text is None:
         train, valid = holdout_split(train_file.tokens, tokenizer.eos_id,
                                      job.train.valid_fraction, job.train.valid_max_tokens)
         notes.append(f"no --valid given: holding out the last {len(valid)} tokens of the corpus for validation")
         valid_path = None
-    elif is_token_file(job.valid):
-        valid_file = open_token_file(job.valid)
+    elif is_token_file(valid_text):
+        valid_path = _kept(valid_text, job.valid, f"{stem}.valid.tok")
+        valid_file = open_token_file(valid_path)
         if fingerprint(valid_file.tokenizer) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"{job.valid}: token file was made with another tokenizer than the corpus")
-        train, valid, valid_path = train_file.tokens, valid_file.tokens, job.valid
+        train, valid = train_file.tokens, valid_file.tokens
     else:
         valid_path = f"{stem}.valid.tok"
-        notes.extend(_warnings(job.valid, encode_corpus(job.valid, valid_path, tokenizer=tokenizer, strict=job.strict)))
+        notes.extend(_warnings(job.valid, encode_corpus(valid_text, valid_path, tokenizer=tokenizer, strict=job.strict,
+                                                        name=job.valid)))
         train, valid = train_file.tokens, open_token_file(valid_path).tokens
     return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes, sources=(train_path, valid_path))
+
+
+def _kept(readable: str, given: str, run_copy: str) -> str:
+    """A token file to train from: the one given, or, when it came through a pipe, its copy
+    moved to where an encoded text would be (it must outlive the copy's block)."""
+    if readable == given:
+        return given
+    os.replace(readable, run_copy)
+    return run_copy
 
 
 def _warnings(path: str, stats) -> list[str]:
@@ -155,19 +183,6 @@ def _check_fits(data: PreparedData, config: TrainConfig, world_size: int = 1) ->
                          f"({per_stream} tokens); lower --bptt or --batch-size")
     if len(data.valid) // world_size < 3:
         raise UsageError(f"{where.replace(' share of', '')} validation text is too short to score; give a longer --valid")
-
-
-def _resume_path(job: TrainJob, paths: OutputPaths) -> str | None:
-    if job.resume is None:
-        return None
-    if job.resume == AUTO:
-        return paths.last if os.path.exists(paths.last) else None
-    check_readable(job.resume)
-    return job.resume
-
-
-SHAPE_KEYS = ("cell", "emb", "hidden", "layers", "tied", "attention", "mogrifier_rounds")
-"""Model settings that fix the weights' shapes; the others (dropouts, impl) may change."""
 
 
 def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
@@ -205,17 +220,6 @@ def _init_model(job: TrainJob, tokenizer, notes: list[str], resume_from=None, in
     return model
 
 
-_RESUME_KEYS = ("batch_size", "bptt", "random_bptt", "optimizer")
-"""Training settings a resumed run must keep: the saved state is only valid with them."""
-
-
-def _check_resumable_settings(path: str, saved: dict, config: TrainConfig) -> None:
-    for name in _RESUME_KEYS:
-        if name in saved and saved[name] != getattr(config, name):
-            raise UsageError(f"{path}: the run being resumed used --{name.replace('_', '-')} {saved[name]}, "
-                             f"not {getattr(config, name)}; resume with the same setting")
-
-
 def _with_config(model, **changes):
     from rnnlm_cli.models import build_model
 
@@ -244,31 +248,6 @@ def _word_knowledge(config: TrainConfig, model, tokenizer, notes: list[str], fre
     return pairs
 
 
-def _load_resume_point(path: str, checkpoint, model, fingerprint: str, context, config: TrainConfig):
-    from rnnlm_cli.trainer import ResumePoint
-    from rnnlm_cli.trainstate import Progress
-
-    state = checkpoint.training_state
-    if not state:
-        raise UsageError(f"{path}: not a resumable training state (use the .last.pt file beside the model)")
-    saved = checkpoint.train_config.get("provenance", {}).get("data_fingerprint")
-    if saved is not None and saved != fingerprint:
-        raise TokenizerMismatchError(f"{path}: the training data changed since this run started; "
-                                     "resume needs the same corpus (or start anew with --init-from)")
-    _check_resumable_settings(path, checkpoint.train_config, config)
-    if any(getattr(checkpoint.model_config, k) != getattr(model.config, k) for k in SHAPE_KEYS + ("vocab_size",)):
-        raise UsageError(f"{path}: the run being resumed trains a model of another shape; "
-                         "give the same shape options, or none")
-    saved_world = state.get("world_size", 1)
-    if saved_world != context.world_size:
-        raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number")
-    mine = state["ranks"][context.rank] if "ranks" in state else state
-    model.load_state_dict(checkpoint.state_dict)
-    return ResumePoint(progress=Progress.from_dict(state["progress"], config.bptt), optimizer=state["optimizer"],
-                       rng=mine["rng"], hidden=mine.get("hidden"), schedule=state.get("schedule"),
-                       average=state.get("average"))
-
-
 def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
                  notes: list[str] | None = None) -> TrainResult:
     """Prepare the data, build the model and train it; the best model lands at ``job.out``.
@@ -279,24 +258,25 @@ def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
     from rnnlm_cli import distributed
 
     notes = notes if notes is not None else []
+    check_job_files(job)  # before any byte is written, on every rank
     set_deterministic(job.train.deterministic)
     context, device = distributed.setup(job.train.device)  # refuses a missing GPU before any work
     folder = os.path.dirname(os.path.abspath(job.out))
     try:
-        with output_lock(folder) if context.is_main else contextlib.nullcontext():
+        with output_lock(folder, note=notes.append) if context.is_main else contextlib.nullcontext():
             return _run_locked(job, callbacks, notes, context, device, folder)
     finally:
         distributed.teardown(context)
 
 
 def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, folder: str) -> TrainResult:
+    from rnnlm_cli.checkpoint import load_checkpoint, load_model
     from rnnlm_cli.distributed import from_main, shard
-    from rnnlm_cli.promote import check_promotable, promote_if_better
+    from rnnlm_cli.promote import check_promotable
 
     paths = OutputPaths.beside(job.out)
-    from rnnlm_cli.checkpoint import load_checkpoint, load_model
-
-    initial = load_model(job.init_from) if job.init_from is not None else None  # loaded once
+    cap = job.train.max_params
+    initial = load_model(job.init_from, max_params=cap) if job.init_from is not None else None  # loaded once
     given = initial[1] if initial is not None else None
 
     def prepare_on_main() -> tuple[str, str | None]:
@@ -306,37 +286,68 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         notes.extend(prepared.notes)
         _check_fits(prepared, job.train, context.world_size)
         if job.init_from is None:
-            check_fits_in_memory(dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size),
-                                 job.train, device)
+            fresh = dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size)
+            check_model_size(fresh, job.train.max_params)
+            check_fits_in_memory(fresh, job.train, device)
         if job.promote_to is not None:
             check_promotable(job.promote_to, prepared.tokenizer)
         return prepared.sources
 
     data = open_prepared(from_main(prepare_on_main, context), job.train)
     fingerprint = data_fingerprint(data.train)
-    resume_from = _resume_path(job, paths)
-    saved = load_checkpoint(resume_from) if resume_from else None
+    valid_fingerprint = data_fingerprint(data.valid)
+    resume_from = resume_path(job.resume, paths)
+    saved = load_checkpoint(resume_from, max_params=cap) if resume_from else None
     seed_everything(job.train.seed)
     model = _init_model(job, data.tokenizer, notes, saved, initial)
     if context.enabled:
         # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
         # lengths) stays the same everywhere so the ranks cut their segments alike.
         torch.manual_seed(job.train.seed + context.rank)
-    resume = _load_resume_point(resume_from, saved, model, fingerprint, context, job.train) if saved else None
+    resume = load_resume_point(resume_from, saved, model, fingerprint, context, job.train) if saved else None
     synonym_pairs = _word_knowledge(job.train, model, data.tokenizer, notes, fresh=resume is None)
     if resume_from:
         notes.append(f"resuming {resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}")
+        track_best_on(resume, saved, valid_fingerprint, paths, data.valid, job.train, device, context, notes)
     elif job.resume == AUTO:
         notes.append(f"nothing to resume at {paths.last}: starting a new run")
-    provenance = {"data_fingerprint": fingerprint, "environment": environment(device),
+    provenance = {"data_fingerprint": fingerprint, "valid_fingerprint": valid_fingerprint,
+                  "environment": environment(device),
                   "corpus": os.path.abspath(job.corpus) if job.corpus != "-" else "-",
                   "init_from": job.init_from, "world_size": context.world_size}
+    # The signals stay caught through the final validation and the promotion: a stop there
+    # still ends as a stop (128 + signal) with the state saved and the target whole.
     with StopSignals() as stop:
         trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
                           job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
                           dist=context, synonym_pairs=synonym_pairs)
         result = trainer.run()
-    if job.promote_to is not None and context.is_main:
-        result.promoted, result.promotion = promote_if_better(paths.model, job.promote_to, data.valid,
-                                                              job.train, device)
+        if job.promote_to is not None and context.is_main and stop.requested is None:
+            _promote(job, paths, data.valid, device, stop, notes, result)
+        if stop.requested is not None:
+            _stopped_after_training(stop.requested, job, paths, result)
     return result
+
+
+def _promote(job: TrainJob, paths: OutputPaths, valid, device, stop, notes: list[str], result: TrainResult) -> None:
+    from rnnlm_cli.promote import promote_if_better
+
+    result.promoted, result.promotion = promote_if_better(
+        paths.model, job.promote_to, valid, job.train, device, note=notes.append,
+        should_stop=lambda: stop.requested is not None)
+
+
+def _stopped_after_training(signum: int, job: TrainJob, paths: OutputPaths, result: TrainResult) -> None:
+    """A signal that came during the final validation or the promotion: the run still ends as stopped."""
+    import signal
+
+    from rnnlm_cli.errors import TrainingInterrupted
+
+    name = signal.Signals(signum).name
+    if job.promote_to is None:
+        what = f"the best model is {paths.model}"
+    elif result.promoted is None:
+        what = f"{job.promote_to} is unchanged (not promoted)"
+    else:
+        what = result.promotion
+    raise TrainingInterrupted(f"stopped by {name} after training, state saved in {paths.last}; {what}", signum)

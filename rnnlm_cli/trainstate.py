@@ -9,6 +9,7 @@ the next segment, every random number generator's state, and the counters.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import random
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from rnnlm_cli import __version__
+from rnnlm_cli.state_checks import (DamagedState, check_int, check_mapping, check_number, check_sequence,
+                                    check_tensor)
 
 _HASH_BLOCK = 1 << 22  # tokens per hashing block
 
@@ -47,10 +50,27 @@ class Progress:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], bptt: int) -> "Progress":
+        """The saved progress, every field checked (DamagedState, exit 65, for any other)."""
+        # Older files lack later fields: those keep their defaults.
+        check_mapping("progress", data, (), tuple(cls.__dataclass_fields__))
+        for name, low in _PROGRESS_INTS.items():
+            if name in data:
+                check_int(f"progress.{name}", data[name], low)
+        if "best_valid_loss" in data:
+            check_number("progress.best_valid_loss", data["best_valid_loss"], infinite=True)
+        if "train_seconds" in data:
+            check_number("progress.train_seconds", data["train_seconds"])
         progress = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         if "position" not in data:  # saved before positions were kept: fixed-length segments
             progress.position = progress.segment * bptt
         return progress
+
+
+_PROGRESS_INTS = {"epoch": 1, "segment": 0, "position": 0, "step": 0, "train_tokens": 0, "best_step": -1,
+                  "skipped_steps": 0}
+"""Progress's integer fields and their least values."""
+_MT_WORDS = 624  # the Mersenne Twister state of Python, numpy and torch's CPU generator
+_CUDA_STATE_BYTES = 16  # torch's Philox generator: a 64-bit seed and a 64-bit offset
 
 
 def capture_rng() -> dict[str, Any]:
@@ -66,12 +86,46 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    _restore_numpy_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Set every generator from :func:`capture_rng`'s dict; DamagedState (exit 65) for any
+    state that is not one capture_rng could have made."""
+    check_rng_state(state)
+    try:
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        _restore_numpy_state(state["numpy"])
+        if "cuda" in state and torch.cuda.is_available():
+            # A run saved on more GPUs than this machine has: the devices here are restored.
+            torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise DamagedState("rng", f"is refused by the generator ({str(exc).splitlines()[0][:80]})") from exc
+
+
+def check_rng_state(state: Any, field: str = "rng") -> None:
+    """Refuse (DamagedState) anything but generator states of exactly the saved layout."""
+    check_mapping(field, state, ("torch", "python", "numpy"), ("cuda",))
+    check_tensor(f"{field}.torch", state["torch"], torch.uint8, tuple(torch.get_rng_state().shape))
+    version, internal, gauss = check_sequence(f"{field}.python", state["python"], 3)
+    check_int(f"{field}.python.version", version, 3, 3)
+    check_sequence(f"{field}.python.state", internal, _MT_WORDS + 1)
+    for index, word in enumerate(internal[:_MT_WORDS]):
+        check_int(f"{field}.python.state.{index}", word, 0, 2**32 - 1)
+    check_int(f"{field}.python.state.{_MT_WORDS}", internal[_MT_WORDS], 0, _MT_WORDS)
+    if gauss is not None:
+        check_number(f"{field}.python.gauss", gauss, -math.inf, math.inf)
+    numpy = check_mapping(f"{field}.numpy", state["numpy"], ("name", "keys", "pos", "has_gauss", "cached"))
+    if numpy["name"] != "MT19937":
+        raise DamagedState(f"{field}.numpy.name", "is not MT19937")
+    check_tensor(f"{field}.numpy.keys", numpy["keys"], torch.int64, (_MT_WORDS,), low=0, high=2**32 - 1)
+    check_int(f"{field}.numpy.pos", numpy["pos"], 0, _MT_WORDS)
+    check_int(f"{field}.numpy.has_gauss", numpy["has_gauss"], 0, 1)
+    check_number(f"{field}.numpy.cached", numpy["cached"], -math.inf, math.inf)
+    if "cuda" in state:
+        devices = state["cuda"]
+        if not isinstance(devices, (list, tuple)) or not devices or len(devices) > 1024:
+            raise DamagedState(f"{field}.cuda", "is not a list of per-GPU generator states")
+        for index, device_state in enumerate(devices):
+            check_tensor(f"{field}.cuda.{index}", device_state, torch.uint8, (_CUDA_STATE_BYTES,))
 
 
 def _numpy_state_as_tensor() -> dict[str, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from rnnlm_cli.mixing import mix_log10
-from rnnlm_cli.token_scoring import Piece
+from rnnlm_cli.token_scoring import Piece, PieceEncoder, score_stream
 
 LN10 = math.log(10.0)
 SENTENCE_START = "<s>"
@@ -95,3 +95,36 @@ class NgramMix:
             else:
                 self._history.append(word.word)
                 del self._history[:-keep]
+
+
+def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
+                        piece_chars: int = 1 << 16, chunk_tokens: int = 256) -> float:
+    """The log10 score of ``text`` as one sentence from a fresh state, as the total of
+    its words (OOVs and zero-probability words left out, as SRILM sums them).
+
+    ``text`` is encoded and scored a piece of at most ``piece_chars`` characters at a time,
+    cut after a space, so memory holds one piece's tokens and words, never the text's: for
+    a hypothesis of megabytes.
+    """
+    total = 0.0
+    pieces = PieceEncoder(tokenizer).pieces(_text_pieces(text, piece_chars))
+    for piece in score_stream(model, pieces, device, chunk_tokens):
+        words = piece_words(piece, unk=unk)
+        if mix is not None:
+            mix.apply(words)
+        total += sum(word.log10 for word in words if not word.oov and not word.zeroprob)
+    return total
+
+
+def _text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:
+    """``(piece, ends_line)`` for consecutive pieces of ``text``, each cut after its last
+    space (inside a word only when a word is longer than ``size``), as
+    :func:`rnnlm_cli.textio.iter_segments` cuts a long line."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start, start + size) + 1
+        if cut <= start:
+            cut = start + size
+        yield text[start:cut], False
+        start = cut
+    yield text[start:], True

@@ -46,16 +46,16 @@ def test_segments_concatenate_to_the_streams(length, batch, bptt):
     assert streams.shape == (batch, (length - 1) // batch + 1)
 
 
-def test_streams_over_a_memory_mapped_file(tmp_path):
+def test_streams_over_a_token_file(tmp_path):
     path = tmp_path / "c.tok"
     with TokenFileWriter(str(path)) as writer:
         writer.write(np.arange(1, 22))
         writer.close({"tokenizer": ByteTokenizer().to_dict()})
     tokens = open_token_file(str(path)).tokens
     streams = bptt_streams(tokens, 4)
-    assert streams.tolist() == [[1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11],
-                                [11, 12, 13, 14, 15, 16], [16, 17, 18, 19, 20, 21]]
-    assert np.shares_memory(streams, tokens)
+    assert streams.shape == (4, 6)
+    assert streams[:, 0:6].tolist() == [[1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11],
+                                        [11, 12, 13, 14, 15, 16], [16, 17, 18, 19, 20, 21]]
 
 
 def test_too_short_for_batch_size():

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
 from rnnlm_cli.config import ModelConfig, TrainConfig
-from rnnlm_cli.device import amp_enabled, native_bf16
+from rnnlm_cli.device import amp_enabled, cpu_bf16_kernels, native_bf16
+from rnnlm_cli.errors import UsageError
 from rnnlm_cli.models import build_model
 from rnnlm_cli.models.lm import adaptive_target_logprobs
 from rnnlm_cli.optimizers import make_optimizer
@@ -17,9 +18,16 @@ from rnnlm_cli.optimizers import make_optimizer
 CPU = torch.device("cpu")
 
 
+NEEDS_CPU_BF16 = pytest.mark.skipif(not cpu_bf16_kernels(), reason="this CPU's kernels cannot compute in bf16")
+
+
 def test_amp_modes():
     assert not amp_enabled("off", CPU)
-    assert amp_enabled("bf16", CPU)
+    if cpu_bf16_kernels():
+        assert amp_enabled("bf16", CPU)
+    else:
+        with pytest.raises(UsageError, match="no bf16 instructions"):
+            amp_enabled("bf16", CPU)
     assert amp_enabled("auto", CPU) == native_bf16(CPU)
     # Only CUDA and CPU autocast to bf16 here; other devices stay float32 whatever is asked.
     assert not amp_enabled("bf16", torch.device("mps"))
@@ -85,6 +93,7 @@ def trained(tmp_path):
     return path, corpus
 
 
+@NEEDS_CPU_BF16
 def test_eval_amp_bf16_scores_close_to_float32_and_off_is_the_default(trained):
     path, corpus = trained
     runner = CliRunner()

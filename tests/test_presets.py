@@ -30,6 +30,8 @@ def test_unknown_preset_is_a_usage_error():
 def test_preset_then_config_then_flags(tmp_path, tiny_corpus):
     config = tmp_path / "own.yaml"
     config.write_text("hidden: 24\nepochs: 1\nmax_time: 0\n")
+    valid = tmp_path / "valid.txt"
+    valid.write_text(tiny_corpus.read_text(encoding="utf-8"), encoding="utf-8")  # the same text, another file
     tiny = ["--emb", "8", "--batch-size", "2", "--bptt", "4", "--max-steps", "2"]
     runs = {
         "preset": ([], 256, 1),                   # sample-cpu: hidden 256, layers 1
@@ -39,7 +41,7 @@ def test_preset_then_config_then_flags(tmp_path, tiny_corpus):
     for name, (extra, hidden, layers) in runs.items():
         out = tmp_path / name / "model.pt"
         result = CliRunner().invoke(app, ["train", str(tiny_corpus), "--preset", "sample-cpu", *tiny, *extra,
-                                          "--valid", str(tiny_corpus), "--out", str(out)])
+                                          "--valid", str(valid), "--out", str(out)])
         assert result.exit_code == 0, result.stderr
         config_of = load_checkpoint(out).model_config
         assert (config_of.hidden, config_of.layers) == (hidden, layers), name

@@ -1,12 +1,14 @@
-"""What the commands share for talking to people: stderr logs, progress bars, JSON."""
+"""What the commands share for talking to people: stderr logs, progress bars, JSON, and
+the standard streams themselves (see :func:`guarded_streams`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 
@@ -100,3 +102,143 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _reopen_closed_std_fds() -> None:
+    # A closed 0/1/2 (`rnnlm ... 2>&-`) would be the number of the next file opened, and
+    # whatever writes "stderr" (torch's C++ warnings) would then write into that file.
+    for fd, mode in ((0, "r"), (1, "w"), (2, "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # takes the lowest free number: fd
+            name = ("stdin", "stdout", "stderr")[fd]
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))
+
+
+def _to_devnull(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null and drain its buffer there, so that the
+    interpreter's final flush does not fail (exit 120) on what could not be written."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()
+
+
+def _destination(stream: Any) -> str:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        target = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        if target.startswith("/") and not target.startswith("/proc/"):
+            return f"stdout ({target})"
+    return "stdout"
+
+
+class _Stream:
+    """Delegates to a standard stream; subclasses decide what a failed write means."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+
+class _Results(_Stream):
+    """stdout: a destination that cannot take the results (full disk, /dev/full) is exit 73.
+
+    A reader that went away (EPIPE) is not an error of ours and stays a BrokenPipeError.
+    """
+
+    def _failed(self, exc: OSError) -> BaseException:
+        from rnnlm_cli.errors import OutputError
+
+        where = _destination(self._stream)
+        _to_devnull(self._stream)
+        return OutputError(f"{where}: cannot write the results ({exc.strerror or exc}); "
+                           "free space or send them elsewhere")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+
+class _Logs(_Stream):
+    """stderr: news for people, never worth a run. A write that fails (the reader of
+    `2>&1 | head` went away, a full disk) is dropped, and so is everything after it."""
+
+    _dead = False
+
+    def write(self, text: str) -> int:
+        if not self._dead:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._dead:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._drop()
+
+    def _drop(self) -> None:
+        self._dead = True
+        _to_devnull(self._stream)
+
+
+def _reconfigure(stream: Any, errors: str) -> None:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        stream.reconfigure(encoding="utf-8", errors=errors)
+
+
+@contextlib.contextmanager
+def guarded_streams() -> Iterator[None]:
+    """The standard streams as the commands need them, for the duration.
+
+    * Text is UTF-8 whatever the locale, as SRILM and kenlm write the bytes of the words
+      they read: a cron job under LANG=C or PYTHONIOENCODING=ascii gets the same bytes as
+      a terminal, and ``eval --debug 2 | join`` still matches the corpus. Escaping instead
+      would change the words; words that came from invalid bytes (surrogateescape) go
+      back out as those bytes.
+    * stdout failures are exit 73 (a full disk loses results), stderr failures are dropped
+      (a dead log reader must not stop a training run).
+    * Closed descriptors 0-2 are pointed at /dev/null.
+
+    Flush stdout before leaving, where its failure can still be reported.
+    """
+    _reopen_closed_std_fds()
+    saved = sys.stdout, sys.stderr
+    _reconfigure(sys.stdin, "surrogateescape")
+    _reconfigure(sys.stdout, "surrogateescape")
+    _reconfigure(sys.stderr, "backslashreplace")
+    sys.stdout, sys.stderr = _Results(sys.stdout), _Logs(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def silence_stdout() -> None:
+    """The reader of stdout went away: drop whatever is still to be written, quietly."""
+    _to_devnull(sys.stdout)

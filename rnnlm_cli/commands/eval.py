@@ -71,6 +71,7 @@ def command(
     from rnnlm_cli.checkpoint import load_model
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.file_roles import FileRole, check_stdout_apart
     from rnnlm_cli.scoring_config import DEBUG_LEVELS
     from rnnlm_cli.textio import check_readable
 
@@ -94,13 +95,17 @@ def command(
     if file is None and nbest is None and fit_lambda is None:
         raise UsageError("missing FILE: the text to score ('-' for stdin)")
     given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
-             "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda}
+             "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda,
+             "lm_weight": lm_weight, "word_penalty": word_penalty}
     config = ScoringConfig(
         context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None,
         cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
     for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
         if path is not None:
             check_readable(path)
+    check_stdout_apart([FileRole(name, path) for name, path in (
+        ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--mix-lm", mix_lm), ("--fit-lambda", fit_lambda),
+        ("--nbest-acoustic", nbest_acoustic)) if path is not None])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
     ngram = _load_ngram(mix_lm)
@@ -110,7 +115,7 @@ def command(
                           report_to_stdout=file is None and nbest is None)
         if nbest is not None:
             _rescore(lm, tokenizer, nbest, target, config, ngram, nbest_format or "auto", nbest_acoustic,
-                     1.0 if lm_weight is None else lm_weight, word_penalty or 0.0, nbest_sort, nbest_best, strict)
+                     nbest_sort, nbest_best, strict)
         elif file is not None:
             _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
                    per_sentence=per_sentence, query=query)
@@ -229,21 +234,40 @@ class _Render:
         self._text, self._lines, self._words = [], [], []
 
 
-def _rescore(lm, tokenizer, path: str, device, config, ngram, fmt: str, acoustic: str | None, lm_weight: float,
-             word_penalty: float, sort: bool, best_only: bool, strict: bool) -> None:
+def _rescore(lm, tokenizer, path: str, device, config, ngram, fmt: str, acoustic: str | None, sort: bool,
+             best_only: bool, strict: bool) -> None:
+    from rnnlm_cli.corpus import input_warnings
     from rnnlm_cli.evaluate import TextScorer
-    from rnnlm_cli.nbest import best_line, format_line, iter_nbest, read_score_table, rescore
+    from rnnlm_cli.nbest import LONG_TEXT, best_line, format_line, iter_nbest, read_score_table, rescore
+    from rnnlm_cli.textio import DecodeStats, display_name
+    from rnnlm_cli.word_scoring import long_sentence_log10
 
-    scores = read_score_table(acoustic, strict=strict) if acoustic is not None else None
-    scorer = TextScorer(lm, tokenizer, device, unk=True, mix=_mix(config, ngram))
-    lists = iter_nbest(path, fmt, scores, strict=strict)
+    mix = _mix(config, ngram)
+    scorer = TextScorer(lm, tokenizer, device, unk=True, mix=mix)
+
+    def score_texts(texts: list[str]) -> list[float]:
+        # A hypothesis of megabytes is scored piece by piece; batching it with the others
+        # would hold a Python object per token.
+        short = [text for text in texts if len(text) <= LONG_TEXT]
+        found = dict(zip(short, (totals.logprob for totals in scorer.score(short))))
+        return [found[text] if text in found else long_sentence_log10(lm, tokenizer, text, device, mix=mix)
+                for text in texts]
+
+    table_stats, stats = DecodeStats(), DecodeStats()
+    scores = read_score_table(acoustic, strict=strict, stats=table_stats) if acoustic is not None else None
+    lists = iter_nbest(path, fmt, scores, strict=strict, stats=stats)
     with Progress("rescoring") as progress:
         for count, (nbest_list, rows) in enumerate(
-                rescore(lists, lambda texts: [t.logprob for t in scorer.score(texts)], lm_weight, word_penalty, sort),
-                start=1):
+                rescore(lists, score_texts, config.lm_weight, config.word_penalty, sort), start=1):
             if best_only:
                 sys.stdout.write(best_line(nbest_list, rows) + "\n")
             else:
-                sys.stdout.write("".join(format_line(hyp, score, total) + "\n" for hyp, score, total in rows))
+                for hyp, lm_score, total in rows:  # one at a time: a line may be megabytes
+                    sys.stdout.write(format_line(hyp, lm_score, total))
+                    sys.stdout.write("\n")
             progress.update(count)
     sys.stdout.flush()
+    for name, found in ((path, stats), (acoustic, table_stats)):
+        for note in input_warnings(display_name(name or ""), invalid_lines=found.invalid_lines,
+                                   replaced_chars=found.replaced_chars, control_chars=found.control_chars):
+            warn(note)

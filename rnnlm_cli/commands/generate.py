@@ -36,12 +36,14 @@ def command(
 ) -> None:
     from rnnlm_cli.checkpoint import load_model
     from rnnlm_cli.device import resolve_device
+    from rnnlm_cli.file_roles import FileRole, check_stdout_apart
     from rnnlm_cli.generate import SamplingConfig, sample_tokens
 
     config = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             num_samples=num_samples, stop_at_eos=stop_at_eos, seed=seed)
     if prompt == "-":
         prompt = sys.stdin.read().rstrip("\r\n")
+    check_stdout_apart([FileRole("MODEL", model)])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
     prompt_ids = tokenizer.encode(prompt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Optional
 
@@ -45,10 +46,10 @@ def command(
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.sources import tokenizer_from_file
     from rnnlm_cli.textio import check_readable, display_name
-    from rnnlm_cli.tokenizers import save_tokenizer as write_tokenizer
 
     if print_as not in (None, "ids", "pieces"):
         raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
+    _check_files(corpus, tokenizer, out, save_tokenizer)
     if decode:
         if tokenizer is None:
             raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file)")
@@ -78,17 +79,43 @@ def command(
                    f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
         # With --print the ids own stdout, so the summary goes with the logs.
         log(summary) if print_as else print(summary)
-    elif tok is None:
-        tok = learn_tokenizer(corpus, config, strict=strict)
+        _finish(tok, out, save_tokenizer, print_as, strict, reported=True, name=corpus)
+        return
+    if tok is not None:
+        _finish(tok, corpus, save_tokenizer, print_as, strict, reported=False, name=corpus)
+        return
+    from rnnlm_cli.spool import spooled
+
+    # Learning and then printing reads the text twice: a pipe is copied once first.
+    with spooled(corpus) if print_as else contextlib.nullcontext(corpus) as readable:
+        _finish(learn_tokenizer(readable, config, strict=strict), readable, save_tokenizer, print_as, strict,
+                reported=False, name=corpus)
+
+
+def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, strict: bool, reported: bool,
+            name: str) -> None:
+    """Save the tokenizer and print ``source`` (text, or the token file just written: no second reading)."""
+    from rnnlm_cli.tokenizers import save_tokenizer as write_tokenizer
+
     if save_tokenizer:
         write_tokenizer(tok, save_tokenizer)
         log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
     if print_as:
-        # The token file just written holds the text already encoded: no second reading.
-        source = out if out else corpus
-        notes = _print_lines(tok, source, print_as, strict)
-        if not out:  # with --out the encoding pass has already reported on the text
+        notes = _print_lines(tok, source, print_as, strict, name)
+        if not reported:  # the encoding pass into --out has already reported on the text
             _warn_all(notes)
+
+
+def _check_files(corpus: str, tokenizer: str | None, out: str | None, save_tokenizer: str | None) -> None:
+    """Outputs that can be written, and none of them an input, before anything is read."""
+    from rnnlm_cli.file_roles import FileRole, check_file_roles, check_output_file
+
+    for name, path in (("--out", out), ("--save-tokenizer", save_tokenizer)):
+        if path is not None:
+            check_output_file(path, name)
+    check_file_roles([FileRole("CORPUS", corpus), FileRole("--tokenizer", tokenizer or ""),
+                      FileRole("--out", out or "", writes=True),
+                      FileRole("--save-tokenizer", save_tokenizer or "", writes=True)])
 
 
 def _warn_all(notes: list[str]) -> None:
@@ -117,8 +144,10 @@ class _LinePrinter:
             self._open = True
 
 
-def _print_lines(tok, source: str, print_as: str, strict: bool) -> list[str]:
-    """Print ``source`` (text, or the token file that stdin was encoded into); return the warnings."""
+def _print_lines(tok, source: str, print_as: str, strict: bool, name: str) -> list[str]:
+    """Print ``source`` (text, or the token file that stdin was encoded into); return the warnings.
+
+    ``name`` is the text as the user gave it (``source`` may be a copy of a pipe)."""
     import numpy as np
 
     from rnnlm_cli.corpus import count_literal_specials, input_warnings
@@ -148,8 +177,8 @@ def _print_lines(tok, source: str, print_as: str, strict: bool) -> list[str]:
             literal += count_literal_specials(text)
         printer.write(ids, ends_line)
     if stats.lines == 0:
-        raise DataError(f"{display_name(source)}: empty input")
-    return input_warnings(display_name(source), invalid_lines=stats.invalid_lines,
+        raise DataError(f"{display_name(name)}: empty input")
+    return input_warnings(display_name(name), invalid_lines=stats.invalid_lines,
                           replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
                           literal_specials=literal)
 

@@ -29,11 +29,10 @@ def list_presets() -> dict[str, str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The option values of preset ``name`` (keys with underscores)."""
-    import yaml
+    """The option values of preset ``name`` (keys with underscores), read as a --config file is."""
+    from rnnlm_cli.option_files import parse_options
 
     files = _files()
     if name not in files:
         raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(sorted(files))}")
-    data = yaml.safe_load(files[name].read_text(encoding="utf-8")) or {}
-    return {str(key).replace("-", "_"): value for key, value in data.items()}
+    return parse_options(files[name].read_bytes(), f"preset {name}")
