@@ -163,13 +163,18 @@ def _refuse_other_formats(path: str) -> None:
 
 def _check_archive(path: str) -> None:
     # torch.save stores its records uncompressed; a compressed member could inflate to any size.
+    # A stored member's size is what the reader allocates for it: no member may claim more
+    # bytes than the file holds after its header.
     try:
+        size = os.path.getsize(path)
         with zipfile.ZipFile(path) as archive:
-            packed = [info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED]
+            members = archive.infolist()
     except Exception as exc:  # zipfile raises many kinds of error on a damaged directory
         raise CheckpointError(f"{path}: not a readable rnnlm checkpoint (corrupt or truncated file)") from exc
-    if packed:
+    if any(info.compress_type != zipfile.ZIP_STORED for info in members):
         raise CheckpointError(f"{path}: not an rnnlm checkpoint (a zip archive with compressed members)")
+    if any(info.file_size != info.compress_size or info.header_offset + info.file_size > size for info in members):
+        raise CheckpointError(f"{path}: not a readable rnnlm checkpoint (a member claims more bytes than the file has)")
 
 
 def _describe(path: str, head: bytes, size: int) -> str:

@@ -91,9 +91,14 @@ def _open_lock_file(lock_path: str, what: str) -> int:
             raise OutputError(f"{lock_path}: the lock file of {what} is a symbolic link; "
                               "refusing to follow it (remove it)") from exc
         raise OutputError(f"{lock_path}: cannot create the lock of {what} ({exc.strerror})") from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise OutputError(f"{lock_path}: the lock file of {what} is not a regular file (remove it)")
+    if info.st_nlink > 1:
+        # A hard link planted at the name: writing our pid would write into another file.
+        os.close(fd)
+        raise OutputError(f"{lock_path}: the lock file of {what} has other names (a hard link); remove it")
     return fd
 
 

@@ -99,6 +99,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         with contextlib.suppress(ValueError):  # not the main thread
             for signum in self.SIGNALS:
+                if signum == signal.SIGHUP and signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # `nohup rnnlm train ...`: a closed session must not stop the run
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -480,3 +480,25 @@ def test_save_then_load_round_trip_still_works(tmp_path):
     model = build_model(ModelConfig(vocab_size=11, emb=4, hidden=6, layers=1, attention=2))
     save_checkpoint(tmp_path / "m.pt", model, {"kind": "byte"})
     assert load_checkpoint(tmp_path / "m.pt").model_config.attention == 2
+
+
+def test_a_zip_member_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path):
+    """The archive reader allocates what a member's directory entry claims: 2 GiB from a few KB here."""
+    import struct
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, build_model(ModelConfig(vocab_size=5, emb=4, hidden=6, layers=1)),
+                    {"kind": "word", "version": 1, "vocab": ["<eos>", "<unk>", "a", "b", "c"]})
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"PK\x01\x02")
+    patched = 0
+    while entry != -1:  # every central-directory entry of a tensor record claims 2 GiB
+        name_length = struct.unpack("<H", data[entry + 28:entry + 30])[0]
+        if b"/data/" in data[entry + 46:entry + 46 + name_length]:
+            data[entry + 20:entry + 28] = struct.pack("<II", 1 << 31, 1 << 31)
+            patched += 1
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    assert patched
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="claims more bytes than the file has"):
+        load_checkpoint(path)

@@ -407,3 +407,76 @@ def test_export_refuses_to_write_over_its_model(tmp_path, models):
     assert result.exit_code == 2, result.stderr
     assert "same file" in error_line(result.stderr)
     assert digest(model) == digest(models["strong"])
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink", "fifo"])
+def test_a_lock_file_planted_by_someone_else_is_never_written_through(tmp_path, models, plant):
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = run / ".rnnlm.lock"
+    if plant == "symlink":
+        lock.symlink_to(victim)
+    elif plant == "hardlink":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    result = cli("train", models["corpus"], "--out", run / "m.pt", *COMMON, "--max-steps", 2)
+    assert result.exit_code == 73, result.stderr
+    assert "lock file" in error_line(result.stderr)
+    assert victim.read_text() == "precious\n"
+    assert not (run / "m.pt").exists()
+
+
+def test_a_lock_left_by_a_run_that_died_is_taken_over_with_a_note(tmp_path, models):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / ".rnnlm.lock").write_text(f"{dead.pid}\n")
+    result = train(models["corpus"], run / "m.pt", *COMMON, "--max-steps", 2)
+    notes = [line for line in result.stderr.splitlines() if "recovered the lock" in line]
+    assert len(notes) == 1 and str(dead.pid) in notes[0], result.stderr
+    assert (run / ".rnnlm.lock").read_text() == ""  # released cleanly: nothing for the next run to report
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only file system of our own (the only folder root cannot write), or a skip."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only file system here")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("where", ["--out", "--promote-if-better"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, models, read_only_folder,
+                                                                            where):
+    out = read_only_folder / "runs" / "m.pt" if where == "--out" else tmp_path / "run" / "m.pt"
+    extra = ["--promote-if-better", read_only_folder / "current.pt"] if where != "--out" else []
+    result = cli("train", models["corpus"], "--out", out, *COMMON, "--max-steps", 2, *extra)
+    assert result.exit_code == 73, result.stderr
+    assert str(read_only_folder) in error_line(result.stderr)
+    assert "training on" not in result.stderr
+
+
+def test_sighup_stops_training_like_sigterm_but_not_under_nohup(tmp_path, models):
+    from rnnlm_cli.run_control import StopSignals
+
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)
+    assert stop.requested == signal.SIGHUP
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert stop.requested is None
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
