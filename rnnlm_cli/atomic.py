@@ -34,7 +34,6 @@ TEMP_PREFIX = ".rnnlm-tmp-"
 # as opposed to errors reading an input while writing.
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES,
                           errno.EPERM})
-_WRITE_ERRORS = WRITE_ERRORS  # the name older callers import
 
 # mkstemp's random part is [a-z0-9_], never a "-": the host is all up to the last "-".
 # Old names were the prefix and that random part alone, so they never parse.
@@ -61,6 +60,21 @@ def owner_of_temp(name: str) -> tuple[int, str | None] | None:
 
 def is_this_host(host: str | None) -> bool:
     return host is None or host == _host()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal still exists)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def make_temp(folder: str, suffix: str = "", for_path: str | None = None) -> tuple[int, str]:

@@ -190,7 +190,7 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
     counts = np.zeros(len(index) + 1, dtype=np.int64)
     decode = DecodeStats()
     words = 0
-    with _temp_beside(out_path, ".ids") as (provisional, _):
+    with _temp_beside(out_path, ".ids") as provisional:
         buffer: list[int] = []
         for text, ends_line in iter_segments(text_path, strict, decode):
             words += _provisional_into(buffer, text, index, word_kind)
@@ -312,9 +312,9 @@ def _metadata(text_path: str, stats: CorpusStats) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _temp_beside(out_path: str, suffix: str) -> Iterator[tuple[BinaryIO, str]]:
+def _temp_beside(out_path: str, suffix: str) -> Iterator[BinaryIO]:
     """A temporary file of ours in the output's folder (same disk, so no surprise about space),
-    open for writing and reading back, and its path; removed after.
+    open for writing and reading back; removed after.
 
     Written through the descriptor mkstemp opened (O_EXCL, O_NOFOLLOW), never through the
     name, so a link swapped in by someone else is never written through.
@@ -324,7 +324,7 @@ def _temp_beside(out_path: str, suffix: str) -> Iterator[tuple[BinaryIO, str]]:
     try:
         with open(fd, "w+b") as handle:
             try:
-                yield handle, path
+                yield handle
             except OSError as exc:
                 if exc.errno in WRITE_ERRORS:
                     raise OutputError(f"{out_path}: cannot write a temporary file beside it ({exc.strerror})") from exc

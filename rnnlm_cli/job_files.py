@@ -14,6 +14,7 @@ from rnnlm_cli.file_roles import FileRole, check_file_roles, check_output_file
 from rnnlm_cli.outputs import OutputPaths
 from rnnlm_cli.resume import AUTO
 from rnnlm_cli.sources import tokenizer_to_learn
+from rnnlm_cli.tokenfile import is_token_file
 
 if TYPE_CHECKING:
     from rnnlm_cli.training import TrainJob
@@ -26,17 +27,15 @@ def check_job_files(job: "TrainJob") -> None:
     read at the start and replaced, under its lock, only at the end); so may ``--resume``
     and the ``.last.pt`` it continues.
     """
-    from rnnlm_cli.tokenfile import is_token_file
-
     paths = OutputPaths.beside(job.out)
     check_output_file(job.out, "--out")
     outputs = [FileRole("--out", job.out, writes=True),
                FileRole("the state file", paths.last, writes=True),
                FileRole("the metrics file", paths.metrics, writes=True)]
     stem, _ = os.path.splitext(job.out)
-    if not _regular_token_file(job.corpus, is_token_file):
+    if not is_token_file(job.corpus):  # a pipe is not sniffed: what comes through it lands in .train.tok
         outputs.append(FileRole("the token file", f"{stem}.train.tok", writes=True))
-    if job.valid is not None and not _regular_token_file(job.valid, is_token_file):
+    if job.valid is not None and not is_token_file(job.valid):
         outputs.append(FileRole("the validation token file", f"{stem}.valid.tok", writes=True))
     for role in outputs[1:]:
         check_output_file(role.path, role.name)
@@ -55,11 +54,6 @@ def check_job_files(job: "TrainJob") -> None:
                              "rotates away; copy it elsewhere first")
     check_file_roles(inputs + outputs, may_share=[("--init-from", "--promote-if-better"),
                                                   ("--resume", "the state file")])
-
-
-def _regular_token_file(path: str, is_token_file) -> bool:
-    # Sniffing a pipe would eat its first bytes; a pipe is never a token file to reuse.
-    return os.path.isfile(path) and is_token_file(path)
 
 
 def _is_snapshot_name(path: str, paths: OutputPaths) -> bool:

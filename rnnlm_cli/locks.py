@@ -19,25 +19,11 @@ import stat
 import time
 from typing import Callable, Iterator
 
+from rnnlm_cli.atomic import pid_alive
 from rnnlm_cli.errors import LockedError, OutputError
 
 LOCK_NAME = ".rnnlm.lock"
 _POLL_SECONDS = 0.05
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one we may not signal still exists)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

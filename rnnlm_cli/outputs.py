@@ -59,12 +59,12 @@ class MetricsLog:
 
     def __init__(self, path: str | None, append: bool):
         self._fd: int | None = None
-        self._path = path
+        self._path = path or ""
         if path is not None:
             self._fd = open_append(path, fresh=not append)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._fd is not None and self._path is not None:
+        if self._fd is not None:
             append_line(self._fd, self._path, (json.dumps(record) + "\n").encode("utf-8"))
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import signal
 import stat
 import time
 
-from rnnlm_cli.atomic import TEMP_PREFIX, is_this_host, owner_of_temp
+from rnnlm_cli.atomic import TEMP_PREFIX, is_this_host, owner_of_temp, pid_alive
 
 
 def clean_stale_temps(folder: str) -> int:
@@ -45,6 +45,7 @@ def clean_stale_temps(folder: str) -> int:
 
 
 ORPHAN_SECONDS = 24 * 3600
+_LARGEST_PID = 2**31 - 1  # a C int: the kernel's pids never reach it
 
 
 def _abandoned(name: str, age: float) -> bool:
@@ -54,15 +55,9 @@ def _abandoned(name: str, age: float) -> bool:
     pid = owner[0]
     if pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, under another user
-    except OverflowError:
+    if pid > _LARGEST_PID:
         return age > ORPHAN_SECONDS  # no such pid can exist: a name we did not write
-    return False
+    return not pid_alive(pid)
 
 
 class StopSignals:

@@ -167,7 +167,8 @@ _TRAIN_CONFIG_TYPES = {"batch_size": int, "bptt": int, "random_bptt": bool, "opt
 def check_training_state(path: str, checkpoint: Checkpoint, model: torch.nn.Module,
                          config: TrainConfig, world_size: int) -> None:
     """Refuse (CheckpointError naming ``path`` and the field) any part of ``checkpoint``'s
-    training state, weights or resume settings that ``--resume`` could not use as it is.
+    training state or resume settings that ``--resume`` could not use as it is (the weights
+    were checked against the stored config when the file was loaded).
 
     ``model`` is the model being resumed, built on the CPU from the checkpoint's config;
     nothing in ``checkpoint`` is assumed well-formed, and nothing is changed.
@@ -188,7 +189,6 @@ def _check_training_state(checkpoint: Checkpoint, model: torch.nn.Module, config
     if state is None:
         return  # not a resumable file: the caller says so in its own words
     _check_train_config(checkpoint.train_config)
-    _check_weights_fit(checkpoint.state_dict, model)
     check_mapping("training_state", state, _STATE_REQUIRED, _STATE_OPTIONAL)
     check_int("world_size", state.get("world_size", 1), 1, 1 << 20)
     Progress.from_dict(state["progress"], config.bptt)
@@ -236,17 +236,6 @@ def _check_train_config(saved: dict[str, Any]) -> None:
     fingerprint = provenance.get("data_fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, str):
         raise DamagedState("train_config.provenance.data_fingerprint", "is not a string")
-
-
-def _check_weights_fit(weights: dict[str, Any], model: torch.nn.Module) -> None:
-    expected = model.state_dict()
-    for name, want in expected.items():
-        if name not in weights:
-            raise DamagedState("state_dict", f"has no tensor {name}")
-        check_tensor(f"state_dict.{name}", weights[name], want.dtype, want.shape)
-    for name in weights:
-        if name not in expected:
-            raise DamagedState("state_dict", f"has an unexpected tensor {_name(name)}")
 
 
 def _check_optimizer(saved: Any, params: list[torch.Tensor], config: TrainConfig) -> None:
