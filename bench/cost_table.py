@@ -43,10 +43,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rnnlm_cli.config import ModelConfig, TrainConfig  # noqa: E402
+from rnnlm_cli.config import TrainConfig  # noqa: E402
+from rnnlm_cli.models.config import ModelConfig  # noqa: E402
 from rnnlm_cli.device import amp_enabled, bf16_autocast, resolve_device, synchronize  # noqa: E402
-from rnnlm_cli.models import build_model, detach_state  # noqa: E402
-from rnnlm_cli.optimizers import make_optimizer  # noqa: E402
+from rnnlm_cli.models.lm import build_model, detach_state  # noqa: E402
+from rnnlm_cli.train.optimizers import make_optimizer  # noqa: E402
 
 REFERENCE_VOCAB = 33_000
 REFERENCE_CUTOFFS = (1000, 5000, 15000)

@@ -19,12 +19,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rnnlm_cli.checkpoint import load_model  # noqa: E402
-from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig, resolve  # noqa: E402
+from rnnlm_cli.store.checkpoint import load_model  # noqa: E402
+from rnnlm_cli.config import TokenizerConfig, TrainConfig, resolve  # noqa: E402
+from rnnlm_cli.models.config import ModelConfig  # noqa: E402
 from rnnlm_cli.device import resolve_device  # noqa: E402
-from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
+from rnnlm_cli.score.evaluate import evaluate_file  # noqa: E402
 from rnnlm_cli.presets import load_preset  # noqa: E402
-from rnnlm_cli.training import TrainJob, run_training  # noqa: E402
+from rnnlm_cli.train.job import TrainJob  # noqa: E402
+from rnnlm_cli.train.run import run_training  # noqa: E402
 
 
 def main() -> None:

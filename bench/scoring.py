@@ -23,18 +23,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
-from rnnlm_cli.checkpoint import load_model  # noqa: E402
+from rnnlm_cli.store.checkpoint import load_model  # noqa: E402
 from rnnlm_cli.device import resolve_device  # noqa: E402
-from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
-from rnnlm_cli.scoring_config import ScoringConfig  # noqa: E402
+from rnnlm_cli.score.evaluate import score_file  # noqa: E402
+from rnnlm_cli.score.scoring_config import ScoringConfig  # noqa: E402
 
 
 def score(model, tokenizer, path, device, config: ScoringConfig):
     """(ppl, words/s) of ``path`` under ``config``; the model's weights are put back after."""
     dynamic = config.build_dynamic(model)
     start = time.perf_counter()
-    result = evaluate_file(model, tokenizer, path, device, context=config.context, cache=config.build_cache(),
-                           dynamic=dynamic, chunk_tokens=config.chunk_tokens)
+    result = score_file(model, tokenizer, path, device, context=config.context, cache=config.build_cache(),
+                        dynamic=dynamic, chunk_tokens=config.chunk_tokens)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

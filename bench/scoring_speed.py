@@ -5,7 +5,7 @@
 
 The baseline is the loop a PyTorch user writes first: each line alone, one forward pass,
 the log-softmax over the whole vocabulary, the targets' entries summed. Then the same
-text through ``evaluate_file`` in each context (``sentence``: every line from a fresh
+text through ``score_file`` in each context (``sentence``: every line from a fresh
 state, as faster-rnnlm and the baseline score; ``stream``: the state carried) and each
 precision (``--amp off|bf16``). Every row prints its perplexity, so a faster row that
 scores differently shows it. ``--copies N`` scores the text repeated N times (a large
@@ -29,10 +29,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 _started = time.perf_counter()
 import torch  # noqa: E402
 
-from rnnlm_cli.checkpoint import load_model  # noqa: E402
+from rnnlm_cli.store.checkpoint import load_model  # noqa: E402
 from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
-from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
-from rnnlm_cli.scoring_config import ScoringConfig  # noqa: E402
+from rnnlm_cli.score.evaluate import score_file  # noqa: E402
+from rnnlm_cli.score.scoring_config import ScoringConfig  # noqa: E402
 
 
 @torch.no_grad()
@@ -53,10 +53,10 @@ def baseline(model, tokenizer, lines: list[str], device) -> tuple[float, float, 
 
 
 def ours(model, tokenizer, path: str, device, context: str, amp: str) -> tuple[float, float, int]:
-    """(ppl, seconds, words + line ends) of ``evaluate_file`` on ``path``."""
+    """(ppl, seconds, words + line ends) of ``score_file`` on ``path``."""
     start = time.perf_counter()
     with ScoringConfig(context=context, amp=amp).precision(device):
-        result = evaluate_file(model, tokenizer, path, device, context=context, unk=True)
+        result = score_file(model, tokenizer, path, device, context=context, unk=True)
     synchronize(device)
     return result.ppl, time.perf_counter() - start, result.words + result.sentences
 

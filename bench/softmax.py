@@ -49,16 +49,18 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rnnlm_cli.batching import bptt_streams, iter_bptt  # noqa: E402
-from rnnlm_cli.checkpoint import load_model, save_checkpoint  # noqa: E402
-from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from rnnlm_cli.corpus import encode_corpus  # noqa: E402
+from rnnlm_cli.text.batching import bptt_streams, iter_bptt  # noqa: E402
+from rnnlm_cli.store.checkpoint import load_model, save_checkpoint  # noqa: E402
+from rnnlm_cli.config import TokenizerConfig, TrainConfig  # noqa: E402
+from rnnlm_cli.models.config import ModelConfig  # noqa: E402
+from rnnlm_cli.text.corpus import encode_corpus  # noqa: E402
 from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
-from rnnlm_cli.evaluate import evaluate_file  # noqa: E402
-from rnnlm_cli.models import build_model  # noqa: E402
-from rnnlm_cli.tokenfile import open_token_file  # noqa: E402
+from rnnlm_cli.score.evaluate import evaluate_file  # noqa: E402
+from rnnlm_cli.models.lm import build_model  # noqa: E402
+from rnnlm_cli.text.tokenfile import open_token_file  # noqa: E402
 from rnnlm_cli.device import amp_enabled, bf16_autocast  # noqa: E402
-from rnnlm_cli.training import TrainJob, run_training  # noqa: E402
+from rnnlm_cli.train.job import TrainJob  # noqa: E402
+from rnnlm_cli.train.run import run_training  # noqa: E402
 
 VARIANTS = ("plain PyTorch loop", "rnnlm full", "rnnlm adaptive")
 INIT_RANGE = 0.1

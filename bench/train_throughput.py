@@ -24,13 +24,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rnnlm_cli.batching import bptt_streams, iter_bptt  # noqa: E402
-from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from rnnlm_cli.corpus import encode_corpus  # noqa: E402
+from rnnlm_cli.text.batching import bptt_streams, iter_bptt  # noqa: E402
+from rnnlm_cli.config import TokenizerConfig, TrainConfig  # noqa: E402
+from rnnlm_cli.models.config import ModelConfig  # noqa: E402
+from rnnlm_cli.text.corpus import encode_corpus  # noqa: E402
 from rnnlm_cli.device import resolve_device, synchronize  # noqa: E402
-from rnnlm_cli.models import build_model, detach_state  # noqa: E402
-from rnnlm_cli.tokenfile import open_token_file  # noqa: E402
-from rnnlm_cli.trainer import OutputPaths, fit  # noqa: E402
+from rnnlm_cli.models.lm import build_model, detach_state  # noqa: E402
+from rnnlm_cli.text.tokenfile import open_token_file  # noqa: E402
+from rnnlm_cli.train.loop import OutputPaths, Trainer  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -98,8 +99,8 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             if name == "rnnlm trainer":
-                result = fit(model, tokens, valid, stats.tokenizer.to_dict(), config, device,
-                             OutputPaths.beside(os.path.join(work, "model.pt")))
+                result = Trainer(model, tokens, valid, stats.tokenizer.to_dict(), config, device,
+                                 OutputPaths.beside(os.path.join(work, "model.pt"))).run()
                 seconds, seen = result.seconds, result.train_tokens
             else:
                 seconds, seen = plain_loop(model, tokens, config, device, args.steps)

@@ -1,7 +1,8 @@
 """Typed configuration: frozen dataclasses, checked on construction.
 
-Values are resolved in one place, :func:`resolve`, with the precedence
-built-in defaults < YAML file (``--config``) < flags given on the command line.
+:func:`resolve` builds one of them with the precedence built-in defaults < YAML file
+(``--config``) < flags given on the command line; ``rnnlm train`` resolves all of its
+classes at once in :func:`rnnlm_cli.train.job.resolve_train`.
 """
 
 from __future__ import annotations
@@ -12,20 +13,15 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from rnnlm_cli.errors import InputMissingError, UsageError
+from rnnlm_cli.errors import InputMissingError, UsageError, shown
+from rnnlm_cli.option_files import read_options
 
-CELLS = ("lstm", "gru", "rnn", "mogrifier")
 SCHEDULES = ("constant", "plateau", "cosine")
 AMP_MODES = ("auto", "bf16", "off")
-IMPLS = ("fused", "reference")
 TOKENIZER_KINDS = ("word", "char", "byte", "sentencepiece")
 SP_MODEL_TYPES = ("bpe", "unigram")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
-
-JOB_OPTIONS = {"tokenizer": str, "valid": str, "out": str, "strict": bool, "resume": str, "init_from": str,
-               "promote_if_better": str, "plot": bool}
-"""Options of ``rnnlm train`` that a YAML file may set but no config class holds, and their types."""
 MAX_SEED = 2**32 - 1
 """Largest seed: numpy's range, so torch, numpy and Python's random all get the same number."""
 _INT64 = 2**63 - 1
@@ -73,104 +69,11 @@ def check_seed(seed: Any, name: str = "--seed") -> None:
            f"{name} must be a whole number between 0 and {MAX_SEED}, got {shown(seed)}")
 
 
-def shown(value: Any) -> str:
-    """``repr(value)`` cut to a length that fits an error line."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
-
-
 def _finite(value: int | float) -> bool:
     try:
         return math.isfinite(value)
     except OverflowError:  # an int too large for a float
         return False
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of a recurrent language model; stored in every checkpoint."""
-
-    vocab_size: int
-    """Number of token ids the embedding and softmax cover."""
-    cell: str = "lstm"
-    """Recurrent cell: lstm, gru or rnn (tanh)."""
-    impl: str = "fused"
-    """fused: torch's cuDNN/oneDNN kernels; reference: the gate equations written out."""
-    emb: int = 128
-    """Embedding size."""
-    hidden: int = 256
-    """Hidden units per layer."""
-    layers: int = 2
-    """Stacked recurrent layers."""
-    dropout: float = 0.2
-    """Dropout on embeddings, between layers and before the softmax."""
-    tied: bool = False
-    """Share the input embedding with the output softmax (Press & Wolf, 2017)."""
-    dropout_emb: float = 0.0
-    """Embedding dropout: drop whole words, i.e. rows of the embedding matrix (Gal & Ghahramani, 2016)."""
-    dropout_input: float = -1.0
-    """Dropout on the embeddings fed to the first layer; -1: the value of --dropout."""
-    dropout_hidden: float = -1.0
-    """Dropout between recurrent layers; -1: the value of --dropout."""
-    dropout_output: float = -1.0
-    """Dropout on the last layer's output, before the softmax; -1: the value of --dropout."""
-    locked_dropout: bool = False
-    """Variational (locked) dropout: one mask per sequence, shared by all time steps."""
-    weight_drop: float = 0.0
-    """DropConnect on the hidden-to-hidden matrices (Merity et al., 2018)."""
-    attention: int = 0
-    """Causal dot-product attention over the last N hidden states before the softmax (0: off)."""
-    mogrifier_rounds: int = 5
-    """mogrifier cell: rounds of mutual gating of input and state (Melis et al., 2020)."""
-    adaptive_softmax: str = ""
-    """Adaptive softmax cutoffs, e.g. "2000,10000" (Grave et al., 2017); "" = the full softmax."""
-
-    def __post_init__(self) -> None:
-        check_values(self, {"vocab_size": "the vocabulary size"})
-        _check(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        _check(self.impl in IMPLS, f"unknown implementation {self.impl!r}; choose one of {', '.join(IMPLS)}")
-        _check(self.vocab_size >= 2, f"vocabulary size must be at least 2, got {self.vocab_size}")
-        for name in ("emb", "hidden", "layers"):
-            value = getattr(self, name)
-            _check(1 <= value <= 65536, f"--{name} must be between 1 and 65536, got {value}")
-        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        for name in ("dropout_emb", "weight_drop"):
-            _check(0.0 <= getattr(self, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("dropout_input", "dropout_hidden", "dropout_output"):
-            value = getattr(self, name)
-            _check(value == -1.0 or 0.0 <= value < 1.0,
-                   f"--{name.replace('_', '-')} must be in [0, 1) (or -1 for --dropout), got {value}")
-        _check(0 <= self.attention <= 65536, f"--attention must be between 0 and 65536, got {self.attention}")
-        _check(0 <= self.mogrifier_rounds <= 16, f"--mogrifier-rounds must be between 0 and 16, got {self.mogrifier_rounds}")
-        cutoffs = self.cutoffs
-        _check(not cutoffs or not self.tied, "--adaptive-softmax has its own output weights: it cannot be --tied")
-
-    @property
-    def cutoffs(self) -> tuple[int, ...]:
-        """The adaptive softmax's cluster boundaries, increasing; () for the full softmax.
-
-        Whether they fit the vocabulary is checked when the model is built (the vocabulary
-        is known only then)."""
-        text = self.adaptive_softmax.replace(" ", "")
-        if not text:
-            return ()
-        try:
-            cutoffs = tuple(int(part) for part in text.split(","))
-        except ValueError:
-            raise UsageError(f"--adaptive-softmax must be increasing token counts like 2000,10000, got {text!r}") from None
-        _check(all(c > 0 for c in cutoffs) and list(cutoffs) == sorted(set(cutoffs)),
-               f"--adaptive-softmax must be increasing positive token counts like 2000,10000, got {text!r}")
-        return cutoffs
-
-    def rate(self, name: str) -> float:
-        """The dropout rate of ``input``, ``hidden`` or ``output``, with -1 meaning --dropout."""
-        value = getattr(self, f"dropout_{name}")
-        return self.dropout if value < 0 else value
-
-    @property
-    def state_count(self) -> int:
-        """Tensors in the recurrent state: (h, c) for an LSTM, (h,) otherwise."""
-        return 2 if self.cell in ("lstm", "mogrifier") else 1
 
 
 @dataclass(frozen=True)
@@ -306,10 +209,43 @@ class TrainConfig:
         _check(not self.asgd or self.optimizer == "sgd", "--asgd averages SGD: use it with --optimizer sgd")
 
 
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How ``rnnlm generate`` draws tokens (:mod:`rnnlm_cli.models.generate`)."""
+
+    max_tokens: int = 100
+    """Tokens to generate per sample."""
+    temperature: float = 1.0
+    """Divides the logits; 0 picks the most likely token every step."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0: all)."""
+    top_p: float = 1.0
+    """Keep the smallest set of tokens whose probability reaches p (1: all)."""
+    num_samples: int = 1
+    """Independent samples, drawn together as one batch."""
+    stop_at_eos: bool = False
+    """End a sample at its first end of line."""
+    seed: int | None = None
+    """Seed of the sampler; None draws one at random."""
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            check_seed(self.seed)
+        check_values(self)
+        if not 1 <= self.max_tokens <= 10_000_000:
+            raise UsageError(f"--max-tokens must be between 1 and 10000000, got {self.max_tokens}")
+        if not 0.0 <= self.temperature <= 100.0:
+            raise UsageError(f"--temperature must be between 0 and 100, got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k must be non-negative, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.num_samples <= 65536:
+            raise UsageError(f"--num-samples must be between 1 and 65536, got {self.num_samples}")
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     """Read a YAML mapping of option names (dashes or underscores) to single values."""
-    from rnnlm_cli.option_files import read_options
-
     if not os.path.isfile(path):
         raise InputMissingError(f"{path}: no such config file")
     return read_options(path)
@@ -318,8 +254,8 @@ def load_yaml(path: str) -> dict[str, Any]:
 def resolve(cls: type, yaml_values: Mapping[str, Any], flags: Mapping[str, Any], **fixed: Any) -> Any:
     """Build ``cls`` from defaults < ``yaml_values`` < ``flags`` (``None`` flags were not given).
 
-    Keys of ``yaml_values`` that ``cls`` does not have are ignored here; call
-    :func:`check_known_keys` once with every config class to reject typos.
+    Keys of ``yaml_values`` that ``cls`` does not have are ignored here: a YAML file holds
+    the options of several classes, and the caller refuses keys that none of them has.
     """
     names = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
@@ -331,22 +267,6 @@ def resolve(cls: type, yaml_values: Mapping[str, Any], flags: Mapping[str, Any],
     for key, value in list(values.items()):
         values[key] = _coerce(cls.__name__, key, names[key], value)
     return cls(**values)
-
-
-def check_known_keys(path: str, yaml_values: Mapping[str, Any], *classes: type, extra: tuple[str, ...] = ()) -> None:
-    """Refuse keys no option has, and values of the options that no config class holds
-    (the train command's :data:`JOB_OPTIONS`) that are not of their type."""
-    known = {f.name for cls in classes for f in fields(cls)} | set(extra)
-    unknown = sorted(set(yaml_values) - known)
-    if unknown:
-        raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)}")
-    for key, value in yaml_values.items():
-        kind = JOB_OPTIONS.get(key) if key in extra else None
-        if kind is None or value is None or (isinstance(value, kind) and (kind is bool or value)):
-            continue
-        # bool("false") is True, and an int path would be taken for a file descriptor.
-        expected = "true or false" if kind is bool else "a file name (quote it if it looks like a number)"
-        raise UsageError(f"{path}: option {key}: expected {expected}, got {shown(value)}")
 
 
 def _coerce(owner: str, key: str, spec: dataclasses.Field, value: Any) -> Any:

@@ -4,6 +4,10 @@ The codes follow BSD's sysexits where one fits, so scripts and cron jobs can tel
 "fix your input" from "try again later" without parsing messages.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class RnnlmError(Exception):
     """Base of every error the toolkit reports as one line on stderr."""
@@ -61,3 +65,9 @@ class TrainingInterrupted(RnnlmError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to a length that fits an error line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"

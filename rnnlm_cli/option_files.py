@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-from rnnlm_cli.config import shown
-from rnnlm_cli.errors import UsageError
+from rnnlm_cli.errors import UsageError, shown
 
 MAX_BYTES = 1 << 16
 """Largest option file read; real ones are a few hundred bytes."""

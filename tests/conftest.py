@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlm_cli.checkpoint import save_checkpoint
-from rnnlm_cli.config import ModelConfig
-from rnnlm_cli.models import build_model
+from rnnlm_cli.store.checkpoint import save_checkpoint
+from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.models.lm import build_model
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
@@ -38,7 +38,7 @@ def tiny_corpus(tmp_path):
 @pytest.fixture
 def word_tokenizer(tiny_corpus, tmp_path):
     from rnnlm_cli.config import TokenizerConfig
-    from rnnlm_cli.corpus import encode_corpus
+    from rnnlm_cli.text.corpus import encode_corpus
 
     return encode_corpus(str(tiny_corpus), str(tmp_path / "tiny.tok"), config=TokenizerConfig(kind="word")).tokenizer
 

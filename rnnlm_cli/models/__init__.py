@@ -1,17 +1,6 @@
-"""Recurrent language models: the cell registry, reference cells and the LM."""
+"""Recurrent language models: the cell registry, cells written two ways, the LM, sizing, sampling.
 
-from rnnlm_cli.models.lm import RNNLM, build_model, detach_state, parameter_count, select_state
-from rnnlm_cli.models.registry import CELLS, CellSpec, build_recurrent, get_cell, register_cell
-
-__all__ = [
-    "CELLS",
-    "CellSpec",
-    "RNNLM",
-    "build_model",
-    "build_recurrent",
-    "detach_state",
-    "get_cell",
-    "parameter_count",
-    "register_cell",
-    "select_state",
-]
+Import from the module that defines a name (``rnnlm_cli.models.lm.build_model``); this
+package re-exports nothing, so importing ``rnnlm_cli.models.registry`` or ``.config`` (which
+the command line reads for ``--help``) does not import torch.
+"""

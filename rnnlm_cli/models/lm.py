@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlm_cli.config import ModelConfig
+from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import UsageError
 from rnnlm_cli.models import regularization as reg
 from rnnlm_cli.models.attention import RecentAttention
-from rnnlm_cli.models.registry import build_recurrent, get_cell
+from rnnlm_cli.models.registry import build_recurrent
 
 State = tuple[Tensor, ...]
 
@@ -47,14 +47,12 @@ class RNNLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        spec = get_cell(config.cell)
-        self.state_count = spec.state_count
+        self.state_count = config.state_count
         self.embedding = nn.Embedding(config.vocab_size, config.emb)
-        options = {name: getattr(config, name) for name in spec.config_options}
         # The core's own between-layer dropout serves the plain case; the layer-by-layer
         # path below applies its own (locked) dropout instead.
         self.rnn = build_recurrent(config.cell, config.impl, config.emb, config.hidden,
-                                   config.layers, config.rate("hidden"), **options)
+                                   config.layers, config.rate("hidden"), **config.cell_options)
         self.layerwise = config.locked_dropout or config.weight_drop > 0
         self.attention = RecentAttention(config.hidden, config.attention) if config.attention else None
         needs_proj = config.tied and config.hidden != config.emb

@@ -57,6 +57,19 @@ with warnings.catch_warnings():
     scripted_mogrifier_layer = torch.jit.script(mogrifier_layer)
 
 
+def gating_stacks(input_size: int, hidden_size: int, mogrifier_rounds: int) -> dict[str, tuple[int, int, int]]:
+    """One layer's gating stacks by name: q (one matrix per odd round), r (per even round);
+    a stack with no round is left out."""
+    count_q, count_r = (mogrifier_rounds + 1) // 2, mogrifier_rounds // 2
+    stacks = {"q": (count_q, input_size, hidden_size), "r": (count_r, hidden_size, input_size)}
+    return {name: shape for name, shape in stacks.items() if shape[0]}
+
+
+def gating_shapes(input_size: int, hidden_size: int, mogrifier_rounds: int) -> tuple[tuple[int, ...], ...]:
+    """The registry's ``extra_parameters``: the shapes of :func:`gating_stacks`, in registration order."""
+    return tuple(gating_stacks(input_size, hidden_size, mogrifier_rounds).values())
+
+
 class MogrifierLSTM(nn.Module):
     """A stack of Mogrifier LSTM layers; state ``(h, c)``, each (L, B, H)."""
 
@@ -69,17 +82,14 @@ class MogrifierLSTM(nn.Module):
         self.dropout = dropout
         self.rounds = mogrifier_rounds
         self.scripted = scripted
-        count_q, count_r = (mogrifier_rounds + 1) // 2, mogrifier_rounds // 2
         for layer in range(num_layers):
             width = input_size if layer == 0 else hidden_size
             self.register_parameter(f"weight_ih_l{layer}", nn.Parameter(torch.empty(4 * hidden_size, width)))
             self.register_parameter(f"weight_hh_l{layer}", nn.Parameter(torch.empty(4 * hidden_size, hidden_size)))
             self.register_parameter(f"bias_ih_l{layer}", nn.Parameter(torch.empty(4 * hidden_size)))
             self.register_parameter(f"bias_hh_l{layer}", nn.Parameter(torch.empty(4 * hidden_size)))
-            if count_q:
-                self.register_parameter(f"mogrifier_q_l{layer}", nn.Parameter(torch.empty(count_q, width, hidden_size)))
-            if count_r:
-                self.register_parameter(f"mogrifier_r_l{layer}", nn.Parameter(torch.empty(count_r, hidden_size, width)))
+            for name, shape in gating_stacks(width, hidden_size, mogrifier_rounds).items():
+                self.register_parameter(f"mogrifier_{name}_l{layer}", nn.Parameter(torch.empty(shape)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

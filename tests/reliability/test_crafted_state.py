@@ -26,15 +26,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlm_cli.checkpoint import load_checkpoint, load_model, save_checkpoint
+from rnnlm_cli.store.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnlm_cli.cli import app
-from rnnlm_cli.config import ModelConfig, TrainConfig
+from rnnlm_cli.config import TrainConfig
+from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import CheckpointError, UsageError
-from rnnlm_cli.models import build_model
-from rnnlm_cli.optimizers import make_optimizer
-from rnnlm_cli.schedules import LrSchedule, WeightAverage
-from rnnlm_cli.sizing import parameter_count
-from rnnlm_cli.trainstate import Progress, capture_rng, restore_rng
+from rnnlm_cli.models.lm import build_model
+from rnnlm_cli.train.optimizers import make_optimizer
+from rnnlm_cli.train.schedules import LrSchedule, WeightAverage
+from rnnlm_cli.models.sizing import estimated_parameters
+from rnnlm_cli.train.state import RunPosition, capture_rng, restore_rng
 
 # Functions this issue added are imported where used, so that each test of this file
 # also runs (and fails on its own) against the code before it.
@@ -91,7 +92,7 @@ def crafted(run: Path, tmp_path: Path, change) -> Path:
 
 def checked(path: Path) -> None:
     """What ``train --resume`` runs on a loaded file before using it."""
-    from rnnlm_cli.state_checks import check_training_state
+    from rnnlm_cli.train.state import check_training_state
 
     checkpoint = load_checkpoint(path)
     check_training_state(str(path), checkpoint, build_model(checkpoint.model_config), CONFIG, 1)
@@ -225,7 +226,7 @@ def test_the_genuine_state_passes_and_resumes(run, tmp_path):
     ["--cell", "mogrifier", "--mogrifier-rounds", "3", "--tied", "--max-steps", "2"],
 ])
 def test_genuine_states_of_other_settings_pass(run, tmp_path, options):
-    from rnnlm_cli.state_checks import check_training_state
+    from rnnlm_cli.train.state import check_training_state
 
     out = tmp_path / "m.pt"
     result = cli("train", run / "c.txt", "--out", out, *SHAPE, *RUN, *options)
@@ -376,11 +377,11 @@ def test_restore_rng_still_restores():
                                   {"position": 1.5}, {"nonsense": 1}, {"best_step": -2}])
 def test_progress_from_a_crafted_dict_is_a_checkpoint_error(data):
     with pytest.raises(CheckpointError):
-        Progress.from_dict(data, 35)
+        RunPosition.from_dict(data, 35)
 
 
 def test_progress_from_an_older_dict_keeps_its_defaults():
-    assert Progress.from_dict({"segment": 3, "step": 3}, 10).position == 30
+    assert RunPosition.from_dict({"segment": 3, "step": 3}, 10).position == 30
 
 
 def test_schedule_and_average_states_are_checked_on_load():
@@ -401,7 +402,7 @@ def test_schedule_and_average_states_are_checked_on_load():
 
 
 def test_loading_an_optimizer_state_keeps_this_machines_kernel_choice():
-    from rnnlm_cli.optimizers import load_optimizer_state
+    from rnnlm_cli.train.optimizers import load_optimizer_state
 
     model = build_model(ModelConfig(vocab_size=11, emb=4, hidden=6, layers=1))
     optimizer = make_optimizer(model, CONFIG)
@@ -424,24 +425,24 @@ def test_loading_an_optimizer_state_keeps_this_machines_kernel_choice():
     dict(cell="rnn", emb=6, hidden=5, layers=1, adaptive_softmax="3", impl="reference"),
 ])
 def test_sizes_are_counted_without_building(shape):
-    from rnnlm_cli.sizing import tensor_count
+    from rnnlm_cli.models.sizing import tensor_count
 
     config = ModelConfig(vocab_size=37, **shape)
     with torch.device("meta"):
         model = build_model(config)
-    assert parameter_count(config) == sum({id(p): p.numel() for p in model.parameters()}.values())
+    assert estimated_parameters(config) == sum({id(p): p.numel() for p in model.parameters()}.values())
     assert tensor_count(config) == len(model.state_dict())
 
 
 def test_the_default_cap_is_the_memory_a_training_run_needs():
-    from rnnlm_cli.sizing import default_max_params, memory_bytes
+    from rnnlm_cli.models.sizing import default_max_params, memory_bytes
 
     assert default_max_params() == memory_bytes() // 16 > 10**6
     assert default_max_params(loading=True) == memory_bytes() // 8
 
 
 def test_a_model_over_the_cap_is_refused_from_flags_and_from_a_file():
-    from rnnlm_cli.sizing import check_model_size
+    from rnnlm_cli.models.sizing import check_model_size
 
     absurd = ModelConfig(vocab_size=10**12)
     started = time.perf_counter()
@@ -456,7 +457,7 @@ def test_a_model_over_the_cap_is_refused_from_flags_and_from_a_file():
 
 
 def test_loading_holds_a_file_to_the_cap(run, tmp_path):
-    count = parameter_count(load_checkpoint(run / "m.pt").model_config)
+    count = estimated_parameters(load_checkpoint(run / "m.pt").model_config)
     load_model(run / "m.pt", max_params=count)
     with pytest.raises(CheckpointError, match=f"asks for {count:,} parameters, more than --max-params {count - 1:,}"):
         load_model(run / "m.pt", max_params=count - 1)

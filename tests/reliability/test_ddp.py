@@ -50,7 +50,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 
 def _model_config(vocab_size: int):
-    from rnnlm_cli.config import ModelConfig
+    from rnnlm_cli.models.config import ModelConfig
 
     return ModelConfig(vocab_size=vocab_size, cell="lstm", emb=8, hidden=16, layers=1, dropout=0.0)
 
@@ -73,8 +73,9 @@ def _worker(rank: int, folder: Path) -> None:
         register_optimizer_step_pre_hook,
     )
 
-    from rnnlm_cli import trainer
-    from rnnlm_cli.training import TrainJob, run_training
+    from rnnlm_cli.train import loop as trainer
+    from rnnlm_cli.train.job import TrainJob
+    from rnnlm_cli.train.run import run_training
 
     seen = {"shard": None, "epochs": [], "initial": None, "after_step": [], "saves": [], "metrics": []}
 
@@ -128,7 +129,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Train once on two ranks; every rank's records, the token ids and the output folder."""
-    from rnnlm_cli.tokenfile import open_token_file
+    from rnnlm_cli.text.tokenfile import open_token_file
 
     folder = tmp_path_factory.mktemp("ddp")
     words = [f"w{i:03d}" for i in range(WORDS)]
@@ -206,7 +207,7 @@ def test_every_rank_holds_the_same_weights_after_every_step(run):
 
 
 def test_two_ranks_train_like_one_process_over_both_ranks_streams(run):
-    from rnnlm_cli.models import build_model
+    from rnnlm_cli.models.lm import build_model
 
     tokens, record = run["tokens"], run["ranks"][0]
     model = build_model(_model_config(run["vocab_size"]))
@@ -236,8 +237,8 @@ def test_two_ranks_train_like_one_process_over_both_ranks_streams(run):
 
 
 def test_only_rank_zero_writes_the_checkpoints_and_metrics(run):
-    from rnnlm_cli.checkpoint import load_checkpoint
-    from rnnlm_cli.models import build_model
+    from rnnlm_cli.store.checkpoint import load_checkpoint
+    from rnnlm_cli.models.lm import build_model
 
     folder, (main, other) = run["folder"] / "out", run["ranks"]
     assert other["saves"] == [] and other["metrics"] == [None]

@@ -73,10 +73,10 @@ def fill(folder, leave: int = 0) -> None:
 def test_a_checkpoint_save_on_a_full_disk_is_73_and_keeps_the_previous_file(small_fs, saved_model, monkeypatch):
     import torch
 
-    from rnnlm_cli.checkpoint import load_checkpoint, save_checkpoint
+    from rnnlm_cli.store.checkpoint import load_checkpoint, save_checkpoint
 
-    from rnnlm_cli.config import ModelConfig
-    from rnnlm_cli.models import build_model
+    from rnnlm_cli.models.config import ModelConfig
+    from rnnlm_cli.models.lm import build_model
 
     _, _, tokenizer = saved_model
     # Larger than a write buffer, so that torch itself meets the full disk mid-archive.
@@ -144,7 +144,7 @@ def test_tokenize_on_a_full_disk_is_73_and_keeps_the_previous_token_file(small_f
 
 
 def test_a_metrics_append_on_a_full_disk_is_73_and_keeps_whole_lines(small_fs):
-    from rnnlm_cli.outputs import MetricsLog
+    from rnnlm_cli.train.outputs import MetricsLog
 
     folder = need(small_fs)
     path = folder / "model.metrics.jsonl"
@@ -160,7 +160,7 @@ def test_a_metrics_append_on_a_full_disk_is_73_and_keeps_whole_lines(small_fs):
 
 def test_a_plot_on_a_full_disk_is_73_and_keeps_the_previous_plot(small_fs):
     pytest.importorskip("matplotlib")
-    from rnnlm_cli.plot import plot_metrics
+    from rnnlm_cli.train.plot import plot_metrics
 
     folder = need(small_fs)
     metrics = folder / "m.metrics.jsonl"

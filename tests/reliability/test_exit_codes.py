@@ -55,7 +55,7 @@ def test_disk_full_while_saving_is_73_and_keeps_the_old_file(tmp_path, saved_mod
 
     import torch
 
-    from rnnlm_cli.checkpoint import load_checkpoint, save_checkpoint
+    from rnnlm_cli.store.checkpoint import load_checkpoint, save_checkpoint
 
     path, model, tokenizer = saved_model
     before = path.read_bytes()

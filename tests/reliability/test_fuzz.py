@@ -20,13 +20,14 @@ import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from rnnlm_cli.checkpoint import load_model, save_checkpoint
-from rnnlm_cli.config import ModelConfig, TokenizerConfig
+from rnnlm_cli.store.checkpoint import load_model, save_checkpoint
+from rnnlm_cli.config import TokenizerConfig
+from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.models import build_model
-from rnnlm_cli.sentencepiece_tokenizer import SentencePieceTokenizer, train_sentencepiece
-from rnnlm_cli.tokenfile import MAGIC, TokenFileWriter, is_token_file, open_token_file
-from rnnlm_cli.tokenizers import EOS, UNK, WordTokenizer, fingerprint, tokenizer_from_dict
+from rnnlm_cli.models.lm import build_model
+from rnnlm_cli.text.sentencepiece_tokenizer import SentencePieceTokenizer, train_sentencepiece
+from rnnlm_cli.text.tokenfile import MAGIC, TokenFileWriter, is_token_file, open_token_file
+from rnnlm_cli.text.tokenizers import EOS, UNK, WordTokenizer, fingerprint, tokenizer_from_dict
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -20,15 +20,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlm_cli.checkpoint import VERSION, load_checkpoint, load_model, save_checkpoint
+from rnnlm_cli.store.checkpoint import VERSION, load_checkpoint, load_model, save_checkpoint
 from rnnlm_cli.cli import app
-from rnnlm_cli.config import ModelConfig, TokenizerConfig
+from rnnlm_cli.config import TokenizerConfig
+from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import CheckpointError, DataError, TokenizerMismatchError
-from rnnlm_cli.models import build_model
-from rnnlm_cli.sentencepiece_tokenizer import SentencePieceTokenizer, train_sentencepiece
-from rnnlm_cli.sources import tokenizer_from_file
-from rnnlm_cli.tokenfile import HEADER_SIZE, TokenFileWriter, is_token_file, open_token_file
-from rnnlm_cli.tokenizers import WordTokenizer, fingerprint, load_tokenizer_file, save_tokenizer, tokenizer_from_dict
+from rnnlm_cli.models.lm import build_model
+from rnnlm_cli.text.sentencepiece_tokenizer import SentencePieceTokenizer, train_sentencepiece
+from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
+from rnnlm_cli.text.tokenfile import HEADER_SIZE, TokenFileWriter, is_token_file, open_token_file
+from rnnlm_cli.text.tokenizers import WordTokenizer, fingerprint, load_tokenizer_file, save_tokenizer, tokenizer_from_dict
 
 WORDS = WordTokenizer(["<eos>", "<unk>", "a", "b", "c"])
 CONFIG = ModelConfig(vocab_size=5, emb=4, hidden=6, layers=1, dropout=0.0)
@@ -128,7 +129,7 @@ def test_refusal_is_one_line_on_the_real_stderr(tmp_path, model_file, text):
 # ---- files of another format -------------------------------------------------------------
 
 def _safetensors(tmp_path, model_file):
-    from rnnlm_cli.export import export_safetensors
+    from rnnlm_cli.store.export import export_safetensors
 
     model, tokenizer, _ = load_model(model_file)
     export_safetensors(model, tokenizer.to_dict(), str(tmp_path / "m.safetensors"))
@@ -137,7 +138,7 @@ def _safetensors(tmp_path, model_file):
 
 def _onnx(tmp_path, model_file):
     pytest.importorskip("onnx")
-    from rnnlm_cli.export import export_onnx
+    from rnnlm_cli.store.export import export_onnx
 
     export_onnx(load_model(model_file)[0], str(tmp_path / "m.onnx"))
     return tmp_path / "m.onnx"

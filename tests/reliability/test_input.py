@@ -18,9 +18,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from rnnlm_cli import textio
+from rnnlm_cli.text import reading as textio
 from rnnlm_cli.cli import app
-from rnnlm_cli.tokenfile import open_token_file
+from rnnlm_cli.text.tokenfile import open_token_file
 
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4"]

@@ -37,9 +37,9 @@ def texts(tmp_path_factory):
 def model(texts):
     from conftest import tiny_model
 
-    from rnnlm_cli.checkpoint import save_checkpoint
+    from rnnlm_cli.store.checkpoint import save_checkpoint
     from rnnlm_cli.config import TokenizerConfig
-    from rnnlm_cli.corpus import encode_corpus
+    from rnnlm_cli.text.corpus import encode_corpus
 
     root, corpus, _ = texts
     tokenizer = encode_corpus(str(corpus), str(root / "corpus.tok"), config=TokenizerConfig(kind="word")).tokenizer

@@ -21,15 +21,18 @@ import typer
 from typer.testing import CliRunner
 
 from rnnlm_cli import cli
-from rnnlm_cli.config import ModelConfig, TokenizerConfig, TrainConfig
+from rnnlm_cli.cli import eval as eval_command, export as export_command, generate as generate_command
+from rnnlm_cli.cli import tokenize as tokenize_command, train as train_command
+from rnnlm_cli.config import TokenizerConfig, TrainConfig
+from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import DataError, UsageError
-from rnnlm_cli.generate import SamplingConfig
-from rnnlm_cli.pretrained import load_embeddings
-from rnnlm_cli.scoring_config import ScoringConfig
-from rnnlm_cli.tokenizers import WordTokenizer
+from rnnlm_cli.config import SamplingConfig
+from rnnlm_cli.train.pretrained import load_embeddings
+from rnnlm_cli.score.scoring_config import ScoringConfig
+from rnnlm_cli.text.tokenizers import WordTokenizer
 
-MODULES = {module.NAME: module for module in (cli.tokenize_command, cli.train_command, cli.eval_command,
-                                              cli.generate_command, cli.export_command)}
+MODULES = {module.NAME: module for module in (tokenize_command, train_command, eval_command,
+                                              generate_command, export_command)}
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4",
               "--max-steps", "1", "--max-time", "1", "--device", "cpu"]
 NOT_NUMBERS = ("nan", "inf", "-inf")
@@ -348,8 +351,8 @@ def test_a_10_mb_nbest_line_is_rescored_in_bounded_memory(files):
 
 def test_a_long_hypothesis_scores_as_its_pieces_say(files, saved_model):
     """The piecewise path gives the score the batched one gives, within float noise."""
-    from rnnlm_cli.evaluate import TextScorer
-    from rnnlm_cli.word_scoring import long_sentence_log10
+    from rnnlm_cli.score.evaluate import TextScorer
+    from rnnlm_cli.score.word_scoring import long_sentence_log10
 
     _, model, tokenizer = saved_model
     text = " ".join(["the dog runs .", "a cat sees the dog .", "zebra"] * 40)

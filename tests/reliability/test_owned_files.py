@@ -41,7 +41,7 @@ def train(tiny_corpus, out, *extra):
 
 
 def test_temp_files_are_named_for_their_writer(tmp_path):
-    from rnnlm_cli.atomic import atomic_open, atomic_path
+    from rnnlm_cli.files.atomic import atomic_open, atomic_path
 
     with atomic_path(tmp_path / "a.bin") as temp:
         name = os.path.basename(temp)
@@ -69,7 +69,7 @@ def test_train_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(tmp_path, 
 
 
 def test_clean_stale_temps_keeps_what_it_cannot_trace_until_it_is_old(tmp_path):
-    from rnnlm_cli.run_control import ORPHAN_SECONDS, clean_stale_temps
+    from rnnlm_cli.train.run_control import ORPHAN_SECONDS, clean_stale_temps
 
     fresh_old_style = tmp_path / ".rnnlm-tmp-abc123xy"
     aged_old_style = tmp_path / ".rnnlm-tmp-zz9yy8xx"
@@ -97,7 +97,7 @@ def test_a_metrics_link_is_replaced_not_written_through(tmp_path, tiny_corpus, v
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink"])
 def test_a_resumed_metrics_log_never_appends_through_a_link(tmp_path, victim, kind):
-    from rnnlm_cli.outputs import MetricsLog
+    from rnnlm_cli.train.outputs import MetricsLog
 
     path = tmp_path / "model.metrics.jsonl"
     if kind == "symlink":
@@ -112,7 +112,7 @@ def test_a_resumed_metrics_log_never_appends_through_a_link(tmp_path, victim, ki
 
 
 def test_a_resumed_metrics_log_appends_to_its_own_file(tmp_path):
-    from rnnlm_cli.outputs import MetricsLog
+    from rnnlm_cli.train.outputs import MetricsLog
 
     path = tmp_path / "model.metrics.jsonl"
     path.write_bytes(b'{"event": "train", "step": 1}\n')
@@ -125,7 +125,7 @@ def test_a_resumed_metrics_log_appends_to_its_own_file(tmp_path):
 def test_a_fifo_at_the_metrics_path_does_not_hang_the_run(tmp_path):
     path = tmp_path / "model.metrics.jsonl"
     os.mkfifo(path)
-    code = ("import sys; from rnnlm_cli.outputs import MetricsLog; "
+    code = ("import sys; from rnnlm_cli.train.outputs import MetricsLog; "
             "log = MetricsLog(sys.argv[1], append=True); log.write({'event': 'train'}); log.close()")
     # Opening a FIFO for writing waits for a reader that never comes: a subprocess, so a
     # hang fails this test instead of the suite.
@@ -146,7 +146,7 @@ def test_whole_file_outputs_replace_a_planted_link(tmp_path, tiny_corpus, victim
         assert result.exit_code == 0, result.stderr
     else:
         pytest.importorskip("matplotlib")
-        from rnnlm_cli.plot import plot_metrics
+        from rnnlm_cli.train.plot import plot_metrics
 
         metrics = tmp_path / "m.metrics.jsonl"
         metrics.write_text('{"event": "train", "step": 1, "ppl": 9.0, "lr": 0.1}\n')
@@ -158,7 +158,7 @@ def test_whole_file_outputs_replace_a_planted_link(tmp_path, tiny_corpus, victim
 
 
 def test_a_temp_file_swapped_for_a_link_is_never_published(tmp_path, victim):
-    from rnnlm_cli.atomic import atomic_path
+    from rnnlm_cli.files.atomic import atomic_path
     from rnnlm_cli.errors import OutputError
 
     dest = tmp_path / "model.pt"

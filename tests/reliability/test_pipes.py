@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from rnnlm_cli.errors import DataError, InputMissingError
-from rnnlm_cli.sources import tokenizer_from_file
-from rnnlm_cli.tokenfile import TokenFileWriter, is_token_file, open_token_file
-from rnnlm_cli.tokenizers import WordTokenizer
+from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
+from rnnlm_cli.text.tokenfile import TokenFileWriter, is_token_file, open_token_file
+from rnnlm_cli.text.tokenizers import WordTokenizer
 
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 WORDS = "the a dog cat runs sees big small house tree".split()
@@ -251,11 +251,11 @@ def test_generate_from_a_model_in_a_fifo(fifo, saved_model):
 
 
 # ---------------------------------------------------------------- the library underneath
-# (rnnlm_cli.spool is imported in each test, so that on code without it only these fail)
+# (rnnlm_cli.files.spool is imported in each test, so that on code without it only these fail)
 
 
 def test_needs_spooling_says_which_inputs_are_read_once(tmp_path):
-    from rnnlm_cli.spool import needs_spooling
+    from rnnlm_cli.files.spool import needs_spooling
 
     regular = write(tmp_path / "r.txt", b"x\n")
     os.mkfifo(tmp_path / "p")
@@ -264,7 +264,7 @@ def test_needs_spooling_says_which_inputs_are_read_once(tmp_path):
 
 
 def test_a_regular_file_is_not_copied(tmp_path):
-    from rnnlm_cli.spool import spooled
+    from rnnlm_cli.files.spool import spooled
 
     regular = write(tmp_path / "r.txt", b"x\n")
     with spooled(regular) as readable:
@@ -272,7 +272,7 @@ def test_a_regular_file_is_not_copied(tmp_path):
 
 
 def test_a_fifo_is_copied_once_privately_and_removed(tmp_path, fifo):
-    from rnnlm_cli.spool import spooled
+    from rnnlm_cli.files.spool import spooled
 
     data = corpus(3000)  # more than one copy chunk would need for a pipe read
     spool_dir = tmp_path / "spool"
@@ -287,7 +287,7 @@ def test_a_fifo_is_copied_once_privately_and_removed(tmp_path, fifo):
 
 
 def test_a_spool_is_removed_on_error_and_the_message_names_the_input(tmp_path, fifo):
-    from rnnlm_cli.spool import spooled
+    from rnnlm_cli.files.spool import spooled
 
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
@@ -300,7 +300,7 @@ def test_a_spool_is_removed_on_error_and_the_message_names_the_input(tmp_path, f
 
 
 def test_sniffing_a_fifo_reads_nothing(tmp_path, fifo):
-    from rnnlm_cli.spool import spooled
+    from rnnlm_cli.files.spool import spooled
 
     with TokenFileWriter(str(tmp_path / "c.tok")) as writer:
         writer.write([2, 3, 0])

@@ -25,8 +25,8 @@ import torch
 
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import LockedError
-from rnnlm_cli.promote import promote_if_better
-from rnnlm_cli.tokenfile import open_token_file
+from rnnlm_cli.train.promote import promote_if_better
+from rnnlm_cli.text.tokenfile import open_token_file
 
 from test_training_survives import (BATCHING, SHAPE, beside, cli, error_line, flags, records, subprocess_env,
                                     train, write_corpus)
@@ -256,7 +256,7 @@ def test_the_target_is_scored_again_under_its_lock(tmp_path, models):
 @pytest.mark.parametrize("first", ["medium", "strong"])
 def test_two_racing_promoters_end_with_the_better_model(tmp_path, models, monkeypatch, first):
     """Both start at once against a weak model; the worse one is slow to copy its file in."""
-    import rnnlm_cli.promote
+    import rnnlm_cli.train.promote
 
     real_copy = shutil.copyfile
 
@@ -265,7 +265,7 @@ def test_two_racing_promoters_end_with_the_better_model(tmp_path, models, monkey
             time.sleep(1.0)
         return real_copy(source, dest, *args, **kwargs)
 
-    monkeypatch.setattr(rnnlm_cli.promote.shutil, "copyfile", copy)
+    monkeypatch.setattr(rnnlm_cli.train.promote.shutil, "copyfile", copy)
     target = tmp_path / "current.pt"
     shutil.copyfile(models["weak"], target)
     results = {}
@@ -293,8 +293,8 @@ def test_a_promoter_that_cannot_get_the_lock_leaves_the_target_and_says_so(tmp_p
 
 
 def test_resume_with_another_valid_set_rescores_the_best_model_on_it(tmp_path, models):
-    from rnnlm_cli.checkpoint import load_checkpoint, load_model
-    from rnnlm_cli.evaluate import stream_loss
+    from rnnlm_cli.store.checkpoint import load_checkpoint, load_model
+    from rnnlm_cli.train.validation import stream_loss
 
     out = tmp_path / "run" / "m.pt"
     train(models["corpus"], out, *COMMON, "--valid", models["valid"], "--max-steps", 30, "--lr", 0.01)
@@ -332,7 +332,7 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 60) 
 
 
 def last_step(path: Path) -> int:
-    from rnnlm_cli.checkpoint import load_checkpoint
+    from rnnlm_cli.store.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path).training_state["progress"]["step"]
@@ -465,7 +465,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_
 
 
 def test_sighup_stops_training_like_sigterm_but_not_under_nohup(tmp_path, models):
-    from rnnlm_cli.run_control import StopSignals
+    from rnnlm_cli.train.run_control import StopSignals
 
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGHUP)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from rnnlm_cli.checkpoint import load_checkpoint
+from rnnlm_cli.store.checkpoint import load_checkpoint
 from rnnlm_cli.cli import app
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.tokenfile import HEADER_SIZE, TokenFileWriter, open_token_file
-from rnnlm_cli.tokenizers import WordTokenizer
+from rnnlm_cli.text.tokenfile import HEADER_SIZE, TokenFileWriter, open_token_file
+from rnnlm_cli.text.tokenizers import WordTokenizer
 
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 TOKENIZER = WordTokenizer(["<eos>", "<unk>", *"the a dog cat runs sees big small house tree".split()])
@@ -94,7 +94,7 @@ def test_train_refuses_a_valid_token_file_with_one_bad_id(files, tmp_path):
 
 
 def test_ids_rewritten_in_place_after_open_are_refused_when_read(tmp_path):
-    from rnnlm_cli.tokenview import TokenFileChangedError
+    from rnnlm_cli.text.tokenview import TokenFileChangedError
 
     path = token_file(tmp_path / "c.tok", 1000)
     tokens = open_token_file(path).tokens
@@ -113,7 +113,7 @@ def _no_core_dump() -> None:
 TRUNCATE_AND_READ = """
 import os, sys
 from rnnlm_cli.errors import RnnlmError
-from rnnlm_cli.tokenfile import HEADER_SIZE, open_token_file
+from rnnlm_cli.text.tokenfile import HEADER_SIZE, open_token_file
 path = sys.argv[1]
 tokens = open_token_file(path).tokens
 os.truncate(path, HEADER_SIZE + 100)
@@ -170,7 +170,7 @@ def test_training_on_a_token_file_truncated_under_it_exits_66(tmp_path):
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
     assert errors[0].startswith(f"rnnlm: error: {corpus}: token file shrank while in use"), stderr
     # The steps taken before the data went away are kept, resumable.
-    from rnnlm_cli.checkpoint import load_checkpoint
+    from rnnlm_cli.store.checkpoint import load_checkpoint
 
     state = load_checkpoint(out.with_name("m.last.pt")).training_state
     assert state["progress"]["step"] >= 5

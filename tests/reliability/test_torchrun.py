@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlm_cli.checkpoint import load_checkpoint
+from rnnlm_cli.store.checkpoint import load_checkpoint
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"
 MODEL = ["--hidden", "16", "--emb", "8", "--layers", "1", "--batch-size", "4", "--bptt", "10",

@@ -32,14 +32,14 @@ import torch
 from typer.testing import CliRunner
 
 import rnnlm_cli
-import rnnlm_cli.models
-from rnnlm_cli.checkpoint import load_checkpoint, save_checkpoint
+import rnnlm_cli.models.lm
+from rnnlm_cli.store.checkpoint import load_checkpoint, save_checkpoint
 from rnnlm_cli.cli import app
-from rnnlm_cli.config import ModelConfig
-from rnnlm_cli.models import build_model
-from rnnlm_cli.run_control import StopSignals
-from rnnlm_cli.tokenfile import open_token_file
-from rnnlm_cli.tokenizers import tokenizer_from_dict
+from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.models.lm import build_model
+from rnnlm_cli.train.run_control import StopSignals
+from rnnlm_cli.text.tokenfile import open_token_file
+from rnnlm_cli.text.tokenizers import tokenizer_from_dict
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"
 PACKAGE_ROOT = str(Path(rnnlm_cli.__file__).resolve().parents[1])
@@ -366,7 +366,7 @@ def test_an_interrupt_is_reported_in_one_line(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rnnlm_cli.training.run_training", interrupted)
+    monkeypatch.setattr("rnnlm_cli.train.run.run_training", interrupted)
     corpus = write_corpus(tmp_path / "corpus.txt", 50)
     result = cli("train", corpus, "--out", tmp_path / "m.pt", *flags(SHAPE, BATCHING))
     assert result.exit_code == 130
@@ -379,9 +379,9 @@ def test_an_interrupt_is_reported_in_one_line(tmp_path, monkeypatch):
 # imported once, and the test kills the children itself.
 SAVE_LOOP = """
 import os, sys, torch
-from rnnlm_cli.checkpoint import save_checkpoint
-from rnnlm_cli.config import ModelConfig
-from rnnlm_cli.models import build_model
+from rnnlm_cli.store.checkpoint import save_checkpoint
+from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.models.lm import build_model
 torch.manual_seed(0)
 model = build_model(ModelConfig(vocab_size=257, emb=128, hidden=384, layers=1))
 dest = sys.argv[1]
@@ -449,7 +449,7 @@ def test_a_save_killed_at_any_moment_leaves_the_previous_file_whole(tmp_path):
 def fake_validation(monkeypatch, losses: list[float]) -> None:
     """Validation reports these mean losses in turn (one per epoch), as a sum over one token."""
     given = iter(losses)
-    monkeypatch.setattr("rnnlm_cli.trainer.stream_loss_sum", lambda *args, **kwargs: (next(given), 1))
+    monkeypatch.setattr("rnnlm_cli.train.loop.stream_loss_sum", lambda *args, **kwargs: (next(given), 1))
 
 
 def test_last_and_best_are_both_kept_and_best_is_the_lowest_validation(tmp_path, monkeypatch):
@@ -499,7 +499,7 @@ def test_keep_checkpoints_keeps_the_newest_and_the_best(tmp_path, monkeypatch, l
 
 def poison_training(monkeypatch, bad) -> None:
     """Models built for training return NaN scores on the training calls ``bad(n)`` selects."""
-    real_build = rnnlm_cli.models.build_model
+    real_build = rnnlm_cli.models.lm.build_model
     calls = {"train": 0}
 
     def build(config):
@@ -517,7 +517,7 @@ def poison_training(monkeypatch, bad) -> None:
         model.forward = maybe_nan
         return model
 
-    monkeypatch.setattr(rnnlm_cli.models, "build_model", build)
+    monkeypatch.setattr(rnnlm_cli.models.lm, "build_model", build)
 
 
 

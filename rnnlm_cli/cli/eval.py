@@ -1,0 +1,251 @@
+"""rnnlm eval: perplexity in SRILM's format, per-word debug output, queries, n-best rescoring."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from rnnlm_cli.cli.options import default_of, render, with_default
+from rnnlm_cli.cli.ui import Progress, print_json, warn
+from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
+
+NAME = "eval"
+SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring."
+HELP = (
+    "Score FILE (text, .gz text, or '-' for stdin) with MODEL. Prints SRILM's two lines "
+    "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded unless --unk), "
+    "more with --debug 1 (per sentence) or 2 (per word), one JSON object with --json, or one log10 "
+    "score per input line with --per-sentence. --query answers each line as soon as it is read "
+    "(a coprocess, like KenLM's query). --nbest rescores n-best lists (SRILM or Kaldi layout). "
+    "--mix-lm interpolates per word with an ARPA n-gram model; --cache and --dynamic adapt to the "
+    "text while scoring it. By default the hidden state carries across lines (continuous-stream perplexity)."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm eval runs/sample/model.pt sample_data/test.txt --debug 2\n\n"
+    "  cat test.txt | rnnlm eval model.pt - --json --cache 2000 --dynamic\n\n"
+    "  rnnlm eval model.pt test.txt --mix-lm 3gram.arpa --fit-lambda valid.txt\n\n"
+    "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt"
+)
+
+
+def command(
+    model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
+    file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), or '-' for stdin."),
+    context: Optional[str] = typer.Option(
+        None, help="stream: state carries across lines; sentence: each line alone "
+                   f"\\[default: {render(default_of(ScoringConfig, 'context'))}; sentence with --query]."),
+    debug: int = typer.Option(0, help="SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object of the totals."),
+    per_sentence: bool = typer.Option(False, "--per-sentence", help="Print one log10 score per input line, in order."),
+    query: bool = typer.Option(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
+                               "scores and total (one score with --per-sentence); totals go to stderr."),
+    unk: bool = typer.Option(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
+    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
+    mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
+        "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
+    fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
+                                             help="With --mix-lm: find the best --lambda on this text first (EM)."),
+    cache: int = typer.Option(ScoringConfig.cache,
+                              help="Neural cache over the last N positions (Grave et al.); 0 = off."),
+    cache_theta: Optional[float] = typer.Option(None, help=with_default(
+        "Cache: inverse temperature of the feature dot products", ScoringConfig, "cache_theta")),
+    cache_lambda: Optional[float] = typer.Option(None, help=with_default(
+        "Cache: its weight in the mix with the model", ScoringConfig, "cache_lambda")),
+    dynamic: bool = typer.Option(ScoringConfig.dynamic, "--dynamic", help="Dynamic evaluation (Krause et al.): after "
+                                 "scoring each segment, one SGD step on it; never before."),
+    dynamic_lr: Optional[float] = typer.Option(None, help=with_default(
+        "Dynamic evaluation: learning rate", ScoringConfig, "dynamic_lr")),
+    dynamic_decay: Optional[float] = typer.Option(None, help=with_default(
+        "Dynamic evaluation: per-step pull back to the trained weights", ScoringConfig, "dynamic_decay")),
+    dynamic_segment: Optional[int] = typer.Option(None, help=with_default(
+        "Dynamic evaluation: tokens per step", ScoringConfig, "dynamic_segment")),
+    nbest: Optional[str] = typer.Option(None, "--nbest", help="Rescore this n-best list file ('-' for stdin)."),
+    nbest_format: Optional[str] = typer.Option(None, help=with_default(
+        "n-best layout: auto, srilm or kaldi", NBestConfig, "format")),
+    nbest_acoustic: Optional[str] = typer.Option(None, help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
+    lm_weight: Optional[float] = typer.Option(None, help=with_default(
+        "n-best: total = acoustic + lm-weight * lm + word-penalty * words", ScoringConfig, "lm_weight")),
+    word_penalty: Optional[float] = typer.Option(None, help=with_default(
+        "n-best: log10 score added per word", ScoringConfig, "word_penalty")),
+    nbest_sort: bool = typer.Option(NBestConfig.sort, "--nbest-sort",
+                                    help="n-best: order each list by total, best first."),
+    nbest_best: bool = typer.Option(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    amp: str = typer.Option(ScoringConfig.amp, help="Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or "
+                            "a CPU with AMX): bf16 scores several times faster there, a little less exactly."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+) -> None:
+    from rnnlm_cli.device import resolve_device
+    from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.files.roles import FileRole, check_stdout_apart
+    from rnnlm_cli.score.scoring_config import DEBUG_LEVELS
+    from rnnlm_cli.store.checkpoint import load_model
+    from rnnlm_cli.text.reading import check_readable
+
+    if debug not in DEBUG_LEVELS:
+        raise UsageError(f"--debug must be 0, 1 or 2, got {debug}")
+    outputs = [name for name, on in (("--json", json_output), ("--per-sentence", per_sentence and not query),
+                                     ("--debug", debug > 0), ("--query", query), ("--nbest", nbest is not None)) if on]
+    if len(outputs) > 1:
+        raise UsageError(f"{' and '.join(outputs)} choose different outputs: pick one")
+    if nbest is not None and file is not None:
+        raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
+    if nbest is not None and (context is not None or cache or dynamic):
+        raise UsageError("--nbest scores each hypothesis alone: --context, --cache and --dynamic do not apply")
+    _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda})
+    _needs(cache > 0, "--cache N", {"--cache-theta": cache_theta, "--cache-lambda": cache_lambda})
+    _needs(dynamic, "--dynamic", {"--dynamic-lr": dynamic_lr, "--dynamic-decay": dynamic_decay,
+                                  "--dynamic-segment": dynamic_segment})
+    _needs(nbest is not None, "--nbest", {"--nbest-format": nbest_format, "--nbest-acoustic": nbest_acoustic,
+                                          "--lm-weight": lm_weight, "--word-penalty": word_penalty,
+                                          "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None})
+    if file is None and nbest is None and fit_lambda is None:
+        raise UsageError("missing FILE: the text to score ('-' for stdin)")
+    given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
+             "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda,
+             "lm_weight": lm_weight, "word_penalty": word_penalty}
+    config = ScoringConfig(
+        context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None,
+        cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
+    lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort)
+    for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
+        if path is not None:
+            check_readable(path)
+    check_stdout_apart([FileRole(name, path) for name, path in (
+        ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--mix-lm", mix_lm), ("--fit-lambda", fit_lambda),
+        ("--nbest-acoustic", nbest_acoustic)) if path is not None])
+    target = resolve_device(device)
+    lm, tokenizer, _ = load_model(model, target)
+    ngram = _load_ngram(mix_lm)
+    if fit_lambda is not None:
+        config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
+                      report_to_stdout=file is None and nbest is None)
+    if nbest is not None:
+        _rescore(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
+    elif file is not None:
+        _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
+               per_sentence=per_sentence, query=query)
+
+
+def _needs(on: bool, master: str, dependents: dict) -> None:
+    """Options that only mean something beside ``master`` are refused without it."""
+    from rnnlm_cli.errors import UsageError
+
+    given = [name for name, value in dependents.items() if value is not None]
+    if given and not on:
+        raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} {master}")
+
+
+def _load_ngram(path: str | None):
+    if path is None:
+        return None
+    from rnnlm_cli.cli.ui import log
+    from rnnlm_cli.score.arpa import read_arpa
+
+    ngram = read_arpa(path)
+    log(f"mixing with {path}: an order-{ngram.order} n-gram model")
+    return ngram
+
+
+def _fit(lm, tokenizer, dev: str, device, config, ngram, strict: bool, report_to_stdout: bool):
+    import dataclasses
+
+    from rnnlm_cli.cli.ui import log
+    from rnnlm_cli.score.formats import fit_lines
+    from rnnlm_cli.score.interpolation import fit_mix_weight
+
+    fit = fit_mix_weight(lm, tokenizer, dev, device, config, ngram, strict=strict)
+    for line in fit_lines(dev, fit):
+        print(line) if report_to_stdout else log(line)
+    return dataclasses.replace(config, mix_weight=fit.weight)
+
+
+def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, debug: int, json_output: bool,
+           per_sentence: bool, query: bool) -> None:
+    from rnnlm_cli.cli.ui import log
+    from rnnlm_cli.score.evaluate import evaluate_file
+    from rnnlm_cli.score.formats import totals_lines
+
+    render = _Render(debug=debug, per_sentence=per_sentence, query=query)
+    with Progress("scoring") as progress:
+        render.progress = progress
+        result = evaluate_file(lm, tokenizer, file, device, config, ngram=ngram, strict=strict, eager=query,
+                               on_words=render.on_words if render.wants_words else None,
+                               on_sentence=render.on_sentence)
+    for note in result.warnings():
+        warn(note)
+    if tokenizer.kind in ("sentencepiece", "char") and result.encoded_tokens:
+        rate = (result.unk_tokens + result.byte_tokens) / result.encoded_tokens
+        log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
+            f"{result.encoded_tokens} ({rate:.2%})")
+    if query or per_sentence:
+        if query:
+            log("\n".join(totals_lines(result, name=result.file)))
+        sys.stdout.flush()
+    elif json_output:
+        print_json(result.to_dict())
+    else:
+        print("\n".join(totals_lines(result, name=result.file)))
+
+
+class _Render:
+    """Prints what each mode shows per line, as soon as the line is scored."""
+
+    def __init__(self, *, debug: int, per_sentence: bool, query: bool) -> None:
+        from rnnlm_cli.score.formats import WordLines
+
+        self.debug, self.per_sentence, self.query = debug, per_sentence, query
+        self.wants_words = debug > 0 or (query and not per_sentence)
+        self.progress = None
+        self._word_lines = WordLines()
+        self._text: list[str] = []
+        self._lines: list[str] = []
+        self._words: list = []
+
+    def on_words(self, text: str, words: list, ends_line: bool) -> None:
+        self._text.append(text)
+        self._words.extend(words)
+        if self.debug == 2:
+            self._lines.extend(self._word_lines.lines(words))
+
+    def on_sentence(self, count: int, score: float) -> None:
+        from rnnlm_cli.score.evaluate import Totals
+        from rnnlm_cli.score.formats import query_entries, query_total, totals_lines
+
+        if self.progress is not None:
+            self.progress.update(count)
+        if self.per_sentence:
+            sys.stdout.write(f"{score:.6f}\n")
+        elif self.query or self.debug:
+            totals = Totals()
+            totals.add(self._words)
+            if self.query:
+                sys.stdout.write("\t".join(query_entries(self._words) + [query_total(totals)]) + "\n")
+            else:
+                sys.stdout.write("\n".join(["".join(self._text), *self._lines, *totals_lines(totals), ""]) + "\n")
+        if self.query:
+            sys.stdout.flush()
+        self._text, self._lines, self._words = [], [], []
+
+
+def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
+    from rnnlm_cli.score.nbest import best_line, format_line
+    from rnnlm_cli.score.rescoring import rescore_nbest
+
+    with Progress("rescoring") as progress:
+        def write(count: int, nbest_list, rows) -> None:
+            if best_only:
+                sys.stdout.write(best_line(nbest_list, rows) + "\n")
+            else:
+                for hyp, lm_score, total in rows:  # one at a time: a line may be megabytes
+                    sys.stdout.write(format_line(hyp, lm_score, total))
+                    sys.stdout.write("\n")
+            progress.update(count)
+
+        result = rescore_nbest(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=write)
+    sys.stdout.flush()
+    for note in result.warnings:
+        warn(note)

@@ -1,0 +1,40 @@
+"""rnnlm export: write a model as ONNX, safetensors or word2vec text embeddings."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+NAME = "export"
+SUMMARY = "Export a model as ONNX, safetensors or word2vec embeddings."
+HELP = (
+    "Export MODEL: 'onnx' (a graph with the hidden state as explicit inputs and outputs, "
+    "for onnxruntime and friends; needs the onnx extra), 'safetensors' (weights, with the "
+    "model config and tokenizer as metadata), or 'embeddings' (the input embeddings in "
+    "word2vec text format). Prints the path written."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm export runs/sample/model.pt --format onnx\n\n"
+    "  rnnlm export model.pt --format safetensors --out weights.safetensors\n\n"
+    "  rnnlm export model.pt --format embeddings --out vectors.txt"
+)
+
+
+def command(
+    model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx, safetensors or embeddings."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file \\[default: the model's name with .onnx, .safetensors or .vec]."),
+) -> None:
+    from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.store.export import FORMATS, export_model
+
+    if format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise UsageError("ONNX export needs the onnx extra: pip install 'rnnlm[onnx]'") from None
+    print(export_model(model, format, out))

@@ -1,0 +1,97 @@
+"""rnnlm generate: sample text from a model, streamed as it is produced."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from rnnlm_cli.cli.options import default_of, with_default
+from rnnlm_cli.config import SamplingConfig
+
+NAME = "generate"
+SUMMARY = "Sample text from a model, streamed as it is drawn."
+HELP = (
+    "Sample text from MODEL, continuing --prompt. Tokens are printed as they are drawn; "
+    "several samples (--num-samples) are drawn together as one batch and printed one after another, "
+    "separated by a blank line (one per line with --stop-at-eos)."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm generate runs/sample/model.pt --prompt \"the dogs\" --max-tokens 50 --seed 1\n\n"
+    "  echo \"once upon a\" | rnnlm generate model.pt --prompt - --top-p 0.9 --temperature 0.8\n\n"
+    "  rnnlm generate model.pt --num-samples 5 --stop-at-eos --top-k 40"
+)
+
+
+def command(
+    model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
+    prompt: str = typer.Option("", help="Text to continue; '-' reads it from stdin."),
+    max_tokens: int = typer.Option(default_of(SamplingConfig, "max_tokens"), help="Tokens to generate per sample."),
+    temperature: float = typer.Option(default_of(SamplingConfig, "temperature"), help="Softmax temperature; 0 = always the most likely token."),
+    top_k: int = typer.Option(default_of(SamplingConfig, "top_k"), help="Sample among the k most likely tokens; 0 = all."),
+    top_p: float = typer.Option(default_of(SamplingConfig, "top_p"), help="Sample from the smallest set of tokens with probability >= p."),
+    seed: Optional[int] = typer.Option(None, help=with_default(
+        "Seed: the same seed gives the same text", SamplingConfig, "seed", {None: "random"})),
+    num_samples: int = typer.Option(default_of(SamplingConfig, "num_samples"), help="Independent samples, drawn as one batch."),
+    stop_at_eos: bool = typer.Option(default_of(SamplingConfig, "stop_at_eos"), "--stop-at-eos", help="End each sample at its first end of line."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+) -> None:
+    from rnnlm_cli.store.checkpoint import load_model
+    from rnnlm_cli.device import resolve_device
+    from rnnlm_cli.files.roles import FileRole, check_stdout_apart
+    from rnnlm_cli.models.generate import sample_tokens
+
+    config = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            num_samples=num_samples, stop_at_eos=stop_at_eos, seed=seed)
+    if prompt == "-":
+        prompt = sys.stdin.read().rstrip("\r\n")
+    check_stdout_apart([FileRole("MODEL", model)])
+    target = resolve_device(device)
+    lm, tokenizer, _ = load_model(model, target)
+    prompt_ids = tokenizer.encode(prompt)
+    out = sys.stdout
+
+    def start(decoder) -> str:
+        # The prompt is echoed as given; its tokens still go through the decoder so the
+        # continuation is joined to it the way the tokenizer joins tokens.
+        for token in prompt_ids:
+            decoder.push(token)
+        return prompt
+
+    if num_samples == 1:
+        decoder = tokenizer.streaming_decoder()
+        tail = start(decoder)  # the last text written, to end with exactly one line end
+        out.write(tail)
+        out.flush()
+        for step in sample_tokens(lm, prompt_ids, tokenizer.eos_id, config, target):
+            token = int(step[0])
+            chunk = "" if stop_at_eos and token == tokenizer.eos_id else decoder.push(token)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                tail = chunk
+        chunk = decoder.flush()
+        out.write(chunk)
+        tail = chunk or tail
+        out.write("" if tail.endswith("\n") else "\n")
+        out.flush()
+        return
+
+    samples: list[list[int]] = [[] for _ in range(num_samples)]
+    done = [False] * num_samples
+    for step in sample_tokens(lm, prompt_ids, tokenizer.eos_id, config, target):
+        for index, token in enumerate(step.tolist()):
+            if done[index]:
+                continue
+            if stop_at_eos and token == tokenizer.eos_id:
+                done[index] = True
+            else:
+                samples[index].append(token)
+    for index, sample in enumerate(samples):
+        decoder = tokenizer.streaming_decoder()
+        text = start(decoder) + "".join(decoder.push(t) for t in sample) + decoder.flush()
+        separator = "\n" if stop_at_eos or index == num_samples - 1 else "\n\n"
+        out.write(text.rstrip("\n") + separator)
+    out.flush()

@@ -1,0 +1,56 @@
+"""Help texts whose defaults come from the dataclass fields behind the options.
+
+A hand-written "[default: 0.2]" drifts from the field it repeats; here it is rendered from
+the field's default instead::
+
+    help=with_default("Dropout on embeddings, between layers and outputs", ModelConfig, "dropout")
+    # -> "Dropout on embeddings, between layers and outputs \\[default: 0.2]."
+
+(the backslash keeps rich from reading "[default: ...]" as a style tag). The config classes
+import no torch (every command module is imported when ``rnnlm`` starts, and torch takes
+seconds), so the help can read them directly. tests/cli/test_help_defaults.py checks every
+shown default against the classes, and that ``rnnlm`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+
+
+def default_of(owner: type, name: str) -> Any:
+    """The default of field ``name`` of ``owner``; LookupError when it has none."""
+    for spec in dataclasses.fields(owner):
+        if spec.name == name:
+            if spec.default is not dataclasses.MISSING:
+                return spec.default
+            if spec.default_factory is not dataclasses.MISSING:
+                return spec.default_factory()
+            raise LookupError(f"{owner.__name__}.{name} has no default")
+    raise LookupError(f"{owner.__name__} has no field {name!r}")
+
+
+def render(value: Any, labels: Mapping[Any, str] | None = None) -> str:
+    """A default as the help shows it: ``labels[value]`` where given, else 0.25, 4 (not 4.0), word, true."""
+    if labels is not None and value in labels:
+        return labels[value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value is None or value == "":
+        return "none"
+    return str(value)
+
+
+def default_text(owner: type, name: str, labels: Mapping[Any, str] | None = None) -> str:
+    """``\\[default: X]`` for field ``name`` of ``owner``; ``labels`` names values that read
+    better as words (``{False: "untied", True: "tied"}``). A value without a label shows as is,
+    so a changed default never shows a stale word."""
+    return f"\\[default: {render(default_of(owner, name), labels)}]"
+
+
+def with_default(text: str, owner: type, name: str, labels: Mapping[Any, str] | None = None) -> str:
+    """``text`` followed by the field's default, as every option's help ends: "Text \\[default: X]."."""
+    return f"{text} {default_text(owner, name, labels)}."

@@ -1,0 +1,220 @@
+"""rnnlm tokenize: learn a tokenizer, encode a corpus into a token file, print or decode ids."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Optional
+
+import typer
+
+from rnnlm_cli.cli.options import with_default
+from rnnlm_cli.cli.ui import log, warn
+from rnnlm_cli.config import TokenizerConfig
+
+NAME = "tokenize"
+SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
+HELP = (
+    "Learn a tokenizer from CORPUS (text, .gz text, or '-' for stdin) and encode it: into a "
+    "binary token file that 'train' and 'eval' stream from disk (--out), as ids or pieces "
+    "on stdout (--print), or save the tokenizer alone (--save-tokenizer). With --decode, "
+    "CORPUS holds lines of ids and the text is printed. Word and char vocabularies are "
+    "learned in the same single pass that encodes the text."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm tokenize corpus.txt --kind word --min-count 2 --out corpus.tok\n\n"
+    "  rnnlm tokenize corpus.txt.gz --kind sentencepiece --sp-model bpe --vocab-size 8000 --out corpus.tok --save-tokenizer sp.json\n\n"
+    "  echo \"the dogs run .\" | rnnlm tokenize - --tokenizer model.pt --print ids | rnnlm tokenize - --tokenizer model.pt --decode"
+)
+
+
+def command(
+    corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
+    kind: Optional[str] = typer.Option(None, help=with_default(
+        "Tokenizer to learn: word, char, byte or sentencepiece", TokenizerConfig, "kind")),
+    tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
+    save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
+    print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
+    decode: bool = typer.Option(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
+    min_count: Optional[int] = typer.Option(None, help=with_default(
+        "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
+    max_size: Optional[int] = typer.Option(None, help=with_default(
+        "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
+    vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", help=with_default("sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
+    strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+) -> None:
+    from rnnlm_cli.text.corpus import encode_corpus, input_warnings, learn_tokenizer
+    from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
+    from rnnlm_cli.text.reading import check_readable, display_name
+
+    if print_as not in (None, "ids", "pieces"):
+        raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
+    _check_files(corpus, tokenizer, out, save_tokenizer)
+    if decode:
+        if tokenizer is None:
+            raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file)")
+        _decode_lines(tokenizer_from_file(tokenizer), corpus, strict)
+        return
+    if not (out or save_tokenizer or print_as):
+        raise UsageError("nothing to do: give --out, --print, --save-tokenizer or --decode")
+    learning = {"kind": kind, "min_count": min_count, "max_size": max_size, "vocab_size": vocab_size,
+                "model_type": model_type}
+    if tokenizer is not None and any(v is not None for v in learning.values()):
+        given_options = ", ".join("--" + k.replace("_", "-") for k, v in learning.items() if v is not None)
+        raise UsageError(f"{given_options} learn a tokenizer; with --tokenizer there is nothing to learn")
+    config = TokenizerConfig(**{k: v for k, v in learning.items() if v is not None})
+    check_readable(corpus)
+    given = tokenizer_from_file(tokenizer) if tokenizer else None
+    if print_as and given is None and not out and corpus == "-":
+        raise UsageError("printing from stdin needs --tokenizer, or --out to learn from it first")
+
+    tok = given
+    if out:
+        stats = encode_corpus(corpus, out, tokenizer=given, config=None if given else config, strict=strict)
+        tok = stats.tokenizer
+        _warn_all(input_warnings(display_name(corpus), invalid_lines=stats.invalid_lines,
+                                 replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
+                                 literal_specials=stats.literal_specials))
+        summary = (f"{out}: {stats.lines:,} lines, {stats.words:,} words, {stats.tokens:,} tokens "
+                   f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
+        # With --print the ids own stdout, so the summary goes with the logs.
+        log(summary) if print_as else print(summary)
+        _finish(tok, out, save_tokenizer, print_as, strict, reported=True, name=corpus)
+        return
+    if tok is not None:
+        _finish(tok, corpus, save_tokenizer, print_as, strict, reported=False, name=corpus)
+        return
+    from rnnlm_cli.files.spool import spooled
+
+    # Learning and then printing reads the text twice: a pipe is copied once first.
+    with spooled(corpus) if print_as else contextlib.nullcontext(corpus) as readable:
+        _finish(learn_tokenizer(readable, config, strict=strict), readable, save_tokenizer, print_as, strict,
+                reported=False, name=corpus)
+
+
+def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, strict: bool, reported: bool,
+            name: str) -> None:
+    """Save the tokenizer and print ``source`` (text, or the token file just written: no second reading)."""
+    from rnnlm_cli.text.tokenizers import save_tokenizer as write_tokenizer
+
+    if save_tokenizer:
+        write_tokenizer(tok, save_tokenizer)
+        log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
+    if print_as:
+        notes = _print_lines(tok, source, print_as, strict, name)
+        if not reported:  # the encoding pass into --out has already reported on the text
+            _warn_all(notes)
+
+
+def _check_files(corpus: str, tokenizer: str | None, out: str | None, save_tokenizer: str | None) -> None:
+    """Outputs that can be written, and none of them an input, before anything is read."""
+    from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+
+    for name, path in (("--out", out), ("--save-tokenizer", save_tokenizer)):
+        if path is not None:
+            check_output_file(path, name)
+    check_file_roles([FileRole("CORPUS", corpus), FileRole("--tokenizer", tokenizer or ""),
+                      FileRole("--out", out or "", writes=True),
+                      FileRole("--save-tokenizer", save_tokenizer or "", writes=True)])
+
+
+def _warn_all(notes: list[str]) -> None:
+    for note in notes:
+        warn(note)
+
+
+class _LinePrinter:
+    """Writes the ids or pieces of each input line as one output line, whatever pieces it came in."""
+
+    def __init__(self, tok, print_as: str) -> None:
+        piece = tok.piece
+        self._render = (lambda ids: " ".join(map(str, ids))) if print_as == "ids" else (
+            lambda ids: " ".join(piece(i) for i in ids))
+        self._open = False  # part of the current line is already written
+
+    def write(self, ids: list[int], ends_line: bool) -> None:
+        text = self._render(ids)
+        if self._open and text:
+            text = " " + text
+        if ends_line:
+            sys.stdout.write(text + "\n")
+            self._open = False
+        elif text:
+            sys.stdout.write(text)
+            self._open = True
+
+
+def _print_lines(tok, source: str, print_as: str, strict: bool, name: str) -> list[str]:
+    """Print ``source`` (text, or the token file that stdin was encoded into); return the warnings.
+
+    ``name`` is the text as the user gave it (``source`` may be a copy of a pipe)."""
+    import numpy as np
+
+    from rnnlm_cli.text.corpus import count_literal_specials, input_warnings
+    from rnnlm_cli.errors import DataError
+    from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
+    from rnnlm_cli.text.tokenfile import is_token_file, open_token_file
+
+    printer = _LinePrinter(tok, print_as)
+    if is_token_file(source):
+        # stdin was consumed while encoding: print the lines back from the token file.
+        tokens = open_token_file(source).tokens
+        for start in range(0, len(tokens), 1 << 20):
+            chunk = tokens[start:start + (1 << 20)]
+            begin = 0
+            for end in np.flatnonzero(chunk == tok.eos_id).tolist():
+                printer.write(chunk[begin:end].tolist(), True)
+                begin = end + 1
+            if begin < len(chunk):
+                printer.write(chunk[begin:].tolist(), False)
+        return []
+    stats = DecodeStats()
+    literal = 0
+    word_kind = tok.kind == "word"
+    for text, ends_line in iter_segments(source, strict, stats):
+        ids = tok.encode(text)
+        if word_kind and tok.unk_id in ids:
+            literal += count_literal_specials(text)
+        printer.write(ids, ends_line)
+    if stats.lines == 0:
+        raise DataError(f"{display_name(name)}: empty input")
+    return input_warnings(display_name(name), invalid_lines=stats.invalid_lines,
+                          replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
+                          literal_specials=literal)
+
+
+def _decode_lines(tok, source: str, strict: bool) -> None:
+    """Print each line of ids as text; a line that arrives in pieces is decoded as it streams."""
+    from rnnlm_cli.errors import DataError
+    from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
+
+    name = display_name(source)
+    stats = DecodeStats()
+    decoder = None  # the streaming decoder of a line that came in pieces
+    held = ""  # line ends decoded at the end of what was written so far; dropped at the line's end
+    for text, ends_line in iter_segments(source, strict, stats):
+        number = stats.lines
+        try:
+            ids = [int(field) for field in text.split()]
+        except ValueError:
+            raise DataError(f"{name}:{number}: expected whitespace-separated token ids") from None
+        bad = [i for i in ids if not 0 <= i < tok.vocab_size]
+        if bad:
+            raise DataError(f"{name}:{number}: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
+        if decoder is None and ends_line:
+            sys.stdout.write(tok.decode(ids).rstrip("\n") + "\n")
+            continue
+        if decoder is None:
+            decoder = tok.streaming_decoder()
+        decoded = held + "".join(decoder.push(i) for i in ids) + (decoder.flush() if ends_line else "")
+        kept = decoded.rstrip("\n")
+        held = decoded[len(kept):]
+        sys.stdout.write(kept + "\n" if ends_line else kept)
+        if ends_line:
+            decoder, held = None, ""
+    if stats.lines == 0:
+        raise DataError(f"{name}: empty input")

@@ -1,0 +1,278 @@
+"""rnnlm train: learn a language model from a corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from rnnlm_cli.cli.options import default_of, with_default
+from rnnlm_cli.cli.ui import Progress, log, print_json, print_table, warn
+from rnnlm_cli.config import TokenizerConfig, TrainConfig
+from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.models.registry import CELLS
+from rnnlm_cli.presets import list_presets
+from rnnlm_cli.train.job import JobOptions
+
+NAME = "train"
+SUMMARY = "Train a language model on a corpus; keep the best model by validation."
+HELP = (
+    "Train a recurrent language model on CORPUS (text, .gz text, or a token file from "
+    "'rnnlm tokenize'). The best model by validation perplexity is written to --out; "
+    "beside it go <stem>.last.pt (last training state), <stem>.metrics.jsonl (the curve) and, "
+    "with --plot, <stem>.curve.png. A summary of the run ends the log on stderr. "
+    "Options resolve as: built-in defaults < --config YAML < flags."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm train sample_data/train.txt --valid sample_data/valid.txt --out runs/sample/model.pt\n\n"
+    "  rnnlm train corpus.txt --cell gru --clip 1.0 --max-time 600 --plot --out model.pt\n\n"
+    "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt\n\n"
+    "  rnnlm train corpus.txt --optimizer sgd --lr 30 --asgd --random-bptt --ar 2 --tar 1 --out awd.pt\n\n"
+    "  rnnlm train corpus.txt --preset char-cpu --max-time 300 --out char/model.pt\n\n"
+    "Presets (--preset NAME; defaults < preset < --config < flags):\n\n"
+    + "\n\n".join(f"  {name}: {about}" for name, about in list_presets().items())
+)
+
+_NOT_OPTIONS = ("corpus", "config", "preset", "json_output")
+"""Parameters of :func:`command` that say where options come from or how to print, not what to train."""
+
+
+def _held_out() -> str:
+    fraction, tokens = default_of(TrainConfig, "valid_fraction"), default_of(TrainConfig, "valid_max_tokens")
+    count = f"{tokens // 1_000_000}M" if tokens % 1_000_000 == 0 else f"{tokens:,}"
+    return f"hold out the corpus' last {fraction:.0%}, at most {count} tokens"
+
+
+_HELD_OUT = _held_out()
+"""What happens without --valid, in the words of --valid's help."""
+
+
+class _Reporter:
+    """Training news to stderr: a bar on a terminal, a log line per interval everywhere."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self._progress: Progress | None = None
+        self._notes = notes
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for note in self._notes:
+            log(note)
+        self._notes.clear()
+        log(f"training on {info['device']}: {info['train_tokens']:,} train tokens, "
+            f"{info['valid_tokens']:,} valid tokens, {info['parameters']:,} parameters, "
+            f"{info['steps_per_epoch']:,} steps per epoch")
+        self._progress = Progress("epoch 1", total=info["steps_per_epoch"])
+
+    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        if self._progress is not None:
+            self._progress.update(step_in_epoch, total=steps_per_epoch, description=f"epoch {epoch}")
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        if record["event"] == "skipped":
+            log(f"epoch {record['epoch']} step {record['step']}: skipped, non-finite loss or gradient "
+                f"({record['in_a_row']} in a row)")
+            return
+        log(f"epoch {record['epoch']} step {record['step']}: loss {record['loss']:.4f} "
+            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s")
+
+    def on_validate(self, record: dict[str, Any]) -> None:
+        mark = " (best)" if record["best"] else ""
+        log(f"epoch {record['epoch']} valid: loss {record['valid_loss']:.4f} ppl {record['valid_ppl']:.2f}{mark}")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+
+
+def command(
+    ctx: typer.Context,
+    corpus: str = typer.Argument(..., help="Training text (plain or .gz), '-' for stdin, or a token file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=with_default("Where the best model goes", JobOptions, "out")),
+    valid: Optional[str] = typer.Option(None, help=with_default("Validation text or token file", JobOptions, "valid", {None: _HELD_OUT})),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
+    preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
+    tokenizer: Optional[str] = typer.Option(None, help=with_default(
+        "word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file", TokenizerConfig, "kind")),
+    min_count: Optional[int] = typer.Option(None, help=with_default(
+        "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
+    max_size: Optional[int] = typer.Option(None, help=with_default(
+        "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
+    vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", help=with_default(
+        "sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
+    cell: Optional[str] = typer.Option(None, help=with_default(f"Recurrent cell: {', '.join(CELLS)}", ModelConfig, "cell")),
+    impl: Optional[str] = typer.Option(None, help=with_default("fused (torch kernels) or reference (gate equations)", ModelConfig, "impl")),
+    layers: Optional[int] = typer.Option(None, help=with_default("Recurrent layers", ModelConfig, "layers")),
+    hidden: Optional[int] = typer.Option(None, help=with_default("Hidden units per layer", ModelConfig, "hidden")),
+    emb: Optional[int] = typer.Option(None, help=with_default("Embedding size", ModelConfig, "emb")),
+    dropout: Optional[float] = typer.Option(None, help=with_default("Dropout on embeddings, between layers and outputs", ModelConfig, "dropout")),
+    tied: Optional[bool] = typer.Option(None, "--tied/--untied", help=with_default(
+        "Tie input and output embeddings", ModelConfig, "tied", {False: "untied", True: "tied"})),
+    dropout_emb: Optional[float] = typer.Option(None, help=with_default(
+        "Embedding dropout: drop whole words (rows of the embedding matrix)", ModelConfig, "dropout_emb")),
+    dropout_input: Optional[float] = typer.Option(None, help=with_default(
+        "Dropout on the embeddings fed to the first layer; -1 = --dropout", ModelConfig, "dropout_input")),
+    dropout_hidden: Optional[float] = typer.Option(None, help=with_default(
+        "Dropout between recurrent layers; -1 = --dropout", ModelConfig, "dropout_hidden")),
+    dropout_output: Optional[float] = typer.Option(None, help=with_default(
+        "Dropout on the last layer's output, before the softmax; -1 = --dropout", ModelConfig, "dropout_output")),
+    locked_dropout: Optional[bool] = typer.Option(None, "--locked-dropout", help="Variational dropout: one mask per sequence, shared by all time steps."),
+    weight_drop: Optional[float] = typer.Option(None, help=with_default(
+        "DropConnect on the hidden-to-hidden matrices", ModelConfig, "weight_drop")),
+    attention: Optional[int] = typer.Option(None, help=with_default(
+        "Causal attention over the last N hidden states before the softmax; 0 = off", ModelConfig, "attention")),
+    mogrifier_rounds: Optional[int] = typer.Option(None, help=with_default(
+        "mogrifier cell: rounds of mutual gating of input and state", ModelConfig, "mogrifier_rounds")),
+    adaptive_softmax: Optional[str] = typer.Option(None, help=with_default(
+        "Adaptive softmax cutoffs, e.g. 2000,10000: rarer tokens behind cheaper clusters (needs --untied)",
+        ModelConfig, "adaptive_softmax", {"": "full softmax"})),
+    optimizer: Optional[str] = typer.Option(None, help=with_default("sgd, adam or adamw", TrainConfig, "optimizer")),
+    lr: Optional[float] = typer.Option(None, help=with_default("Learning rate", TrainConfig, "lr")),
+    weight_decay: Optional[float] = typer.Option(None, help=with_default("L2 weight decay", TrainConfig, "weight_decay")),
+    l1: Optional[float] = typer.Option(None, help=with_default(
+        "L1 penalty on the weights (not biases), added to the loss", TrainConfig, "l1")),
+    ar: Optional[float] = typer.Option(None, help=with_default(
+        "Activation regularisation: times the mean square of the dropped last-layer output", TrainConfig, "ar")),
+    tar: Optional[float] = typer.Option(None, help=with_default(
+        "Temporal activation regularisation: times the mean square of h_t - h_(t-1)", TrainConfig, "tar")),
+    schedule: Optional[str] = typer.Option(None, help=with_default(
+        "Learning-rate schedule: constant, plateau (divide by --lr-decay when validation stalls) or cosine", TrainConfig, "schedule")),
+    lr_decay: Optional[float] = typer.Option(None, help=with_default(
+        "plateau: the factor the learning rate is divided by", TrainConfig, "lr_decay")),
+    warmup_steps: Optional[int] = typer.Option(None, help=with_default(
+        "Linear warm-up from 0 over this many steps, before the schedule", TrainConfig, "warmup_steps")),
+    min_lr: Optional[float] = typer.Option(None, help=with_default(
+        "cosine: the final learning rate; plateau: stop when the rate falls below it", TrainConfig, "min_lr")),
+    asgd: Optional[bool] = typer.Option(None, "--asgd", help="NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks."),
+    nonmono: Optional[int] = typer.Option(None, help=with_default(
+        "NT-ASGD: validations without improvement before averaging starts", TrainConfig, "nonmono")),
+    patience: Optional[int] = typer.Option(None, help=with_default(
+        "Stop after this many validations without improvement; 0 = never", TrainConfig, "patience")),
+    random_bptt: Optional[bool] = typer.Option(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
+    embeddings: Optional[str] = typer.Option(None, help=with_default(
+        "word2vec/GloVe text file to initialise the input embeddings from", TrainConfig, "embeddings")),
+    freeze_embeddings: Optional[bool] = typer.Option(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
+    synonyms: Optional[str] = typer.Option(None, help=with_default(
+        "File of word pairs, one pair a line, whose embeddings are pulled together", TrainConfig, "synonyms")),
+    synonym_weight: Optional[float] = typer.Option(None, help=with_default(
+        "Weight of the synonym loss (mean squared distance of the pairs' embeddings)", TrainConfig, "synonym_weight")),
+    amp: Optional[str] = typer.Option(None, help=with_default(
+        "Mixed precision: auto (bf16 autocast on CUDA or a CPU with AMX), bf16, or off", TrainConfig, "amp")),
+    clip: Optional[float] = typer.Option(None, help=with_default("Clip the total gradient norm; 0 = off", TrainConfig, "clip")),
+    batch_size: Optional[int] = typer.Option(None, help=with_default("Parallel streams", TrainConfig, "batch_size")),
+    bptt: Optional[int] = typer.Option(None, help=with_default("Tokens per truncated-BPTT segment", TrainConfig, "bptt")),
+    epochs: Optional[int] = typer.Option(None, help=with_default("Passes over the corpus", TrainConfig, "epochs")),
+    max_steps: Optional[int] = typer.Option(None, help=with_default("Stop after this many steps; 0 = no limit", TrainConfig, "max_steps")),
+    max_time: Optional[float] = typer.Option(None, help=with_default(
+        "Stop after this many seconds, then validate; 0 = no limit", TrainConfig, "max_time")),
+    seed: Optional[int] = typer.Option(None, help=with_default("Random seed", TrainConfig, "seed")),
+    device: Optional[str] = typer.Option(None, help=with_default("auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
+    log_interval: Optional[int] = typer.Option(None, help=with_default("Steps between log lines", TrainConfig, "log_interval")),
+    strict: Optional[bool] = typer.Option(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    resume: Optional[str] = typer.Option(None, help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
+    init_from: Optional[str] = typer.Option(None, help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
+    promote_if_better: Optional[str] = typer.Option(None, help="After training, replace this model file only if the new model validates better (else exit 3)."),
+    deterministic: Optional[bool] = typer.Option(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
+    max_bad_steps: Optional[int] = typer.Option(None, help=with_default(
+        "Stop after this many non-finite steps in a row", TrainConfig, "max_bad_steps")),
+    keep_checkpoints: Optional[int] = typer.Option(None, help=with_default(
+        "Keep the model of each validation as <stem>.step<N>.pt, the last N (the best always stays)", TrainConfig, "keep_checkpoints")),
+    max_params: Optional[int] = typer.Option(None, help=with_default(
+        "Refuse to build or load a model of more parameters than this; 0 = sized to this machine's memory", TrainConfig, "max_params")),
+    plot: Optional[bool] = typer.Option(None, "--plot", help="Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    from rnnlm_cli.errors import NotPromotedError
+    from rnnlm_cli.train.job import resolve_train
+    from rnnlm_cli.train.run import run_training
+
+    # Click's own record of the options, by parameter name: a new option reaches the job
+    # (or, with no field behind it, fails loudly) without a list kept here.
+    flags = {name: value for name, value in ctx.params.items() if name not in _NOT_OPTIONS}
+    flags["out"] = str(out) if out is not None else None
+    job = resolve_train(corpus, flags, preset, str(config) if config is not None else None)
+    if job.plot:
+        from rnnlm_cli.train.plot import require_matplotlib
+
+        require_matplotlib()  # before any data is read, not after an hour of training
+    notes: list[str] = []
+    reporter = _Reporter(notes)
+    try:
+        result = run_training(job, reporter, notes=notes)
+    finally:
+        reporter.close()
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+            for note in notes:
+                log(note)
+    if result.rank != 0:
+        return  # under torchrun, rank 0 reports for the run
+    if result.promotion:
+        log(result.promotion)
+    try:
+        curve = _plot(result.paths.metrics, job.out) if job.plot else None
+        print_table("training summary", _summary_rows(result, curve))
+        if json_output:
+            print_json(result.to_dict())
+        else:
+            print(f"best valid ppl {result.best_valid_ppl:.2f} after {result.steps} steps "
+                  f"({result.epochs:.2f} epochs, {result.seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
+                  f"stopped by {result.stop_reason}); model: {result.paths.model}")
+    finally:
+        # A cron job tells "kept the current model" by this code, even when nobody reads the summary.
+        if result.promoted is False:
+            raise NotPromotedError(result.promotion)
+
+
+def _plot(metrics_path: str, model_path: str) -> str | None:
+    """Draw the curves beside the model; a failure is a warning, since the model is already saved."""
+    from rnnlm_cli.errors import RnnlmError
+    from rnnlm_cli.train.plot import curve_path, plot_metrics
+
+    path = curve_path(model_path)
+    try:
+        plot_metrics(metrics_path, path)
+    except RnnlmError as exc:
+        warn(f"no learning curves: {exc}")
+        return None
+    return path
+
+
+def _summary_rows(result: Any, curve: str | None) -> list[tuple[str, str]]:
+    """The summary table's rows: the figures of the result line, and the ones only metrics.jsonl knows."""
+    from rnnlm_cli.errors import RnnlmError
+    from rnnlm_cli.train.plot import read_curves
+
+    try:
+        curves = read_curves(result.paths.metrics)
+        best, last_lr = curves.best_valid(), curves.last_lr()
+    except RnnlmError:
+        best = last_lr = None
+    best_text = f"{result.best_valid_ppl:.2f}"
+    if best is not None:
+        best_text += f" at step {best[0]:,}"
+    files = [("model", result.paths.model), ("last", result.paths.last), ("metrics", result.paths.metrics)]
+    if curve is not None:
+        files.append(("curve", curve))
+    return [
+        ("stopped by", result.stop_reason),
+        ("steps", f"{result.steps:,}"),
+        ("epochs", f"{result.epochs:.2f}"),
+        ("train tokens", f"{result.train_tokens:,}"),
+        ("tokens/s", f"{result.tokens_per_second:,.0f}"),
+        ("train time", _duration(result.seconds)),
+        ("best valid ppl", best_text),
+        ("skipped steps", f"{result.skipped_steps:,}"),
+        ("last lr", "not logged" if last_lr is None else f"{last_lr[1]:.4g} (step {last_lr[0]:,})"),
+        *((f"{name} file", path) for name, path in files),
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d} ({seconds:,.0f} s)"

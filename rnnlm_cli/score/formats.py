@@ -1,0 +1,83 @@
+"""Score reports as text: SRILM's ``ngram -ppl -debug N`` layout, KenLM-style query lines, and
+the report of a fitted mixture weight.
+
+SRILM (debug 1 and 2), for each line::
+
+    the cat sat
+    \tp( the | <s> ) \t= 0.0123457 [ -1.90849 ]          (debug 2: one line per word)
+    \tp( cat | the ...) \t= 0.0513 [ -1.28988 ]
+    \tp( zebra | cat ...) \t= [OOV] 0 [ -inf ]
+    \tp( </s> | sat ...) \t= 0.31 [ -0.508638 ]
+    1 sentences, 3 words, 0 OOVs
+    0 zeroprobs, logprob= -4.68 ppl= 14.8 ppl1= 36.3
+    <blank line>
+
+then the file's totals (``file NAME: ...`` and the same second line). The context shows
+the previous word and ``...`` for the longer history a recurrent model always uses.
+Numbers have six significant digits, as SRILM prints them.
+
+Query (one output line per input line, printed as soon as the line is scored)::
+
+    the=-1.90849<TAB>cat=-1.28988<TAB>zebra=OOV<TAB></s>=-0.508638<TAB>Total: -3.68722 OOV: 1
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from rnnlm_cli.score.word_scoring import SENTENCE_START, WordScore
+
+
+def number(value: float) -> str:
+    """Six significant digits, as SRILM prints; ``undefined`` for NaN."""
+    if math.isnan(value):
+        return "undefined"
+    return f"{value:.6g}"
+
+
+def totals_lines(totals, name: str | None = None) -> list[str]:
+    """SRILM's two summary lines; with ``name``, the first names the file."""
+    first = f"{totals.sentences} sentences, {totals.words} words, {totals.oovs} OOVs"
+    if name is not None:
+        first = f"file {name}: {first}"
+    second = (f"{totals.zeroprobs} zeroprobs, logprob= {number(totals.logprob)} "
+              f"ppl= {number(totals.ppl)} ppl1= {number(totals.ppl1)}")
+    return [first, second]
+
+
+class WordLines:
+    """Per-word lines of debug level 2; remembers the previous word across pieces of a line."""
+
+    def __init__(self) -> None:
+        self._previous: str | None = None
+
+    def lines(self, words: Iterable[WordScore]) -> list[str]:
+        out = []
+        for word in words:
+            if self._previous is None:
+                context = f"{SENTENCE_START} "
+            else:
+                context = f"{self._previous} ..."
+            if word.oov:
+                value = "[OOV] 0 [ -inf ]"
+            else:
+                value = f"{number(10.0 ** word.log10)} [ {number(word.log10)} ]"
+            out.append(f"\tp( {word.word} | {context}) \t= {value}")
+            self._previous = None if word.ends_line else word.word
+        return out
+
+
+def query_entries(words: Iterable[WordScore]) -> list[str]:
+    """``word=log10`` per word (``word=OOV`` for an OOV), as KenLM's ``query`` lists them."""
+    return [f"{word.word}={'OOV' if word.oov else number(word.log10)}" for word in words]
+
+
+def query_total(totals) -> str:
+    return f"Total: {number(totals.logprob)} OOV: {totals.oovs}"
+
+
+def fit_lines(path: str, fit) -> list[str]:
+    """The report of a mixture weight fitted on ``path`` (:class:`rnnlm_cli.score.interpolation.MixFit`)."""
+    return [f"fit on {path}: {fit.words} words, lambda= {number(fit.weight)} ({fit.iterations} EM iterations)",
+            f"ppl rnn= {number(fit.ppl_model)} ngram= {number(fit.ppl_ngram)} mix= {number(fit.ppl_mix)}"]

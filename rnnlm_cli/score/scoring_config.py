@@ -1,0 +1,120 @@
+"""What ``rnnlm eval`` is asked to do beyond plain scoring, checked once, and the parts it needs;
+and how it reads n-best lists (:class:`NBestConfig`).
+
+Defaults for the neural cache and dynamic evaluation were tuned on the first 300 lines of
+WikiText-2's validation split with a 1x256 tied LSTM (see the README's scoring section);
+both want retuning for a very different model: the cache's ``theta`` scales with the size
+of the features, the dynamic learning rate with how far training went.
+
+Importing this module does not import torch, so the command line can read its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnlm_cli.config import AMP_MODES, check_values
+from rnnlm_cli.errors import UsageError
+
+CONTEXTS = ("stream", "sentence")
+DEBUG_LEVELS = (0, 1, 2)
+MAX_CACHE = 100_000
+"""Largest --cache: each chunk scores against the whole window, a (chunk, window) matrix."""
+MAX_SEGMENT = 4096
+"""Largest --dynamic-segment: a segment's (T, V) logits and their gradient are held at once."""
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    context: str = "stream"
+    """stream: the state carries across lines; sentence: every line alone."""
+    unk: bool = False
+    """Score OOV words as <unk> instead of leaving them out."""
+    cache: int = 0
+    """Neural cache over the last N positions; 0 = off."""
+    cache_theta: float = 0.5
+    """Cache: the inverse temperature of the dot products between features."""
+    cache_lambda: float = 0.2
+    """Cache: its weight in the mix with the model's prediction."""
+    dynamic: bool = False
+    """Dynamic evaluation: adapt the weights on each segment after scoring it."""
+    dynamic_lr: float = 0.5
+    """Dynamic evaluation: SGD learning rate on the segment's mean loss."""
+    dynamic_decay: float = 0.0
+    """Dynamic evaluation: pull towards the trained weights per step (0 = none)."""
+    dynamic_segment: int = 20
+    """Dynamic evaluation: tokens per adaptation step."""
+    mix_weight: float = 0.5
+    """With an n-gram model: the neural model's weight in the per-word mix."""
+    amp: str = "off"
+    """Precision of the matrix products: off (float32), bf16, or auto (bf16 where native)."""
+    lm_weight: float = 1.0
+    """n-best: the weight of the language model score in each hypothesis' total."""
+    word_penalty: float = 0.0
+    """n-best: log10 score added per word of each hypothesis."""
+
+    def __post_init__(self) -> None:
+        # Every float must be finite: a NaN weight would rank every hypothesis as equal.
+        check_values(self, {"mix_weight": "--lambda"})
+        if self.context not in CONTEXTS:
+            raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
+        if not 0 <= self.cache <= MAX_CACHE:
+            raise UsageError(f"--cache must be 0 (off) or a number of positions up to {MAX_CACHE}, got {self.cache}")
+        if not self.cache_theta >= 0:
+            raise UsageError(f"--cache-theta must be a finite number >= 0, got {self.cache_theta}")
+        if not 0.0 <= self.cache_lambda <= 1.0:
+            raise UsageError(f"--cache-lambda must be within [0, 1], got {self.cache_lambda}")
+        if not self.dynamic_lr > 0:
+            raise UsageError(f"--dynamic-lr must be a positive number, got {self.dynamic_lr}")
+        if not 0.0 <= self.dynamic_decay <= 1.0:
+            raise UsageError(f"--dynamic-decay must be within [0, 1], got {self.dynamic_decay}")
+        if not 1 <= self.dynamic_segment <= MAX_SEGMENT:
+            raise UsageError(f"--dynamic-segment must be between 1 and {MAX_SEGMENT}, got {self.dynamic_segment}")
+        if not 0.0 <= self.mix_weight <= 1.0:
+            raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
+        if self.amp not in AMP_MODES:
+            raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.context != "stream" and (self.cache or self.dynamic):
+            raise UsageError("--cache and --dynamic score a continuous stream: they need --context stream")
+
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens fed to the model at once in the stream context."""
+        return self.dynamic_segment if self.dynamic else 256
+
+    def precision(self, device):
+        """The autocast context the model runs in: bf16 matrix products when ``amp`` asks
+        for them; log-softmaxes and the sums of scores stay float32 either way."""
+        from rnnlm_cli.device import amp_enabled, bf16_autocast
+
+        return bf16_autocast(device, amp_enabled(self.amp, device))
+
+    def build_cache(self):
+        if not self.cache:
+            return None
+        from rnnlm_cli.score.cache import NeuralCache
+
+        return NeuralCache(self.cache, self.cache_theta, self.cache_lambda)
+
+    def build_dynamic(self, model):
+        if not self.dynamic:
+            return None
+        from rnnlm_cli.score.dynamic import DynamicEvaluation
+
+        return DynamicEvaluation(model, self.dynamic_lr, self.dynamic_decay)
+
+
+@dataclass(frozen=True)
+class NBestConfig:
+    """How n-best lists are read and ordered; the weights of the totals are the
+    :class:`ScoringConfig`'s ``lm_weight`` and ``word_penalty``.
+
+    ``format`` and ``acoustic`` are checked where the lists are read
+    (:func:`rnnlm_cli.score.nbest.iter_nbest`), beside every other fault a list can have."""
+
+    format: str = "auto"
+    """Layout of the lists: auto, srilm or kaldi (see :mod:`rnnlm_cli.score.nbest`)."""
+    acoustic: str | None = None
+    """Kaldi lists: a table of 'KEY cost' acoustic costs (natural log); None: every acoustic score is 0."""
+    sort: bool = False
+    """Order each list by total, best first (ties by rank); otherwise the input order."""

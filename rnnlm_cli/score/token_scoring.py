@@ -1,0 +1,271 @@
+"""Token-level scoring: the natural-log probability of every token of a text, in order.
+
+Every line is scored as a sentence: its tokens and the end-of-line token ``<eos>`` are
+predicted, the first from the context ``<eos>`` (the end of the previous line) stands for.
+Two contexts:
+
+* ``stream``: one continuous token stream with the state carried across lines, fed to
+  the model ``chunk_tokens`` at a time. The evaluation-time methods live here: a neural
+  cache mixes a pointer over past features into each prediction, and dynamic evaluation
+  adapts the weights on each chunk *after* scoring it.
+* ``sentence``: every line from a fresh state, many lines per batch.
+
+A line longer than the read limit arrives in pieces (:func:`rnnlm_cli.text.reading.iter_segments`);
+its tokens run on across the pieces, and memory holds one chunk and the pieces it touches,
+never the whole line.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+from rnnlm_cli.text.corpus import count_literal_specials
+from rnnlm_cli.models.lm import detach_state
+
+
+@dataclass
+class EncodeCounts:
+    """What encoding saw, for the report: literal specials and tokens the vocabulary lacked."""
+
+    literal_specials: int = 0
+    """Word tokenizer only: words spelled ``<eos>`` or ``<unk>``, read as ``<unk>``."""
+    tokens: int = 0
+    """Tokens encoded, line ends excluded."""
+    unk_tokens: int = 0
+    """Tokens that are ``<unk>`` (OOV words with a word tokenizer, unknown characters with char)."""
+    byte_tokens: int = 0
+    """Sentencepiece only: byte-fallback pieces (characters spelled as their UTF-8 bytes)."""
+
+
+@dataclass
+class Piece:
+    """One piece of an encoded line (the whole line unless it is longer than the read limit)."""
+
+    text: str
+    context: int  # the token before the first target: <eos> at a line start
+    targets: list[int]  # the piece's tokens, then <eos> if it ends its line
+    word_index: list[int]  # per target: its word in text.split(); len(words) for <eos>
+    oov: list[bool]  # per word: scored as <unk> because the vocabulary lacks it
+    last: bool
+    logprobs: list[float] = field(default_factory=list)  # per target, filled by the scorer
+
+    def inputs(self, start: int, stop: int) -> list[int]:
+        """What the model reads to predict ``targets[start:stop]``: each target's predecessor."""
+        if start == 0:
+            return [self.context] + self.targets[: max(stop - 1, 0)]
+        return self.targets[start - 1: stop - 1]
+
+
+class PieceEncoder:
+    """Encodes each text piece into a :class:`Piece`; a line's tokens run on across its pieces."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._previous = tokenizer.eos_id
+        self.counts = EncodeCounts()
+        is_byte = getattr(tokenizer, "is_byte", None)
+        self._is_byte = is_byte if tokenizer.kind == "sentencepiece" and is_byte is not None else None
+
+    def encode(self, text: str, ends_line: bool, context: int | None = None) -> Piece:
+        """``context`` overrides the running one (sentence scoring starts every line from <eos>)."""
+        tokenizer = self._tokenizer
+        encoded = tokenizer.encode_line(text)
+        targets = encoded.ids
+        counts = self.counts
+        counts.tokens += len(targets)
+        if tokenizer.unk_id is not None:
+            unknown = targets.count(tokenizer.unk_id)
+            counts.unk_tokens += unknown
+            if unknown and tokenizer.kind == "word":
+                counts.literal_specials += count_literal_specials(text)
+        if self._is_byte is not None:
+            counts.byte_tokens += sum(1 for token in targets if self._is_byte(token))
+        # Tokens past the last word (a line of whitespace) are charged to the line end.
+        words = encoded.words
+        word_index = [min(index, words) for index in encoded.word_index]
+        if ends_line:
+            targets.append(tokenizer.eos_id)
+            word_index.append(words)
+        piece = Piece(text=text, context=self._previous if context is None else context, targets=targets,
+                      word_index=word_index, oov=list(encoded.oov), last=ends_line)
+        if targets:
+            self._previous = targets[-1]
+        return piece
+
+    def pieces(self, segments: Iterable[tuple[str, bool]]) -> Iterator[Piece]:
+        for text, ends_line in segments:
+            yield self.encode(text, ends_line)
+
+
+class _Open:
+    """A piece being scored and how many of its targets are still out."""
+
+    __slots__ = ("piece", "left")
+
+    def __init__(self, piece: Piece) -> None:
+        self.piece = piece
+        self.left = len(piece.targets)
+
+
+class StreamScorer:
+    """Feeds pieces as one continuous token stream, ``chunk_tokens`` at a time, state carried.
+
+    ``eager`` scores each line as soon as its end arrives (answers a line before the next
+    is read). ``cache`` (:class:`rnnlm_cli.score.cache.NeuralCache`) mixes a pointer over past
+    features into each prediction; ``dynamic`` (:class:`rnnlm_cli.score.dynamic.DynamicEvaluation`)
+    takes a gradient step on each chunk once it is scored, so a prediction only ever
+    benefits from text before it.
+    """
+
+    def __init__(self, model, device, chunk_tokens: int, *, eager: bool = False, cache=None,
+                 dynamic=None) -> None:
+        self._model = model
+        self._device = device
+        self._chunk = chunk_tokens
+        self._eager = eager
+        self._cache = cache
+        self._dynamic = dynamic
+        self._state = model.init_state(1, device=device)
+        self._open: deque[_Open] = deque()
+        self._inputs: list[int] = []
+        self._targets: list[int] = []
+        self._owners: list[_Open] = []
+
+    def feed(self, piece: Piece) -> Iterator[Piece]:
+        """Take ``piece``; yield the leading pieces now fully scored, ``logprobs`` filled."""
+        entry = _Open(piece)
+        self._open.append(entry)
+        start = 0
+        while start < len(piece.targets):
+            take = min(self._chunk - len(self._inputs), len(piece.targets) - start)
+            self._inputs.extend(piece.inputs(start, start + take))
+            self._targets.extend(piece.targets[start:start + take])
+            self._owners.extend([entry] * take)
+            start += take
+            if len(self._inputs) == self._chunk:
+                self._run()
+        if self._eager and piece.last and self._inputs:
+            self._run()
+        yield from self._done()
+
+    def finish(self) -> Iterator[Piece]:
+        if self._inputs:
+            self._run()
+        yield from self._done()
+        if self._open:
+            raise RuntimeError("pieces left unscored")
+
+    def _run(self) -> None:
+        x = torch.tensor(self._inputs, dtype=torch.long, device=self._device).unsqueeze(1)  # (T, 1)
+        y = torch.tensor(self._targets, dtype=torch.long, device=self._device)  # (T,)
+        if self._dynamic is None:
+            with torch.no_grad():
+                logprobs = self._score(x, y)
+        else:
+            with self._dynamic.scoring():
+                logprobs = self._score(x, y)
+                # Score first, then adapt on what was just scored: never on text not yet scored.
+                self._dynamic.adapt(-logprobs.mean())
+        for owner, value in zip(self._owners, logprobs.detach().double().tolist()):
+            owner.left -= 1
+            owner.piece.logprobs.append(value)
+        self._inputs, self._targets, self._owners = [], [], []
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(T,) natural-log probability of each target; the state moves on."""
+        features, state = self._model.hidden_states(x, self._state)  # (T, 1, D)
+        self._state = detach_state(state)
+        logprobs = self._model.target_logprobs(features[:, 0], y)  # (T,)
+        if self._cache is not None:
+            with torch.no_grad():
+                mixed = self._cache.mix(features[:, 0].detach(), y, logprobs.detach())
+            # The cache's share carries no gradient: dynamic evaluation adapts the model alone.
+            logprobs = logprobs + (mixed - logprobs).detach()
+        return logprobs
+
+    def _done(self) -> Iterator[Piece]:
+        while self._open and self._open[0].left == 0:
+            yield self._open.popleft().piece
+
+
+def score_stream(model, pieces: Iterable[Piece], device, chunk_tokens: int, *, eager: bool = False,
+                 cache=None, dynamic=None) -> Iterator[Piece]:
+    """Yield pieces in order with ``logprobs`` filled, the state carried across every line."""
+    scorer = StreamScorer(model, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic)
+    for piece in pieces:
+        yield from scorer.feed(piece)
+    yield from scorer.finish()
+
+
+SORT_WINDOW_BATCHES = 64
+"""Sentence scoring sorts the lines of a window this many batches long by length, so a
+batch holds lines of about one length: in file order, WikiText-2's mix of headings,
+blank lines and paragraphs makes three quarters of a padded batch padding."""
+
+
+def score_sentences(model, pieces: Iterable[Piece], device, batch_tokens: int, chunk_tokens: int,
+                    *, eager: bool = False) -> Iterator[Piece]:
+    """Yield pieces in order with ``logprobs`` filled, each line scored from a fresh state.
+
+    Lines are scored many at once, padded to the longest: a batch grows while its padded
+    size stays within ``batch_tokens``, which bounds the (T, N, V) logits in memory. Up to
+    :data:`SORT_WINDOW_BATCHES` batches' worth of lines are read ahead and batched by
+    length, then yielded in their order. A line longer than ``batch_tokens`` (or arriving
+    in pieces) is scored alone, in chunks, from a fresh state. ``eager`` scores every line
+    as it arrives (one line per batch).
+    """
+    window: list[Piece] = []
+    window_tokens = 0
+    limit = 1 if eager else SORT_WINDOW_BATCHES * batch_tokens
+    alone: StreamScorer | None = None
+    for piece in pieces:
+        if alone is None and piece.last and len(piece.targets) <= batch_tokens:
+            window.append(piece)
+            window_tokens += len(piece.targets)
+            if window_tokens >= limit:
+                yield from _score_window(model, window, device, batch_tokens)
+                window, window_tokens = [], 0
+            continue
+        yield from _score_window(model, window, device, batch_tokens)
+        window, window_tokens = [], 0
+        if alone is None:
+            alone = StreamScorer(model, device, chunk_tokens)
+        yield from alone.feed(piece)
+        if piece.last:
+            yield from alone.finish()
+            alone = None
+    yield from _score_window(model, window, device, batch_tokens)
+
+
+def _score_window(model, window: list[Piece], device, batch_tokens: int) -> list[Piece]:
+    """Score whole lines longest first, in batches of at most ``batch_tokens`` padded
+    tokens; return them in their own order."""
+    batch: list[Piece] = []
+    for piece in sorted(window, key=lambda p: len(p.targets), reverse=True):
+        # Longest first: the batch's first line sets its padded length.
+        if batch and len(batch[0].targets) * (len(batch) + 1) > batch_tokens:
+            _score_batch(model, batch, device)
+            batch = []
+        batch.append(piece)
+    if batch:
+        _score_batch(model, batch, device)
+    return window
+
+
+@torch.no_grad()
+def _score_batch(model, batch: list[Piece], device) -> None:
+    length = max(len(p.targets) for p in batch)
+    x = torch.zeros(length, len(batch), dtype=torch.long)
+    y = torch.zeros(length, len(batch), dtype=torch.long)
+    for column, piece in enumerate(batch):
+        x[: len(piece.targets), column] = torch.tensor(piece.inputs(0, len(piece.targets)))
+        y[: len(piece.targets), column] = torch.tensor(piece.targets)
+    # Padding comes after each line's last token, so it never affects real targets.
+    logprobs, _ = model(x.to(device), model.init_state(len(batch), device=device), targets=y.to(device))  # (T, N)
+    logprobs = logprobs.t().double().cpu()  # (N, T)
+    for column, piece in enumerate(batch):
+        piece.logprobs.extend(logprobs[column, : len(piece.targets)].tolist())

@@ -1,0 +1,130 @@
+"""From token probabilities to word probabilities, and the mix with an n-gram model.
+
+A word's probability is the product of its tokens' (characters, bytes or subword pieces
+with the separator before them), so every tokenizer is scored per word, as SRILM scores.
+The line end is the word ``</s>``. A word outside a word-level vocabulary is an OOV: the
+model reads it as ``<unk>``, and unless ``unk`` is asked for, its probability is left out
+of the totals, as SRILM leaves it out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from rnnlm_cli.score.mixing import mix_log10
+from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, score_stream
+from rnnlm_cli.units import LN10
+
+SENTENCE_START = "<s>"
+SENTENCE_END = "</s>"
+
+
+@dataclass
+class WordScore:
+    """One scored word of a line."""
+
+    word: str
+    """The word as written, or ``</s>`` for the line end."""
+    log10: float
+    """log10 probability under the scorer (the mix, when an n-gram model is mixed in)."""
+    oov: bool = False
+    """Outside the vocabulary and left out of the totals."""
+    tokens: int = 1
+    """Tokens whose probabilities make up the word's."""
+    model_log10: float = math.nan
+    """log10 probability under the neural model alone."""
+    ngram_log10: float = math.nan
+    """log10 probability under the n-gram model, when one is mixed in."""
+    ends_line: bool = False
+    """The line end (a word written ``</s>`` in the text is an ordinary word)."""
+
+    @property
+    def zeroprob(self) -> bool:
+        return not self.oov and self.log10 == -math.inf
+
+
+def piece_words(piece: Piece, unk: bool = False) -> list[WordScore]:
+    """The scored words of ``piece`` (``logprobs`` filled), ``</s>`` last if it ends its line.
+
+    ``unk``: score OOV words as ``<unk>`` instead of leaving them out.
+    """
+    words = piece.text.split()
+    sums = [0.0] * (len(words) + 1)
+    counts = [0] * (len(words) + 1)
+    for index, value in zip(piece.word_index, piece.logprobs):
+        sums[index] += value
+        counts[index] += 1
+    scored = []
+    for index, word in enumerate(words):
+        log10 = sums[index] / LN10
+        scored.append(WordScore(word, log10, oov=piece.oov[index] and not unk, tokens=counts[index],
+                                model_log10=log10))
+    if piece.last:
+        log10 = sums[-1] / LN10
+        scored.append(WordScore(SENTENCE_END, log10, tokens=counts[-1], model_log10=log10, ends_line=True))
+    return scored
+
+
+class NgramMix:
+    """Mixes each word's probability with an n-gram model's, per word:
+    ``P = weight * P_model + (1 - weight) * P_ngram`` (``weight`` is the neural model's, as
+    Mikolov's rnnlm's ``-lambda``).
+
+    The n-gram context restarts at every line (``<s>``) and runs on across the pieces of
+    a long line. An OOV word stays an OOV of the mix: the neural model's vocabulary decides.
+    """
+
+    def __init__(self, ngram, weight: float) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError("the mixture weight must be within [0, 1]")
+        self._ngram = ngram
+        self.weight = weight
+        self._history: list[str] = [SENTENCE_START]
+
+    def apply(self, words: Iterable[WordScore]) -> None:
+        """Fill ``ngram_log10`` and set ``log10`` to the mix, in place, in text order."""
+        keep = max(self._ngram.order - 1, 1)
+        for word in words:
+            word.ngram_log10 = self._ngram.logprob(word.word, self._history)
+            if not word.oov:
+                word.log10 = mix_log10(word.model_log10, word.ngram_log10, self.weight)
+            if word.ends_line:
+                self._history = [SENTENCE_START]
+            else:
+                self._history.append(word.word)
+                del self._history[:-keep]
+
+
+def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
+                        piece_chars: int = 1 << 16, chunk_tokens: int = 256) -> float:
+    """The log10 score of ``text`` as one sentence from a fresh state, as the total of
+    its words (OOVs and zero-probability words left out, as SRILM sums them).
+
+    ``text`` is encoded and scored a piece of at most ``piece_chars`` characters at a time,
+    cut after a space, so memory holds one piece's tokens and words, never the text's: for
+    a hypothesis of megabytes.
+    """
+    total = 0.0
+    pieces = PieceEncoder(tokenizer).pieces(_text_pieces(text, piece_chars))
+    for piece in score_stream(model, pieces, device, chunk_tokens):
+        words = piece_words(piece, unk=unk)
+        if mix is not None:
+            mix.apply(words)
+        total += sum(word.log10 for word in words if not word.oov and not word.zeroprob)
+    return total
+
+
+def _text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:
+    """``(piece, ends_line)`` for consecutive pieces of ``text``, each cut after its last
+    space (inside a word only when a word is longer than ``size``), as
+    :func:`rnnlm_cli.text.reading.iter_segments` cuts a long line."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start, start + size) + 1
+        if cut <= start:
+            cut = start + size
+        yield text[start:cut], False
+        start = cut
+    yield text[start:], True

@@ -1,0 +1,180 @@
+"""Writing a model in other formats: ONNX, safetensors, word2vec text embeddings.
+
+ONNX graphs take the hidden state as explicit inputs and return the new state, so a
+runtime can score or generate step by step:
+
+    inputs:  tokens (T, B) int64, <s>0 (L, B, H) for each state name s of the cell
+             [, mem0 (N, B, H), valid0 (N, B) with --attention N]
+    outputs: logits (T, B, V), <s>n (L, B, H) for each s [, memn (N, B, H), validn (N, B)]
+
+The state names are the cell registry's (``CellSpec.state_names``): h0, c0 in and hn, cn
+out for an LSTM or mogrifier, h0 and hn for a GRU or an Elman RNN.
+
+mem holds the last N top-layer outputs and valid is 1.0 where a slot is filled (start
+a stream with zeros for both). T and B are dynamic axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from rnnlm_cli.files.atomic import atomic_path, atomic_open
+from rnnlm_cli.store.checkpoint import FORMAT, VERSION, checked_checkpoint, model_from_checkpoint
+from rnnlm_cli.config import as_dict
+from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.errors import CheckpointError, UsageError
+
+FORMATS = ("onnx", "safetensors", "embeddings")
+SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec"}
+
+
+def default_output(model_path: str, fmt: str) -> str:
+    return os.path.splitext(model_path)[0] + SUFFIXES[fmt]
+
+
+class _WithExplicitState(torch.nn.Module):
+    """The LM with its state as separate tensors, the shape ONNX graphs need."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, *state: torch.Tensor):
+        logits, new_state = self.model(tokens, tuple(state))
+        return (logits, *new_state)
+
+
+def onnx_io_names(config: ModelConfig) -> tuple[list[str], list[str]]:
+    names = config.cell_spec.state_names + (("mem", "valid") if config.attention else ())
+    return ["tokens", *[f"{n}0" for n in names]], ["logits", *[f"{n}n" for n in names]]
+
+
+def _fused_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU copy of ``model`` in eval mode, on torch's fused recurrent modules.
+
+    The exporter traces the model: the reference cells' Python loop over time steps would
+    be unrolled for the example length and the graph would accept no other. The fused
+    modules take the same state dict, so the copy computes the same function. Exporting a
+    copy also leaves the caller's model where it was, in the mode it was in.
+    """
+    from rnnlm_cli.models.lm import build_model
+
+    copy = build_model(dataclasses.replace(model.config, impl="fused"))
+    copy.load_state_dict({name: t.detach().cpu() for name, t in model.state_dict().items()})
+    return copy.eval()
+
+
+def export_onnx(model: torch.nn.Module, path: str, opset: int = 17) -> None:
+    """Write ``model`` as an ONNX graph with explicit state inputs and outputs."""
+    config: ModelConfig = model.config
+    model = _fused_copy(model)
+    # Built in eval mode: the exporter puts the module it is given back into that module's
+    # own mode afterwards, and a new module starts in training mode.
+    wrapper = _WithExplicitState(model).eval()
+    tokens = torch.zeros(3, 2, dtype=torch.long)
+    state = model.init_state(2)
+    inputs, outputs = onnx_io_names(config)
+    axes: dict[str, dict[int, str]] = {"tokens": {0: "time", 1: "batch"}, "logits": {0: "time", 1: "batch"}}
+    for name in inputs[1:] + outputs[1:]:
+        axes[name] = {1: "batch"}
+    with atomic_path(path) as temp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+        # The TorchScript-based exporter maps torch's fused RNN modules onto ONNX's own
+        # LSTM/GRU/RNN operators, which keeps the graph small and fast in runtimes.
+        torch.onnx.export(wrapper, (tokens, *state), temp, input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def _metadata(config: ModelConfig, tokenizer_dict: dict[str, Any]) -> dict[str, str]:
+    return {"format": FORMAT, "version": str(VERSION), "model_config": json.dumps(as_dict(config)),
+            "tokenizer": json.dumps(tokenizer_dict)}
+
+
+def export_safetensors(model: torch.nn.Module, tokenizer_dict: dict[str, Any], path: str) -> None:
+    """Weights in safetensors, with the model config and tokenizer as JSON metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    if model.config.tied:
+        # safetensors stores no aliases; the tied decoder weight is rebuilt on load.
+        tensors.pop("decoder.weight", None)
+    with atomic_path(path) as temp:
+        save_file(tensors, temp, metadata=_metadata(model.config, tokenizer_dict))
+
+
+def load_safetensors(path: str, max_params: int = 0):
+    """Rebuild ``(model, tokenizer_dict)`` from a file written by :func:`export_safetensors`.
+
+    The file's contents pass the checkpoint's own checks (:func:`checked_checkpoint`): dense
+    finite weights of the shapes the stored config needs, the parameter cap, the tokenizer."""
+    from safetensors import SafetensorError, safe_open
+
+    from rnnlm_cli.text.reading import check_readable
+
+    check_readable(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an rnnlm safetensors export")
+    if not meta.get("version", "").isdigit() or int(meta["version"]) > VERSION:
+        raise CheckpointError(f"{path}: export format version {meta.get('version')!r} is newer than this "
+                              f"rnnlm reads (version {VERSION}); upgrade rnnlm")
+    try:
+        model_config = json.loads(meta["model_config"])
+        tokenizer = json.loads(meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: export metadata is incomplete or damaged ({exc})") from exc
+    if isinstance(model_config, dict) and model_config.get("tied") is True and "embedding.weight" in tensors:
+        # Stored once (safetensors keeps no aliases); the model holds it under both names.
+        tensors.setdefault("decoder.weight", tensors["embedding.weight"])
+    payload = {"format": FORMAT, "version": VERSION, "model_config": model_config, "tokenizer": tokenizer,
+               "state_dict": tensors}
+    checkpoint = checked_checkpoint(path, payload, max_params)
+    model, _ = model_from_checkpoint(path, checkpoint)
+    return model, checkpoint.tokenizer
+
+
+def _word2vec_token(piece: str) -> str:
+    # word2vec text lines are split on whitespace, so a token holding some is escaped.
+    if not piece or any(ch.isspace() for ch in piece):
+        return "".join(f"<0x{ord(ch):02X}>" if ch.isspace() else ch for ch in piece) or "<empty>"
+    return piece
+
+
+def export_embeddings(model: torch.nn.Module, tokenizer, path: str) -> None:
+    """The input embeddings in word2vec's text format: a 'V D' line, then 'token v1 .. vD'."""
+    weight = model.embedding.weight.detach().cpu().float()  # (V, E)
+    with atomic_open(path, "w") as handle:
+        handle.write(f"{weight.shape[0]} {weight.shape[1]}\n")
+        for index, row in enumerate(weight.tolist()):
+            handle.write(_word2vec_token(tokenizer.piece(index)) + " " + " ".join(f"{v:.6g}" for v in row) + "\n")
+
+
+def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
+    """Export the model at ``model_path`` as ``fmt``; returns the path written."""
+    from rnnlm_cli.store.checkpoint import load_model
+    from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = out or default_output(model_path, fmt)
+    check_output_file(out, "--out")
+    check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
+    model, tokenizer, checkpoint = load_model(model_path, "cpu")
+    if fmt == "onnx":
+        export_onnx(model, out)
+    elif fmt == "safetensors":
+        export_safetensors(model, checkpoint.tokenizer, out)
+    else:
+        export_embeddings(model, tokenizer, out)
+    return out

@@ -1,0 +1,58 @@
+"""The files a training job reads and writes, checked against each other before any work.
+
+See :mod:`rnnlm_cli.files.roles` for why; this module knows which files a ``train`` run
+touches: its inputs, ``--out`` and the files written beside it, and the promotion target.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rnnlm_cli.errors import UsageError
+from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+from rnnlm_cli.train.job import TrainJob
+from rnnlm_cli.train.outputs import OutputPaths
+from rnnlm_cli.train.resume import AUTO
+from rnnlm_cli.store.tokenizer_sources import tokenizer_to_learn
+from rnnlm_cli.text.tokenfile import is_token_file
+
+
+def check_job_files(job: TrainJob) -> None:
+    """Refuse, before any work, outputs that cannot be written and two roles naming one file.
+
+    ``--init-from X --promote-if-better X`` is the cron recipe and may share a file (X is
+    read at the start and replaced, under its lock, only at the end); so may ``--resume``
+    and the ``.last.pt`` it continues.
+    """
+    paths = OutputPaths.beside(job.out)
+    check_output_file(job.out, "--out")
+    outputs = [FileRole("--out", job.out, writes=True),
+               FileRole("the state file", paths.last, writes=True),
+               FileRole("the metrics file", paths.metrics, writes=True)]
+    stem, _ = os.path.splitext(job.out)
+    if not is_token_file(job.corpus):  # a pipe is not sniffed: what comes through it lands in .train.tok
+        outputs.append(FileRole("the token file", f"{stem}.train.tok", writes=True))
+    if job.valid is not None and not is_token_file(job.valid):
+        outputs.append(FileRole("the validation token file", f"{stem}.valid.tok", writes=True))
+    for role in outputs[1:]:
+        check_output_file(role.path, role.name)
+    inputs = [FileRole("CORPUS", job.corpus), FileRole("--valid", job.valid or ""),
+              FileRole("--init-from", job.init_from or ""),
+              FileRole("--tokenizer", job.tokenizer if job.tokenizer and not tokenizer_to_learn(job.tokenizer) else ""),
+              FileRole("--embeddings", job.train.embeddings), FileRole("--synonyms", job.train.synonyms)]
+    if job.resume not in (None, AUTO):
+        inputs.append(FileRole("--resume", job.resume))
+    if job.promote_to is not None:
+        check_output_file(job.promote_to, "--promote-if-better")
+        inputs.append(FileRole("--promote-if-better", job.promote_to, writes=True))
+    for role in inputs:
+        if job.train.keep_checkpoints and role.path and _is_snapshot_name(role.path, paths):
+            raise UsageError(f"{role.name} {role.path} is one of this run's snapshots, which --keep-checkpoints "
+                             "rotates away; copy it elsewhere first")
+    check_file_roles(inputs + outputs, may_share=[("--init-from", "--promote-if-better"),
+                                                  ("--resume", "the state file")])
+
+
+def _is_snapshot_name(path: str, paths: OutputPaths) -> bool:
+    real, prefix = os.path.realpath(path), os.path.realpath(paths.snapshot_prefix)
+    return real.startswith(prefix) and real[len(prefix):-len(".pt")].isdigit() and real.endswith(".pt")

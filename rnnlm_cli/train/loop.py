@@ -1,0 +1,348 @@
+"""The truncated-BPTT training loop.
+
+The corpus is cut into ``batch_size`` parallel streams (see ``batching.bptt_streams``);
+each step trains on the next ``bptt`` tokens of every stream, starting from the hidden
+state the previous segment ended in, detached so gradients stop at the segment start
+(Williams & Peng, 1990). The loop reports through a callbacks object and never prints.
+
+Every validation writes ``<stem>.last.pt`` (weights, optimizer, position, hidden state,
+random generators, schedule and weight average: everything ``--resume`` needs) and,
+when the score improves, the model users load. A step whose loss or gradient is not
+finite is skipped, not applied. Rates, averaging and early stopping live in
+``schedules.py``; the loss terms in ``objective.py``; the layout of ``<stem>.last.pt``'s
+training state in ``state.py`` (:class:`~rnnlm_cli.train.state.TrainState`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnlm_cli.text.batching import bptt_streams, iter_bptt, segment_count
+from rnnlm_cli.train.objective import Objective
+from rnnlm_cli.train.schedules import LrSchedule, WeightAverage, random_bptt_length
+from rnnlm_cli.store.checkpoint import save_checkpoint
+from rnnlm_cli.config import TrainConfig, as_dict
+from rnnlm_cli.device import amp_enabled, bf16_autocast, synchronize
+from rnnlm_cli.train.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
+from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
+from rnnlm_cli.train.validation import stream_loss_sum
+from rnnlm_cli.models.lm import detach_state
+from rnnlm_cli.train.optimizers import load_optimizer_state, make_optimizer
+from rnnlm_cli.text.tokenview import TokenFileChangedError
+from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths, rotate_snapshots
+from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rng, restore_rng
+from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
+from rnnlm_cli.units import perplexity
+
+
+class TrainingDiverged(RnnlmError):
+    """Training produced nothing finite to keep, or kept producing non-finite steps."""
+
+
+class NoStop:
+    requested: int | None = None
+
+
+class Trainer:
+    """One training run; :meth:`run` trains until a budget ends, a signal, or divergence."""
+
+    def __init__(self, model: torch.nn.Module, train_tokens: np.ndarray, valid_tokens: np.ndarray,
+                 tokenizer_dict: dict[str, Any], config: TrainConfig, device: torch.device,
+                 paths: OutputPaths, callbacks: TrainCallbacks | None = None,
+                 resume: TrainState | None = None, stop=None, provenance: dict[str, Any] | None = None,
+                 dist: Dist = SINGLE, synonym_pairs: torch.Tensor | None = None):
+        self.dist = dist
+        self.model = model.to(device)
+        # Under torchrun the forward pass goes through DDP, which averages gradients.
+        self.forward = self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.valid_tokens = valid_tokens
+        self.train_length = len(train_tokens)
+        self.tokenizer_dict = tokenizer_dict
+        self.config = config
+        self.device = device
+        self.paths = paths
+        self.callbacks = (callbacks or SilentCallbacks()) if dist.is_main else SilentCallbacks()
+        self.stop = stop or NoStop()
+        self.train_config = {**as_dict(config), "provenance": provenance or {}}
+        self.optimizer = make_optimizer(model, config)
+        self.streams = bptt_streams(train_tokens, config.batch_size)  # (B, L + 1), a view of the file
+        self.steps_per_epoch = segment_count(self.streams, config.bptt)  # with --random-bptt, about
+        self.objective = Objective(config, None if synonym_pairs is None else synonym_pairs.to(device))
+        self.schedule = LrSchedule(config, config.max_steps or config.epochs * self.steps_per_epoch)
+        self.average = WeightAverage(self.model, config.nonmono) if config.asgd else None
+        self.amp = amp_enabled(config.amp, device)
+        self.progress = RunPosition()
+        self.hidden: tuple[torch.Tensor, ...] | None = None
+        self.bad_in_a_row = 0
+        self._agreed = [False, False]  # (a signal arrived, the time budget is spent), on any rank
+        self._started = time.perf_counter()
+        if resume is not None:
+            mine = resume.ranks[dist.rank]
+            self.progress = resume.progress
+            load_optimizer_state(self.optimizer, resume.optimizer)  # keeps this machine's kernel choice
+            if resume.schedule is not None:
+                self.schedule.load_state_dict(resume.schedule)
+            if self.average is not None:
+                self.average.load_state_dict(resume.average)
+            restore_rng(mine.rng)
+            if mine.hidden is not None:
+                self.hidden = tuple(t.to(device) for t in mine.hidden)
+        self.metrics = MetricsLog(paths.metrics if dist.is_main else None, append=resume is not None)
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        progress = self.progress
+        self.callbacks.on_start({
+            "device": str(self.device), "train_tokens": self.train_length,
+            "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "resumed_at": progress.to_dict() if progress.step else None,
+        })
+        self._started = time.perf_counter()
+        steps_at_start = progress.step
+        try:
+            with self._saved_if_the_data_goes():
+                stop_reason = self._loop(steps_at_start)
+        finally:
+            self.metrics.close()
+        return self._result(stop_reason)
+
+    @contextlib.contextmanager
+    def _saved_if_the_data_goes(self):
+        """A token file truncated or rewritten under the run (exit 66) still leaves a resumable state.
+
+        The failed read comes before a step, so the weights, position and carried state are
+        those of the last step taken. Under torchrun the other ranks are still in the step's
+        collectives, so there is nothing this rank can save alone.
+        """
+        try:
+            yield
+        except TokenFileChangedError:
+            if not self.dist.enabled:
+                self._save_last()
+            raise
+
+    def _loop(self, steps_at_start: int) -> str:
+        config, progress = self.config, self.progress
+        stop_reason = "epochs"
+        while progress.epoch <= config.epochs:
+            stop_reason = self._budget_spent() or self._train_epoch()
+            if stop_reason == "signal":
+                self._save_last()
+                signum = self.stop.requested or 15  # a rank the signal did not reach stops too
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(signum).name} at step {progress.step}, state saved; "
+                    f"resume with --resume {self.paths.last}", signum)
+            if stop_reason is None:  # the epoch ran to its end
+                stop_reason = "epochs"
+                halt = self._validate()
+                progress.epoch += 1
+                progress.segment = progress.position = 0
+                self.hidden = None
+                self._save_last()
+                if halt:
+                    stop_reason = halt
+                    break
+                continue
+            if progress.step > steps_at_start:  # a budget stopped this invocation's training
+                self._validate()
+                if progress.position >= self.streams.shape[1] - 1:
+                    # The epoch's data is used up and now validated: a resume starts the next one.
+                    progress.epoch += 1
+                    progress.segment = progress.position = 0
+                    self.hidden = None
+                self._save_last()
+            break
+        return stop_reason
+
+    def _budget_spent(self) -> str | None:
+        """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
+        if self.config.max_steps and self.progress.step >= self.config.max_steps:
+            return "max_steps"
+        return "max_time" if self._agreed[1] else None
+
+    def _should_stop(self) -> str | None:
+        """Why to stop after this step, the same answer on every rank.
+
+        The signal and the clock differ between ranks; they were agreed on in the step's
+        one all-reduce (:meth:`_step`). The step count is the same everywhere.
+        """
+        return "signal" if self._agreed[0] else self._budget_spent()
+
+    def _train_epoch(self) -> str | None:
+        """Train from the saved position to the epoch's end; the reason it stopped early, if any."""
+        config, progress, model = self.config, self.progress, self.model
+        model.train()
+        state = self.hidden if self.hidden is not None else model.init_state(config.batch_size, device=self.device)
+        window = LogWindow(self.device)
+        epoch_start = time.perf_counter()
+        reason = None
+        try:
+            for x, y in self._segments():
+                x, y = _to_device(x, self.device), _to_device(y, self.device)  # (T, B)
+                state = self._step(x, y, state, window)
+                progress.segment += 1
+                progress.position += len(x)
+                self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
+                reason = self._should_stop()
+                if reason:
+                    break
+        finally:
+            synchronize(self.device)
+            progress.train_seconds += time.perf_counter() - epoch_start
+            self.hidden = detach_state(state)
+        return reason
+
+    def _segments(self):
+        """(x, y) segments from the saved position to the epoch's end."""
+        config, length = self.config, self.streams.shape[1] - 1
+        if not config.random_bptt:
+            yield from iter_bptt(self.streams, config.bptt, start=self.progress.position)
+            return
+        while self.progress.position < length:
+            yield next(iter_bptt(self.streams, random_bptt_length(config.bptt), start=self.progress.position))
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, state, window: "LogWindow"):
+        config, progress = self.config, self.progress
+        lr = self.schedule.lr(progress.step)
+        if config.random_bptt:
+            lr *= len(x) / config.bptt  # a longer segment sums more gradient terms per step (AWD-LSTM)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        state = detach_state(state)
+        with bf16_autocast(self.device, self.amp):
+            scores, state, raw, dropped = self.objective.forward(self.forward, x, y, state)  # (T, B)
+        loss = self.objective.loss(self.model, scores, raw, dropped)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # The total norm before clipping (clip 0 leaves the gradient as it is).
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip if config.clip > 0 else math.inf)
+        # One host synchronisation per step: a non-finite step must not reach the weights.
+        bad = not bool(torch.isfinite(loss) & torch.isfinite(norm))
+        out_of_time = bool(config.max_time) and time.perf_counter() - self._started >= config.max_time
+        # Under torchrun: one all-reduce per step agrees on skipping it and on stopping after it.
+        bad, *self._agreed = any_true([bad, self.stop.requested is not None, out_of_time], self.dist, self.device)
+        if bad:
+            return self._skip(loss, norm)
+        self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
+        self.bad_in_a_row = 0
+        progress.step += 1
+        progress.train_tokens += y.numel()
+        window.add(loss, norm, y.numel())
+        if progress.step % config.log_interval == 0:
+            record = {"event": "train", "epoch": progress.epoch, "step": progress.step,
+                      **window.summary(), "lr": self.optimizer.param_groups[0]["lr"],
+                      "tokens": progress.train_tokens}
+            self.metrics.write(record)
+            self.callbacks.on_log(record)
+        return state
+
+    def _skip(self, loss: torch.Tensor, norm: torch.Tensor):
+        progress = self.progress
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_a_row += 1
+        progress.skipped_steps += 1
+        record = {"event": "skipped", "epoch": progress.epoch, "step": progress.step,
+                  "loss": float(loss.detach()), "grad_norm": float(norm), "in_a_row": self.bad_in_a_row}
+        self.metrics.write(record)
+        self.callbacks.on_log(record)
+        if self.bad_in_a_row >= self.config.max_bad_steps:
+            raise TrainingDiverged(
+                f"{self.bad_in_a_row} steps in a row had a non-finite loss or gradient (step {progress.step}); "
+                "stopped without writing; the checkpoints already saved are intact. Try a lower --lr or a --clip value")
+        # The carried state produced the bad step; start the streams afresh.
+        return self.model.init_state(self.config.batch_size, device=self.device)
+
+    # -- validation and files -----------------------------------------------------------
+    def _validate(self) -> str | None:
+        """Validate (with the averaged weights once NT-ASGD averages); why to stop, if at all."""
+        if self.average is not None:
+            self.average.swap()
+        try:
+            return self._validate_current()
+        finally:
+            if self.average is not None:
+                self.average.swap()
+
+    def _validate_current(self) -> str | None:
+        progress, config = self.progress, self.config
+        rng = capture_rng()
+        total, count = stream_loss_sum(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
+        total, count = sum_all([total, count], self.dist, self.device)
+        loss = total / max(count, 1)
+        restore_rng(rng)  # validation must not change what training draws next
+        improved = math.isfinite(loss) and loss < progress.best_valid_loss
+        record = {"event": "valid", "epoch": progress.epoch, "step": progress.step, "valid_loss": loss,
+                  "valid_ppl": perplexity(loss), "best": improved, "train_seconds": progress.train_seconds}
+        if self.average is not None and self.average.active:
+            record["averaged_steps"] = self.average.count
+        self.metrics.write(record)
+        self.callbacks.on_validate(record)
+        summary = {"valid_loss": loss, "valid_ppl": perplexity(loss), "epoch": progress.epoch,
+                   "step": progress.step, "train_tokens": progress.train_tokens}
+        if improved:
+            progress.best_valid_loss, progress.best_step = loss, progress.step
+            self._save_model(self.paths.model, summary)
+        if config.keep_checkpoints and self.dist.is_main:
+            self._save_model(self.paths.snapshot(progress.step), summary)
+            rotate_snapshots(self.paths, config.keep_checkpoints, progress.best_step)
+        halt = self.schedule.after_validation(improved)
+        if self.average is not None and self.average.after_validation(self.schedule.stalled):
+            self.metrics.write({"event": "averaging", "epoch": progress.epoch, "step": progress.step})
+        return halt
+
+    def _save_model(self, path: str, summary: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            save_checkpoint(path, self.model, self.tokenizer_dict, metrics=summary, train_config=self.train_config)
+
+    def _save_last(self) -> None:
+        # Each rank has its own hidden state and random generators: rank 0 saves them all.
+        # The copies matter: a state may be a view into a larger buffer (the attention
+        # memory), and a loader refuses any tensor whose storage is larger than itself.
+        mine = RankState(rng=capture_rng(),
+                         hidden=None if self.hidden is None else tuple(t.detach().cpu().clone() for t in self.hidden))
+        ranks = gather_to_all(mine, self.dist)
+        if not self.dist.is_main:
+            return
+        state = TrainState(progress=self.progress, optimizer=self.optimizer.state_dict(), ranks=tuple(ranks),
+                           schedule=self.schedule.state_dict(),
+                           average=None if self.average is None else self.average.state_dict())
+        summary = {"step": self.progress.step, "epoch": self.progress.epoch,
+                   "best_valid_loss": self.progress.best_valid_loss}
+        save_checkpoint(self.paths.last, self.model, self.tokenizer_dict, metrics=summary,
+                        train_config=self.train_config, training_state=state.to_dict())
+
+    def _result(self, stop_reason: str) -> TrainResult:
+        progress = self.progress
+        if not math.isfinite(progress.best_valid_loss):
+            raise TrainingDiverged("training diverged: validation loss was never finite; "
+                                   "try a lower --lr or a --clip value")
+        done = (progress.position / max(self.streams.shape[1] - 1, 1) if self.config.random_bptt
+                else progress.segment / max(self.steps_per_epoch, 1))
+        epochs = progress.epoch - 1 + done
+        seconds = progress.train_seconds
+        return TrainResult(
+            best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
+            steps=progress.step, epochs=epochs, train_tokens=progress.train_tokens, seconds=seconds,
+            tokens_per_second=progress.train_tokens / max(seconds, 1e-9), skipped_steps=progress.skipped_steps,
+            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank)
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        # Pinned host memory lets the copy overlap with the previous step's kernels.
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)

@@ -1,0 +1,113 @@
+"""What a training run writes beside the model users load, and how old files are rotated.
+
+``--out runs/x/model.pt`` gives:
+
+    runs/x/model.pt               the best model by validation (the file users load)
+    runs/x/model.last.pt          the last training state, for --resume
+    runs/x/model.metrics.jsonl    one JSON object per log interval, skipped step and validation
+    runs/x/model.step<N>.pt       with --keep-checkpoints: the model of each validation
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rnnlm_cli.files.atomic import append_line, open_append
+from rnnlm_cli.units import perplexity
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where a run writes: the best model users load, and the files beside it."""
+
+    model: str
+    last: str
+    metrics: str
+    snapshot_prefix: str
+
+    @classmethod
+    def beside(cls, model_path: str) -> "OutputPaths":
+        stem, _ = os.path.splitext(model_path)
+        return cls(model=model_path, last=f"{stem}.last.pt", metrics=f"{stem}.metrics.jsonl",
+                   snapshot_prefix=f"{stem}.step")
+
+    def snapshot(self, step: int) -> str:
+        return f"{self.snapshot_prefix}{step:09d}.pt"
+
+
+class MetricsLog:
+    """Appends one JSON object per line, each written whole, so a crashed run keeps its curve.
+
+    The file is ours (see :func:`rnnlm_cli.files.atomic.open_append`): a fresh run replaces
+    whatever is at the path, a symbolic link included, without following it; a resumed
+    run appends only to a plain file. A full disk is :class:`OutputError` (exit 73) with
+    the lines before intact. Only rank 0 writes; other ranks get a writer that drops
+    everything.
+    """
+
+    def __init__(self, path: str | None, append: bool):
+        self._fd: int | None = None
+        self._path = path or ""
+        if path is not None:
+            self._fd = open_append(path, fresh=not append)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fd is not None:
+            append_line(self._fd, self._path, (json.dumps(record) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_SNAPSHOT_STEP = re.compile(r"\.step(\d+)\.pt$")
+
+
+def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots; the newest and the best always stay."""
+    found = sorted((int(m.group(1)), p) for p in glob.glob(glob.escape(paths.snapshot_prefix) + "*.pt")
+                   if (m := _SNAPSHOT_STEP.search(p)))
+    keep_steps = {step for step, _ in found[-keep:]} | {best_step}
+    if found:
+        keep_steps.add(found[-1][0])
+    removed = []
+    for step, path in found:
+        if step not in keep_steps:
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+class LogWindow:
+    """Sums over a log interval, kept on the device: read back only when logged."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.norm = torch.zeros((), device=device)
+        self.max_norm = torch.zeros((), device=device)
+        self.tokens = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
+        self.loss += loss.detach() * tokens
+        self.norm += norm
+        torch.maximum(self.max_norm, norm, out=self.max_norm)
+        self.tokens += tokens
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        mean = self.loss.item() / max(self.tokens, 1)
+        result = {"loss": mean, "ppl": perplexity(mean), "grad_norm": self.norm.item() / max(self.steps, 1),
+                  "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
+        self.__init__(self.loss.device)
+        return result

@@ -1,0 +1,148 @@
+"""Learning curves: the series of a run's ``metrics.jsonl``, and a PNG of them.
+
+Reading the series needs nothing beyond the standard library; drawing needs matplotlib
+(the ``plot`` extra), imported only when a figure is made and drawn on an Agg canvas,
+so it works on machines without a display and never opens a window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnlm_cli.files.atomic import atomic_open
+from rnnlm_cli.errors import DataError, InputMissingError, UsageError
+
+_MISSING = "needs the plot extra: pip install 'rnnlm[plot]'"
+
+
+@dataclass
+class Series:
+    """One curve: values against training steps, in step order."""
+
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, step: int, value: float) -> None:
+        # A resumed run appends to the file of the run it continues, which may have logged
+        # past the saved state before it was killed: the later records replace those steps.
+        while self.steps and self.steps[-1] >= step:
+            self.steps.pop()
+            self.values.pop()
+        self.steps.append(step)
+        self.values.append(value)
+
+
+@dataclass
+class Curves:
+    """The series a run logs: training and validation perplexity, and the learning rate."""
+
+    train_ppl: Series = field(default_factory=Series)
+    valid_ppl: Series = field(default_factory=Series)
+    lr: Series = field(default_factory=Series)
+
+    def best_valid(self) -> tuple[int, float] | None:
+        """(step, perplexity) of the best finite validation; the first of equals, as training keeps it."""
+        scored = [(ppl, i) for i, ppl in enumerate(self.valid_ppl.values) if math.isfinite(ppl)]
+        if not scored:
+            return None
+        ppl, i = min(scored)
+        return self.valid_ppl.steps[i], ppl
+
+    def last_lr(self) -> tuple[int, float] | None:
+        """(step, rate) of the last logged learning rate."""
+        return (self.lr.steps[-1], self.lr.values[-1]) if self.lr.steps else None
+
+
+def _number(value: Any) -> float:
+    # metrics.jsonl is written by json.dumps, which spells non-finite floats Infinity/NaN.
+    return float(value) if value is not None else math.nan
+
+
+def read_curves(metrics_path: str | os.PathLike) -> Curves:
+    """The curves of a ``metrics.jsonl`` file ("train" and "valid" records; others are skipped)."""
+    curves = Curves()
+    try:
+        handle = open(metrics_path, encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputMissingError(f"{metrics_path}: no such metrics file") from exc
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                event, step = record["event"], int(record["step"])
+                if event == "train":
+                    curves.train_ppl.add(step, _number(record["ppl"]))
+                    curves.lr.add(step, _number(record["lr"]))
+                elif event == "valid":
+                    curves.valid_ppl.add(step, _number(record["valid_ppl"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataError(f"{metrics_path}:{number}: not a metrics record ({exc})") from exc
+    return curves
+
+
+def require_matplotlib() -> None:
+    """Raise UsageError unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"plotting learning curves {_MISSING}") from exc
+
+
+def _finite(values: list[float]) -> list[float]:
+    # Log axes cannot show 0, inf or NaN; a gap in the line says the value was not finite.
+    return [v if math.isfinite(v) and v > 0 else math.nan for v in values]
+
+
+def draw_curves(curves: Curves, title: str = ""):
+    """A matplotlib Figure: perplexity (log scale, train and valid) above the learning rate."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
+
+    # A bare Figure on an Agg canvas, not pyplot: no display needed, and neither the
+    # process-wide backend nor pyplot's list of open figures is touched.
+    figure = Figure(figsize=(8, 6), layout="constrained")
+    FigureCanvasAgg(figure)
+    ppl_axes, lr_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    ppl_axes.plot(curves.train_ppl.steps, _finite(curves.train_ppl.values), label="train", color="tab:blue")
+    ppl_axes.plot(curves.valid_ppl.steps, _finite(curves.valid_ppl.values), label="valid", color="tab:orange",
+                  marker="o", markersize=3)
+    if any(math.isfinite(v) for v in _finite(curves.train_ppl.values + curves.valid_ppl.values)):
+        ppl_axes.set_yscale("log")
+        # Plain numbers (60, not 6 x 10^1): perplexities are read off, not estimated.
+        ppl_axes.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ppl_axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ppl_axes.set_ylabel("perplexity")
+    ppl_axes.grid(True, which="both", alpha=0.3)
+    ppl_axes.legend()
+    if title:
+        ppl_axes.set_title(title)
+    lr_axes.plot(curves.lr.steps, curves.lr.values, color="tab:green")
+    lr_axes.set_ylabel("learning rate")
+    lr_axes.set_xlabel("step")
+    lr_axes.grid(True, alpha=0.3)
+    return figure
+
+
+def plot_metrics(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -> Curves:
+    """Draw the learning curves of ``metrics_path`` into ``png_path`` (written atomically); the curves drawn."""
+    require_matplotlib()
+    curves = read_curves(metrics_path)
+    figure = draw_curves(curves, title=os.path.basename(os.fspath(metrics_path)))
+    # Drawn through the temp file's own descriptor: a link at png_path is replaced, never followed.
+    with atomic_open(png_path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    return curves
+
+
+def curve_path(model_path: str) -> str:
+    """Where ``--plot`` puts the curves of a run whose model is ``model_path``: ``<stem>.curve.png``."""
+    stem, _ = os.path.splitext(model_path)
+    return f"{stem}.curve.png"

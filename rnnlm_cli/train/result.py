@@ -1,0 +1,51 @@
+"""What a training run gives back to its caller: progress callbacks while it runs, a result at the end."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from rnnlm_cli.train.outputs import OutputPaths
+
+
+@dataclass
+class TrainResult:
+    best_valid_loss: float
+    best_valid_ppl: float
+    steps: int
+    epochs: float
+    train_tokens: int
+    seconds: float
+    tokens_per_second: float
+    skipped_steps: int
+    stop_reason: str
+    paths: OutputPaths
+    rank: int = 0
+    """The process' rank under torchrun; only rank 0 reports."""
+    promoted: bool | None = None
+    """With --promote-if-better: whether the new model replaced the target."""
+    promotion: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "paths": asdict(self.paths)}
+
+
+class TrainCallbacks(Protocol):
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
+    def on_log(self, record: dict[str, Any]) -> None: ...
+    def on_validate(self, record: dict[str, Any]) -> None: ...
+
+
+class SilentCallbacks:
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        pass
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def on_validate(self, record: dict[str, Any]) -> None:
+        pass

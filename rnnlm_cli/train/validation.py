@@ -1,0 +1,40 @@
+"""Validation loss as training uses it: mean nats per token over a token stream, state carried.
+
+It reads the token ids a run already holds, so training, resume and promotion need nothing
+of the text-scoring stack in :mod:`rnnlm_cli.score` (SRILM counts, word pieces, OOVs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rnnlm_cli.models.lm import detach_state
+from rnnlm_cli.text.batching import bptt_streams, iter_bptt
+
+
+@torch.no_grad()
+def stream_loss(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bptt: int,
+                device: torch.device) -> float:
+    """Mean negative log-likelihood (nats per token) of a token stream, state carried."""
+    total, count = stream_loss_sum(model, tokens, batch_size, bptt, device)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def stream_loss_sum(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bptt: int,
+                    device: torch.device) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) and the number of tokens it covers."""
+    model.eval()
+    batch_size = max(1, min(batch_size, (len(tokens) - 1) // 2))
+    streams = bptt_streams(tokens, batch_size)
+    state = model.init_state(batch_size, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y in iter_bptt(streams, bptt):
+        x, y = x.to(device), y.to(device)
+        scores, state = model(x, state, targets=y)  # (T, B)
+        total -= scores.sum().double()
+        count += y.numel()
+        state = detach_state(state)
+    return float(total.item()), count

@@ -1,0 +1,82 @@
+"""SRILM's ``-ppl -debug`` lines and KenLM-style query lines, compared with text written out by hand."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from rnnlm_cli.score.formats import WordLines, number, query_entries, query_total, totals_lines
+from rnnlm_cli.score.word_scoring import WordScore
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.0123456789, "0.0123457"),
+    (-1.908486, "-1.90849"),
+    (-0.5, "-0.5"),
+    (14.8, "14.8"),
+    (123456789.0, "1.23457e+08"),
+    (0.0, "0"),
+    (-math.inf, "-inf"),
+    (math.inf, "inf"),
+    (math.nan, "undefined"),
+])
+def test_numbers_have_six_significant_digits(value, text):
+    assert number(value) == text
+
+
+def test_totals_lines_as_srilm_prints_them():
+    # 1 sentence of 3 words, none OOV: ppl over 4 predictions, ppl1 over 3.
+    logprob = -4.68
+    totals = SimpleNamespace(sentences=1, words=3, oovs=0, zeroprobs=0, logprob=logprob,
+                             ppl=10 ** (4.68 / 4), ppl1=10 ** (4.68 / 3))
+    assert totals_lines(totals) == [
+        "1 sentences, 3 words, 0 OOVs",
+        "0 zeroprobs, logprob= -4.68 ppl= 14.7911 ppl1= 36.3078",
+    ]
+    assert totals_lines(totals, name="test.txt") == [
+        "file test.txt: 1 sentences, 3 words, 0 OOVs",
+        "0 zeroprobs, logprob= -4.68 ppl= 14.7911 ppl1= 36.3078",
+    ]
+
+
+def test_totals_of_nothing_print_undefined():
+    totals = SimpleNamespace(sentences=0, words=2, oovs=2, zeroprobs=0, logprob=0.0, ppl=math.nan, ppl1=math.nan)
+    assert totals_lines(totals)[1] == "0 zeroprobs, logprob= 0 ppl= undefined ppl1= undefined"
+
+
+def line_words():
+    return [
+        WordScore("the", -1.908486),
+        WordScore("cat", math.log10(0.0513)),
+        WordScore("zebra", -math.inf, oov=True),
+        WordScore("</s>", math.log10(0.31), ends_line=True),
+    ]
+
+
+def test_debug_2_word_lines():
+    assert WordLines().lines(line_words()) == [
+        "\tp( the | <s> ) \t= 0.0123457 [ -1.90849 ]",
+        "\tp( cat | the ...) \t= 0.0513 [ -1.28988 ]",
+        "\tp( zebra | cat ...) \t= [OOV] 0 [ -inf ]",
+        "\tp( </s> | zebra ...) \t= 0.31 [ -0.508638 ]",
+    ]
+
+
+def test_word_lines_carry_the_previous_word_across_pieces_and_restart_at_a_line_end():
+    lines = WordLines()
+    first = lines.lines([WordScore("a", -1.0)])
+    second = lines.lines([WordScore("b", -2.0), WordScore("</s>", -0.5, ends_line=True)])
+    third = lines.lines([WordScore("c", -3.0)])
+    assert first == ["\tp( a | <s> ) \t= 0.1 [ -1 ]"]
+    assert second == ["\tp( b | a ...) \t= 0.01 [ -2 ]", "\tp( </s> | b ...) \t= 0.316228 [ -0.5 ]"]
+    assert third == ["\tp( c | <s> ) \t= 0.001 [ -3 ]"]
+
+
+def test_query_line_parts():
+    words = line_words()
+    assert query_entries(words) == ["the=-1.90849", "cat=-1.28988", "zebra=OOV", "</s>=-0.508638"]
+    # -1.908486 - 1.289883 - 0.508638 = -3.707007: the OOV is left out of the total.
+    totals = SimpleNamespace(logprob=-1.908486 + math.log10(0.0513) + math.log10(0.31), oovs=1)
+    assert query_total(totals) == "Total: -3.70701 OOV: 1"
