@@ -82,9 +82,28 @@ class _Reporter:
         mark = " (best)" if record["best"] else ""
         log(f"epoch {record['epoch']} valid: loss {record['valid_loss']:.4f} ppl {record['valid_ppl']:.2f}{mark}")
 
+    def on_estimate(self, estimate: dict[str, Any]) -> None:
+        seconds, left, remaining = estimate["remaining_seconds"], estimate["max_time_left"], estimate["remaining_steps"]
+        line = (f"time: {estimate['seconds_per_step']:.3g} s a step (timed over {estimate['timed_steps']} steps), "
+                f"{_about(estimate['seconds_per_epoch'])} an epoch; the {remaining:,} steps left take about "
+                f"{_about(seconds)} of training (validation not included)")
+        if left is not None and left < seconds:
+            stop_at = estimate["planned_steps"] - remaining + int(left / estimate["seconds_per_step"])
+            line += f"; --max-time stops the run after {_about(left)}, near step {stop_at:,}"
+        log(line)
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.close()
+
+
+def _about(seconds: float) -> str:
+    """12 s, 4.5 min, 3.2 h: a length of time at the precision an estimate has."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def command(
@@ -127,7 +146,9 @@ def command(
     mogrifier_rounds: Optional[int] = typer.Option(None, help=with_default(
         "mogrifier cell: rounds of mutual gating of input and state", ModelConfig, "mogrifier_rounds")),
     adaptive_softmax: Optional[str] = typer.Option(None, help=with_default(
-        "Adaptive softmax cutoffs, e.g. 2000,10000: rarer tokens behind cheaper clusters (needs --untied)",
+        "Adaptive softmax cutoffs: rarer tokens behind cheaper clusters. Token counts (2000,10000), shares "
+        "of the vocabulary (3%,15%,45%), auto (from the training tokens' frequencies; the full softmax for "
+        "a vocabulary under 4,000 or a --tied model) or '' (the full softmax)",
         ModelConfig, "adaptive_softmax", {"": "full softmax"})),
     optimizer: Optional[str] = typer.Option(None, help=with_default("sgd, adam or adamw", TrainConfig, "optimizer")),
     lr: Optional[float] = typer.Option(None, help=with_default("Learning rate", TrainConfig, "lr")),

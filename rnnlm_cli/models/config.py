@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnlm_cli.config import _check, check_values
-from rnnlm_cli.errors import UsageError
+from rnnlm_cli.models.output_layer import AUTO, check_spec, cutoffs_for
 from rnnlm_cli.models.registry import CELLS, IMPLS, CellSpec, cell_options
 
 
@@ -50,8 +50,10 @@ class ModelConfig:
     """Causal dot-product attention over the last N hidden states before the softmax (0: off)."""
     mogrifier_rounds: int = 5
     """mogrifier cell: rounds of mutual gating of input and state (Melis et al., 2020)."""
-    adaptive_softmax: str = ""
-    """Adaptive softmax cutoffs, e.g. "2000,10000" (Grave et al., 2017); "" = the full softmax."""
+    adaptive_softmax: str = "auto"
+    """Adaptive softmax cutoffs (Grave et al., 2017): token counts "2000,10000", shares of the
+    vocabulary "3%,15%,45%", "auto" (chosen from the training tokens when training starts; the
+    full softmax for a small vocabulary, or when not trained), or "" for the full softmax."""
 
     def __post_init__(self) -> None:
         check_values(self, {"vocab_size": "the vocabulary size"})
@@ -74,25 +76,16 @@ class ModelConfig:
                    f"--{name.replace('_', '-')} must be in [0, 1) (or -1 for --dropout), got {value}")
         _check(0 <= self.attention <= 65536, f"--attention must be between 0 and 65536, got {self.attention}")
         _check(0 <= self.mogrifier_rounds <= 16, f"--mogrifier-rounds must be between 0 and 16, got {self.mogrifier_rounds}")
-        cutoffs = self.cutoffs
-        _check(not cutoffs or not self.tied, "--adaptive-softmax has its own output weights: it cannot be --tied")
+        check_spec(self.adaptive_softmax)
+        _check(self.adaptive_softmax.strip() in ("", AUTO) or not self.tied,
+               "--adaptive-softmax has its own output weights: it cannot be --tied")
 
     @property
     def cutoffs(self) -> tuple[int, ...]:
-        """The adaptive softmax's cluster boundaries, increasing; () for the full softmax.
-
-        Whether they fit the vocabulary is checked when the model is built (the vocabulary
-        is known only then)."""
-        text = self.adaptive_softmax.replace(" ", "")
-        if not text:
-            return ()
-        try:
-            cutoffs = tuple(int(part) for part in text.split(","))
-        except ValueError:
-            raise UsageError(f"--adaptive-softmax must be increasing token counts like 2000,10000, got {text!r}") from None
-        _check(all(c > 0 for c in cutoffs) and list(cutoffs) == sorted(set(cutoffs)),
-               f"--adaptive-softmax must be increasing positive token counts like 2000,10000, got {text!r}")
-        return cutoffs
+        """The adaptive softmax's cluster boundaries, increasing; () for the full softmax (and
+        for "auto" until training has chosen them). Whether they fit the vocabulary is checked
+        when the model is built."""
+        return cutoffs_for(self.adaptive_softmax, self.vocab_size)
 
     def rate(self, name: str) -> float:
         """The dropout rate of ``input``, ``hidden`` or ``output``, with -1 meaning --dropout."""

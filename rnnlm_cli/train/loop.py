@@ -41,6 +41,11 @@ from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rn
 from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 from rnnlm_cli.units import perplexity
 
+ESTIMATE_STEPS = 10
+"""Steps timed (after the first) before the run's time is estimated..."""
+ESTIMATE_SECONDS = 10.0
+"""...or fewer, when they already take this long: a slow run is told early."""
+
 
 class TrainingDiverged(RnnlmError):
     """Training produced nothing finite to keep, or kept producing non-finite steps."""
@@ -110,6 +115,7 @@ class Trainer:
             "resumed_at": progress.to_dict() if progress.step else None,
         })
         self._started = time.perf_counter()
+        self._estimate_from, self._estimated = None, False
         steps_at_start = progress.step
         try:
             with self._saved_if_the_data_goes():
@@ -166,6 +172,31 @@ class Trainer:
             break
         return stop_reason
 
+    def _estimate_once(self, step: int) -> None:
+        """Tell the callbacks, once, what a step, an epoch and the whole run will take.
+
+        Timed from the end of this invocation's first step (which pays for warm-up and
+        allocation) over the next :data:`ESTIMATE_STEPS`, or fewer when they take over
+        :data:`ESTIMATE_SECONDS`. Validation is not included."""
+        if self._estimate_from is None:
+            self._estimate_from = (step, time.perf_counter())
+            return
+        first_step, first_time = self._estimate_from
+        taken, elapsed = step - first_step, time.perf_counter() - first_time
+        if taken <= 0 or (taken < ESTIMATE_STEPS and elapsed < ESTIMATE_SECONDS) or self._estimated:
+            return
+        self._estimated = True
+        config, per_step = self.config, elapsed / taken
+        planned = config.max_steps or config.epochs * self.steps_per_epoch
+        remaining = max(planned - step, 0)
+        left = time.perf_counter() - self._started
+        by_time = max(config.max_time - left, 0.0) if config.max_time else None
+        self.callbacks.on_estimate({
+            "seconds_per_step": per_step, "seconds_per_epoch": per_step * self.steps_per_epoch,
+            "planned_steps": planned, "remaining_steps": remaining, "remaining_seconds": per_step * remaining,
+            "max_time_left": by_time, "timed_steps": taken,
+        })
+
     def _budget_spent(self) -> str | None:
         """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
         if self.config.max_steps and self.progress.step >= self.config.max_steps:
@@ -195,6 +226,7 @@ class Trainer:
                 progress.segment += 1
                 progress.position += len(x)
                 self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
+                self._estimate_once(progress.step)
                 reason = self._should_stop()
                 if reason:
                     break

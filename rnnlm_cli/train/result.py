@@ -35,6 +35,9 @@ class TrainCallbacks(Protocol):
     def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
     def on_log(self, record: dict[str, Any]) -> None: ...
     def on_validate(self, record: dict[str, Any]) -> None: ...
+    def on_estimate(self, estimate: dict[str, Any]) -> None:
+        """Once, after the first steps: seconds per step and per epoch, the planned and
+        remaining steps, their seconds, and what is left of --max-time (None: no limit)."""
 
 
 class SilentCallbacks:
@@ -48,4 +51,7 @@ class SilentCallbacks:
         pass
 
     def on_validate(self, record: dict[str, Any]) -> None:
+        pass
+
+    def on_estimate(self, estimate: dict[str, Any]) -> None:
         pass

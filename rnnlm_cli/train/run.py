@@ -24,6 +24,7 @@ import torch
 
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.models.config import ModelConfig, shape_keys
+from rnnlm_cli.models.output_layer import MIN_VOCAB, choose_cutoffs, cutoffs_for, is_fixed, token_counts
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.models.sizing import check_fits_in_memory, check_model_size
 from rnnlm_cli.train.job import TrainJob
@@ -170,6 +171,12 @@ def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
     changes = {}
     for name in job.model_flags:
         wanted, saved = getattr(job.model, name), getattr(base, name)
+        if name == "adaptive_softmax":
+            # The output layer's weights are the saved ones: auto keeps them, others must name them.
+            if not is_fixed(wanted) or cutoffs_for(wanted, base.vocab_size) == base.cutoffs:
+                continue
+            raise UsageError(f"--adaptive-softmax {wanted} differs from the model in {source} "
+                             f"({saved or 'full softmax'}); drop it to keep the model's output layer")
         if wanted == saved:
             continue
         if name in shape_keys():
@@ -179,22 +186,41 @@ def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
     return dataclasses.replace(base, **changes)
 
 
-def _init_model(job: TrainJob, tokenizer, notes: list[str], resume_from=None, initial=None):
+def _init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=None, initial=None):
     """The model to train: shaped as the resumed run's (checkpoint), ``initial`` (--init-from's
-    loaded ``(model, tokenizer, checkpoint)``), or fresh."""
+    loaded ``(model, tokenizer, checkpoint)``), or fresh, its output layer fitted to ``data``."""
     from rnnlm_cli.models.lm import build_model
 
     if resume_from is not None:
         # The weights come from the saved state; only its shape and settings are needed here.
         return build_model(_model_config(job, resume_from.model_config, "the run being resumed"))
     if initial is None:
-        return build_model(dataclasses.replace(job.model, vocab_size=tokenizer.vocab_size))
+        fresh = dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size)
+        return build_model(output_layer(fresh, data.train, notes))
     model, _, checkpoint = initial
     config = _model_config(job, checkpoint.model_config, job.init_from)
     if config != checkpoint.model_config:
         model = _with_config(model, **{k: getattr(config, k) for k in job.model_flags})
     notes.append(f"starting from the weights of {job.init_from}")
     return model
+
+
+def output_layer(config: ModelConfig, train_tokens, notes: list[str] | None = None) -> ModelConfig:
+    """``config`` with its adaptive-softmax cutoffs written out as token counts, the form a
+    checkpoint keeps: auto chosen from the training tokens' frequencies, shares of the
+    vocabulary computed; a line in ``notes`` says what was chosen and why."""
+    spec = config.adaptive_softmax
+    if is_fixed(spec):
+        cutoffs = config.cutoffs
+        if notes is not None and spec.strip().endswith("%"):
+            notes.append(f"output layer: adaptive softmax {','.join(map(str, cutoffs))} "
+                         f"({spec} of the {config.vocab_size:,}-token vocabulary)")
+    else:
+        blocks = train_tokens.blocks() if hasattr(train_tokens, "blocks") else [train_tokens]
+        cutoffs, why = choose_cutoffs(token_counts(blocks, config.vocab_size), config.tied)
+        if notes is not None and (cutoffs or config.vocab_size >= MIN_VOCAB):  # a small vocabulary: nothing to choose
+            notes.append(f"output layer: {why}")
+    return dataclasses.replace(config, adaptive_softmax=",".join(map(str, cutoffs)))
 
 
 def _with_config(model, **changes):
@@ -263,7 +289,7 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         notes.extend(prepared.notes)
         _check_fits(prepared, job.train, context.world_size)
         if job.init_from is None:
-            fresh = dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size)
+            fresh = output_layer(dataclasses.replace(job.model, vocab_size=prepared.tokenizer.vocab_size), prepared.train)
             check_model_size(fresh, job.train.max_params)
             check_fits_in_memory(fresh, job.train, device)
         if job.promote_to is not None:
@@ -276,7 +302,7 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     resume_from = resume_path(job.resume, paths)
     saved = load_checkpoint(resume_from, max_params=cap) if resume_from else None
     seed_everything(job.train.seed)
-    model = _init_model(job, data.tokenizer, notes, saved, initial)
+    model = _init_model(job, data, notes, saved, initial)
     if context.enabled:
         # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
         # lengths) stays the same everywhere so the ranks cut their segments alike.
