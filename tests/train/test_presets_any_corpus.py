@@ -32,7 +32,7 @@ def corpus(tmp_path_factory):
 @pytest.mark.parametrize("preset", sorted(list_presets()))
 def test_every_preset_trains_on_a_10k_vocabulary(corpus, tmp_path, preset):
     out = tmp_path / "model.pt"
-    result = CliRunner().invoke(app, ["train", str(corpus), "--preset", preset, "--max-steps", "2", "--device", "cpu",
+    result = CliRunner().invoke(app, ["train", str(corpus), "--preset", preset, "--max-steps", "1", "--device", "cpu",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     checkpoint = load_checkpoint(out)
