@@ -72,13 +72,13 @@ def shard(tokens: np.ndarray, context: Dist) -> np.ndarray:
     return tokens[context.rank * size:(context.rank + 1) * size]
 
 
-def any_true(flags: list[bool], context: Dist, device: torch.device) -> list[bool]:
-    """Element-wise OR of ``flags`` over all ranks (one small all-reduce)."""
+def max_all(values: list[float], context: Dist, device: torch.device) -> list[float]:
+    """Element-wise maximum of ``values`` over all ranks (one small all-reduce)."""
     if not context.enabled:
-        return flags
-    tensor = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in tensor.tolist()]
+    return tensor.tolist()
 
 
 def sum_all(values: list[float], context: Dist, device: torch.device) -> list[float]:

@@ -30,7 +30,7 @@ from rnnlm_cli.train.schedules import LrSchedule, WeightAverage, random_bptt_len
 from rnnlm_cli.store.checkpoint import save_checkpoint
 from rnnlm_cli.config import TrainConfig, as_dict
 from rnnlm_cli.device import amp_enabled, bf16_autocast, synchronize
-from rnnlm_cli.train.distributed import SINGLE, Dist, any_true, gather_to_all, sum_all
+from rnnlm_cli.train.distributed import SINGLE, Dist, gather_to_all, max_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.train.validation import stream_loss_sum
 from rnnlm_cli.models.lm import detach_state
@@ -92,6 +92,9 @@ class Trainer:
         self.bad_in_a_row = 0
         self._agreed = [False, False]  # (a signal arrived, the time budget is spent), on any rank
         self._started = time.perf_counter()
+        self._time_spent = 0.0
+        """Share of --max-time the run has used (earlier invocations' training included), as
+        the ranks agreed after the last step; the cosine schedule anneals over it."""
         if resume is not None:
             mine = resume.ranks[dist.rank]
             self.progress = resume.progress
@@ -115,6 +118,8 @@ class Trainer:
             "resumed_at": progress.to_dict() if progress.step else None,
         })
         self._started = time.perf_counter()
+        self._seconds_before = progress.train_seconds  # a resumed run continues its schedule
+        self._time_spent = self._budget_share(0.0)
         self._estimate_from, self._estimated = None, False
         steps_at_start = progress.step
         try:
@@ -197,6 +202,13 @@ class Trainer:
             "max_time_left": by_time, "timed_steps": taken,
         })
 
+    def _budget_share(self, elapsed: float) -> float:
+        """The share of --max-time used once ``elapsed`` seconds of this invocation have passed
+        (0 without a time budget)."""
+        if not self.config.max_time:
+            return 0.0
+        return min((self._seconds_before + elapsed) / self.config.max_time, 1.0)
+
     def _budget_spent(self) -> str | None:
         """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
         if self.config.max_steps and self.progress.step >= self.config.max_steps:
@@ -247,7 +259,7 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, state, window: "LogWindow"):
         config, progress = self.config, self.progress
-        lr = self.schedule.lr(progress.step)
+        lr = self.schedule.lr(progress.step, self._time_spent)
         if config.random_bptt:
             lr *= len(x) / config.bptt  # a longer segment sums more gradient terms per step (AWD-LSTM)
         for group in self.optimizer.param_groups:
@@ -262,9 +274,13 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip if config.clip > 0 else math.inf)
         # One host synchronisation per step: a non-finite step must not reach the weights.
         bad = not bool(torch.isfinite(loss) & torch.isfinite(norm))
-        out_of_time = bool(config.max_time) and time.perf_counter() - self._started >= config.max_time
-        # Under torchrun: one all-reduce per step agrees on skipping it and on stopping after it.
-        bad, *self._agreed = any_true([bad, self.stop.requested is not None, out_of_time], self.dist, self.device)
+        # Under torchrun: one all-reduce per step agrees on skipping it, on stopping after it,
+        # and on the clock (the latest rank's), so every rank takes the same rate next step.
+        bad, signalled, elapsed = max_all([float(bad), float(self.stop.requested is not None),
+                                           time.perf_counter() - self._started], self.dist, self.device)
+        bad = bool(bad)
+        self._agreed = [bool(signalled), bool(config.max_time) and elapsed >= config.max_time]
+        self._time_spent = self._budget_share(elapsed)
         if bad:
             return self._skip(loss, norm)
         self.optimizer.step()

@@ -26,7 +26,11 @@ class LrSchedule:
     ``lr * (s + 1) / warmup_steps``, so no step is wasted at rate 0. After it:
     constant keeps ``lr``; plateau divides the current rate by ``lr_decay`` after each
     validation that does not improve on the best; cosine falls from ``lr`` to ``min_lr``
-    over the steps left after warm-up, reaching ``min_lr`` at ``total_steps``.
+    over the steps left after warm-up, reaching ``min_lr`` at ``total_steps`` or when the
+    time budget is spent, whichever comes first. The time budget counts because a step's
+    cost varies up to several times between machines: annealing by steps alone would stop
+    a slow machine's run mid-schedule, at a high rate, and a fast one's would idle at
+    ``min_lr``.
     """
 
     def __init__(self, config: TrainConfig, total_steps: int) -> None:
@@ -37,14 +41,15 @@ class LrSchedule:
         self.stalled = 0
         """Validations in a row without improvement on the best."""
 
-    def lr(self, step: int) -> float:
-        """The rate for the step that follows ``step`` steps already taken."""
+    def lr(self, step: int, time_spent: float = 0.0) -> float:
+        """The rate for the step that follows ``step`` steps already taken, when
+        ``time_spent`` of the time budget (a share, 0 without one) is used."""
         config = self.config
         if step < config.warmup_steps:
             return config.lr * (step + 1) / config.warmup_steps
         if config.schedule == "cosine":
             span = max(self.total_steps - config.warmup_steps, 1)
-            done = min((step - config.warmup_steps) / span, 1.0)
+            done = min(max((step - config.warmup_steps) / span, time_spent), 1.0)
             return config.min_lr + (config.lr - config.min_lr) * (1 + math.cos(math.pi * done)) / 2
         return self.level
 

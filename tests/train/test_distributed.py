@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from rnnlm_cli.errors import LockedError, RnnlmError, UsageError
-from rnnlm_cli.train.distributed import (SINGLE, Dist, any_true, from_main, gather_to_all, setup, shard, sum_all,
+from rnnlm_cli.train.distributed import (SINGLE, Dist, from_main, gather_to_all, max_all, setup, shard, sum_all,
                                          teardown)
 
 CPU = torch.device("cpu")
@@ -69,8 +69,8 @@ def test_shards_are_contiguous_disjoint_views(length, world_size, cuts):
 def test_a_process_alone_keeps_the_whole_stream_and_its_own_values():
     tokens = np.arange(7)
     assert shard(tokens, SINGLE) is tokens
-    flags, values = [True, False], [1.5, -2.0]
-    assert any_true(flags, SINGLE, CPU) is flags
+    flags, values = [1.0, 0.0], [1.5, -2.0]
+    assert max_all(flags, SINGLE, CPU) is flags
     assert sum_all(values, SINGLE, CPU) is values
     assert gather_to_all({"rng": 3}, SINGLE) == [{"rng": 3}]
     assert from_main(lambda: 42, SINGLE) == 42
@@ -100,7 +100,7 @@ def test_setup_takes_rank_and_size_from_the_group_it_joined(monkeypatch, one_pro
 def test_collectives_run_through_the_group(one_process_group):
     # The group has one member, so each reduction returns this rank's values, now through gloo.
     context = Dist(rank=0, world_size=2)
-    assert any_true([True, False, True], context, CPU) == [True, False, True]
+    assert max_all([1.0, 0.0, 12.5], context, CPU) == [1.0, 0.0, 12.5]
     assert sum_all([0.1, -3.0, 1e300], context, CPU) == [0.1, -3.0, 1e300]  # float64 all the way
     assert from_main(lambda: {"loss": 1.25}, context) == {"loss": 1.25}
 

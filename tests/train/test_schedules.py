@@ -59,6 +59,43 @@ def test_cosine_falls_from_lr_to_min_lr_over_the_steps_after_warmup():
     assert schedule.lr(12) == pytest.approx(0.1) and schedule.lr(50) == pytest.approx(0.1)
 
 
+def test_cosine_follows_the_time_budget_when_it_runs_out_before_the_steps():
+    schedule = LrSchedule(TrainConfig(lr=1.0, min_lr=0.0, schedule="cosine"), total_steps=1000)
+    # Step 100 of 1000 is 10% of the steps; half the time budget spent puts it half-way.
+    assert schedule.lr(100, time_spent=0.5) == pytest.approx(0.5)
+    assert schedule.lr(100, time_spent=0.05) == pytest.approx((1 + np.cos(np.pi * 0.1)) / 2)  # steps lead
+    assert schedule.lr(100, time_spent=1.0) == pytest.approx(0.0)
+    constant = LrSchedule(TrainConfig(lr=0.3), total_steps=1000)
+    assert constant.lr(100, time_spent=0.9) == 0.3  # only annealing schedules follow the clock
+
+
+class FakeClock:
+    """``time.perf_counter`` for the trainer: each reading advances ``tick`` seconds."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_time_bounded_run_anneals_over_its_budget_not_its_steps(tmp_path, monkeypatch):
+    # A slow machine: the steps planned (max_steps 1000) would take far longer than --max-time.
+    model, train, valid, config = setup(tmp_path, lr=1.0, schedule="cosine", max_steps=1000, max_time=20.0)[:4]
+    paths = OutputPaths.beside(str(tmp_path / "m.pt"))
+    clock = FakeClock(tick=0.25)
+    monkeypatch.setattr(trainer_module.time, "perf_counter", clock)
+    fake_validation(monkeypatch, [1.0])
+    result = Trainer(model, train, valid, TOKENIZER, config, CPU, paths).run()
+    rates = [r["lr"] for r in records(paths, "train")]
+    assert result.stop_reason == "max_time" and 10 < len(rates) < 100
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # falls all the way...
+    assert rates[-1] < 0.05  # ...to about min_lr when the budget ends, far before step 1000
+    steps_only = LrSchedule(config, total_steps=1000).lr(len(rates))
+    assert steps_only > 0.9  # by steps alone it would have stopped at nearly the full rate
+
+
 def test_plateau_divides_after_a_validation_without_improvement_and_stops_below_min_lr():
     schedule = LrSchedule(TrainConfig(lr=1.0, schedule="plateau", lr_decay=4.0, min_lr=0.1), total_steps=100)
     assert schedule.after_validation(True) is None and schedule.lr(50) == 1.0

@@ -1,0 +1,119 @@
+"""Test perplexity against training seconds: a recipe beside a baseline, at the same budgets.
+
+    python3 bench/make_ptb_shaped.py --data .data/wikitext-2 --out .data/ptb10k
+    python3 bench/time_curve.py --data .data/ptb10k --budgets 60 134 400 1200 --out runs/curve
+
+Each (configuration, budget) pair is one ``rnnlm train`` command, run as a user would run it,
+one after another (nothing else should run meanwhile): ``--max-time BUDGET`` with no step or
+epoch limit, so the clock alone ends the run and the cosine schedule anneals over it. The
+best checkpoint is then scored on the test split twice, as a continuous stream and sentence
+by sentence (``rnnlm eval --context stream|sentence --json``). Printed: the commands, then one
+table of tokens/s and test perplexities; ``--png`` draws the curves on a log-time axis. Every
+model stays in ``--out``, so the figures can be re-checked and the models rescored
+(``bench/rescoring_quality.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+CONFIGURATIONS = {
+    # The CPU recipe: 1x256 LSTM, auto adaptive softmax, Adam + cosine over the time budget.
+    "recipe": ["--preset", "wt2-cpu-quick"],
+    # rnnlm 0.1's defaults with the full softmax: 2x256 LSTM, 128-wide embeddings, batch 32, Adam at
+    # a constant 2e-3.
+    "0.1-default": ["--layers", "2", "--hidden", "256", "--emb", "128", "--batch-size", "32",
+                    "--adaptive-softmax", "", "--schedule", "constant", "--lr", "0.002", "--dropout", "0.2"],
+}
+
+
+def rnnlm(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rnnlm_cli", *args]
+
+
+def run(command: list[str], log_path: str) -> str:
+    """Run ``command``; its stdout, with stderr kept in ``log_path`` (shown when it fails)."""
+    print("$ " + " ".join(shlex.quote(a) for a in command[2:]).replace("rnnlm_cli", "rnnlm", 1), flush=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed with exit {done.returncode}; see {log_path}")
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder with train.txt, valid.txt, test.txt")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[60, 134, 400, 1200], help="seconds of training")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--out", required=True, help="folder for the models, logs and results.json")
+    parser.add_argument("--png", default=None, help="draw the curves here (needs matplotlib)")
+    args = parser.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    data = {split: os.path.join(args.data, f"{split}.txt") for split in ("train", "valid", "test")}
+    results = []
+    for name in args.configs:
+        for budget in args.budgets:
+            stem = os.path.join(args.out, f"{name}-{budget:g}s")
+            started = time.perf_counter()
+            trained = json.loads(run(rnnlm(
+                "train", data["train"], "--valid", data["valid"], "--out", f"{stem}.pt", *CONFIGURATIONS[name],
+                "--max-time", f"{budget:g}", "--max-steps", "0", "--epochs", "1000", "--json"), f"{stem}.train.log"))
+            wall = time.perf_counter() - started
+            scores = {}
+            for context in ("stream", "sentence"):
+                scored = json.loads(run(rnnlm("eval", f"{stem}.pt", data["test"], "--context", context, "--json"),
+                                        f"{stem}.eval-{context}.log"))
+                scores[context] = scored["ppl"]
+            results.append({"config": name, "budget": budget, "steps": trained["steps"], "epochs": trained["epochs"],
+                            "seconds": trained["seconds"], "wall": wall, "tokens_per_second": trained["tokens_per_second"],
+                            "valid_ppl": trained["best_valid_ppl"], "test_ppl_stream": scores["stream"],
+                            "test_ppl_sentence": scores["sentence"]})
+            with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as handle:
+                json.dump(results, handle, indent=1)
+
+    print(f"\n{args.data}: test perplexity after BUDGET seconds of training (one run each, this machine)")
+    print("| configuration | budget | steps | epochs | tokens/s | wall s | valid ppl | test ppl stream | sentence |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['config']} | {r['budget']:g} s | {r['steps']:,} | {r['epochs']:.2f} | {r['tokens_per_second']:,.0f} "
+              f"| {r['wall']:.0f} | {r['valid_ppl']:.1f} | {r['test_ppl_stream']:.1f} | {r['test_ppl_sentence']:.1f} |")
+    if args.png:
+        draw(results, args.png, args.data)
+
+
+def draw(results: list[dict], path: str, data: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(5.5, 3.6), dpi=100)
+    for name in dict.fromkeys(r["config"] for r in results):
+        points = [(r["budget"], r["test_ppl_stream"]) for r in results if r["config"] == name]
+        axes.plot(*zip(*points), marker="o", label=name)
+        for budget, ppl in points:
+            axes.annotate(f"{ppl:.0f}", (budget, ppl), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    budgets = sorted({r["budget"] for r in results})
+    axes.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    axes.set_xlabel("training seconds (2 CPU cores)")
+    axes.set_ylabel("test perplexity (stream)")
+    axes.set_title(os.path.basename(os.path.normpath(data)), fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f"curves drawn in {path}")
+
+
+if __name__ == "__main__":
+    main()
