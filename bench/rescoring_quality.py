@@ -10,6 +10,15 @@ from the training unigram distribution, and deleting a word. Every hypothesis is
 a sentence on its own (``--context sentence``); the figure is top-1 accuracy, the share of
 lists where the original scores strictly highest. An add-one (Laplace) bigram model counted
 on the training split is the baseline, printed beside the models with hypotheses per second.
+
+Every language model prefers a shorter sentence, and deletions make them. Two more figures
+show what the model knows apart from length. "same length": top-1 against only the
+corruptions as long as the original (swaps and substitutions). "bonus": a recogniser adds a
+score per word (``rnnlm eval --nbest --word-penalty``, SRILM's ``-rescore-wtw``, Kaldi's word
+insertion penalty) tuned on held-out lists; here the bonus that ranks the most originals first
+among lists built the same way from valid.txt, applied to the test lists. No edit inserts a
+word, so a large enough bonus rules out every deletion by length alone: read that figure as
+the same-length one with the deletions' share added, not as the model's.
 """
 
 from __future__ import annotations
@@ -94,12 +103,34 @@ class LaplaceBigram:
                    for v, w in zip(tokens, tokens[1:]))
 
 
-def top1(scores: list[float], size: int) -> float:
+def top1(scores: list[float], size: int, lengths: list[int] | None = None, bonus: float = 0.0) -> float:
+    """Share of lists whose first hypothesis scores strictly highest, with ``bonus`` (log10)
+    added per word of ``lengths``."""
+    if lengths is not None:
+        scores = [score + bonus * length for score, length in zip(scores, lengths)]
     hits = 0
     for start in range(0, len(scores), size):
         group = scores[start:start + size]
         hits += all(group[0] > other for other in group[1:])
     return hits / max(len(scores) // size, 1)
+
+
+def same_length_top1(scores: list[float], lengths: list[int], size: int) -> float:
+    """Share of lists whose first hypothesis scores above every other of its length."""
+    hits = 0
+    for start in range(0, len(scores), size):
+        group, length = scores[start:start + size], lengths[start]
+        hits += all(group[0] > other for other, n in zip(group[1:], lengths[start + 1:start + size]) if n == length)
+    return hits / max(len(scores) // size, 1)
+
+
+BONUSES = [step / 10 for step in range(0, 101)]
+"""Word bonuses tried on the held-out lists, in log10 per word (0 to 10)."""
+
+
+def tuned_bonus(scores: list[float], lengths: list[int], size: int) -> float:
+    """The per-word bonus that ranks the most held-out originals first (the smallest of ties)."""
+    return max(BONUSES, key=lambda bonus: (top1(scores, size, lengths, bonus), -bonus))
 
 
 def main() -> None:
@@ -115,36 +146,46 @@ def main() -> None:
     rng = random.Random(args.seed)
     train = read_sentences(os.path.join(args.data, "train.txt"))
     unigram = [word for words in train for word in words]
-    lists = nbest_lists(read_sentences(os.path.join(args.data, "test.txt")), args.sentences, args.hypotheses,
-                        rng, unigram)
+    size = args.hypotheses
+    held_out = nbest_lists(read_sentences(os.path.join(args.data, "valid.txt")), args.sentences, size, rng, unigram)
+    lists = nbest_lists(read_sentences(os.path.join(args.data, "test.txt")), args.sentences, size, rng, unigram)
     hypotheses = [h for group in lists for h in group]
-    print(f"{len(lists)} lists of {args.hypotheses} hypotheses ({len(hypotheses):,} in all) from "
-          f"{args.data}/test.txt, seed {args.seed}")
+    tuning = [h for group in held_out for h in group]
+    lengths, tuning_lengths = [len(h) for h in hypotheses], [len(h) for h in tuning]
+    print(f"{len(lists)} lists of {size} hypotheses ({len(hypotheses):,} in all) from {args.data}/test.txt, "
+          f"the word bonus tuned on {len(held_out)} lists from valid.txt; seed {args.seed}")
+    print(f"{'model':44} {'top-1':>7} {'same length':>12} {'bonus':>6} {'top-1 with it':>14} {'hypotheses/s':>13}")
 
-    started = time.perf_counter()
+    def report(name: str, scores: list[float], tuning_scores: list[float], rate: float) -> None:
+        bonus = tuned_bonus(tuning_scores, tuning_lengths, size)
+        print(f"{name:44} {top1(scores, size):7.1%} {same_length_top1(scores, lengths, size):12.1%} {bonus:6.1f} "
+              f"{top1(scores, size, lengths, bonus):14.1%} {rate:13,.0f}")
+
     bigram = LaplaceBigram(train)
-    counted = time.perf_counter() - started
     started = time.perf_counter()
     baseline = [bigram.log10_prob(h) for h in hypotheses]
     seconds = time.perf_counter() - started
-    print(f"{'add-one bigram (train.txt)':44} top-1 {top1(baseline, args.hypotheses):6.1%}  "
-          f"{len(hypotheses) / seconds:10,.0f} hypotheses/s (counting {counted:.1f} s)")
+    report("add-one bigram (train.txt)", baseline, [bigram.log10_prob(h) for h in tuning], len(hypotheses) / seconds)
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
-        text = os.path.join(folder, "hypotheses.txt")
-        with open(text, "w", encoding="utf-8") as handle:
-            handle.writelines(" ".join(h) + "\n" for h in hypotheses)
+        texts = {}
+        for name, group in (("test", hypotheses), ("valid", tuning)):
+            texts[name] = os.path.join(folder, f"{name}.txt")
+            with open(texts[name], "w", encoding="utf-8") as handle:
+                handle.writelines(" ".join(h) + "\n" for h in group)
         for path in args.model:
             model, tokenizer, _ = load_model(path, device)
-            scores: list[float] = []
-            started = time.perf_counter()
-            evaluate_file(model, tokenizer, text, device, ScoringConfig(context="sentence", unk=True),
-                          per_sentence=True, on_sentence=lambda _, logprob: scores.append(logprob))
-            seconds = time.perf_counter() - started
-            assert len(scores) == len(hypotheses), (len(scores), len(hypotheses))
-            print(f"{path:44} top-1 {top1(scores, args.hypotheses):6.1%}  "
-                  f"{len(hypotheses) / seconds:10,.0f} hypotheses/s")
+            scored, rate = {}, 0.0
+            for name in ("test", "valid"):
+                scores: list[float] = []
+                started = time.perf_counter()
+                evaluate_file(model, tokenizer, texts[name], device, ScoringConfig(context="sentence", unk=True),
+                              per_sentence=True, on_sentence=lambda _, logprob, into=scores: into.append(logprob))
+                rate = rate or len(scores) / (time.perf_counter() - started)
+                scored[name] = scores
+            assert len(scored["test"]) == len(hypotheses), (len(scored["test"]), len(hypotheses))
+            report(path, scored["test"], scored["valid"], rate)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,23 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="folder with train.txt, valid.txt, test.txt")
     parser.add_argument("--budgets", type=float, nargs="+", default=[60, 134, 400, 1200], help="seconds of training")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
-    parser.add_argument("--out", required=True, help="folder for the models, logs and results.json")
+    parser.add_argument("--out", help="folder for the models, logs and results.json")
     parser.add_argument("--png", default=None, help="draw the curves here (needs matplotlib)")
+    parser.add_argument("--results", nargs="+", default=None, metavar="JSON",
+                        help="train nothing: print (and draw) the results.json files of earlier runs, later "
+                             "files replacing earlier ones' (configuration, budget) pairs")
     args = parser.parse_args()
 
+    if args.results:
+        merged = {}
+        for path in args.results:
+            with open(path, encoding="utf-8") as handle:
+                merged.update({(r["config"], r["budget"]): r for r in json.load(handle)})
+        order = {name: index for index, name in enumerate(CONFIGURATIONS)}
+        report(sorted(merged.values(), key=lambda r: (order.get(r["config"], 99), r["budget"])), args)
+        return
+    if not args.out:
+        parser.error("--out is needed to train")
     os.makedirs(args.out, exist_ok=True)
     data = {split: os.path.join(args.data, f"{split}.txt") for split in ("train", "valid", "test")}
     results = []
@@ -79,6 +92,10 @@ def main() -> None:
             with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as handle:
                 json.dump(results, handle, indent=1)
 
+    report(results, args)
+
+
+def report(results: list[dict], args) -> None:
     print(f"\n{args.data}: test perplexity after BUDGET seconds of training (one run each, this machine)")
     print("| configuration | budget | steps | epochs | tokens/s | wall s | valid ppl | test ppl stream | sentence |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -48,7 +48,7 @@ class OutputError(RnnlmError):
 
 
 class LockedError(RnnlmError):
-    """Another run holds the output folder: try again later (sysexits' EX_TEMPFAIL)."""
+    """Another run holds the output or the promotion target: try again later (sysexits' EX_TEMPFAIL)."""
 
     exit_code = 75
 

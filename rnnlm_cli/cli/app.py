@@ -23,6 +23,7 @@ from rnnlm_cli.cli import train as train_command
 from rnnlm_cli.cli.ui import guarded_streams, silence_stdout
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.cli.terminate import Terminated, raise_on_termination
+from rnnlm_cli.cli.options import switch
 
 EXIT_INTERRUPTED = 130
 
@@ -54,6 +55,12 @@ class RnnlmGroup(TyperGroup):
         except KeyboardInterrupt:
             # Typer's entry point would turn this into a silent exit 130.
             _fail("interrupted", EXIT_INTERRUPTED)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None and name == train_command.NAME:
+            train_command.refresh_cell_option(command)  # cells registered since import are listed too
+        return command
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         with guarded_streams(), raise_on_termination():
@@ -120,7 +127,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+    version: bool = switch(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """Train, score, sample and export recurrent neural language models (LSTM, GRU, RNN)."""

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from rnnlm_cli.cli.options import default_of, render, with_default
+from rnnlm_cli.cli.options import choices, default_of, render, switch, with_default
 from rnnlm_cli.cli.ui import Progress, print_json, warn
-from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
+from rnnlm_cli.score.scoring_config import CONTEXTS, NBEST_FORMATS, NBestConfig, ScoringConfig
 
 NAME = "eval"
 SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring."
@@ -35,14 +35,14 @@ def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
     file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), or '-' for stdin."),
     context: Optional[str] = typer.Option(
-        None, help="stream: state carries across lines; sentence: each line alone "
+        None, metavar=choices(*CONTEXTS), help="stream: state carries across lines; sentence: each line alone "
                    f"\\[default: {render(default_of(ScoringConfig, 'context'))}; sentence with --query]."),
     debug: int = typer.Option(0, help="SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object of the totals."),
-    per_sentence: bool = typer.Option(False, "--per-sentence", help="Print one log10 score per input line, in order."),
-    query: bool = typer.Option(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
+    json_output: bool = switch(False, "--json", help="Print one JSON object of the totals."),
+    per_sentence: bool = switch(False, "--per-sentence", help="Print one log10 score per input line, in order."),
+    query: bool = switch(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
                                "scores and total (one score with --per-sentence); totals go to stderr."),
-    unk: bool = typer.Option(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
+    unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
     mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
     mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
         "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
@@ -54,7 +54,7 @@ def command(
         "Cache: inverse temperature of the feature dot products", ScoringConfig, "cache_theta")),
     cache_lambda: Optional[float] = typer.Option(None, help=with_default(
         "Cache: its weight in the mix with the model", ScoringConfig, "cache_lambda")),
-    dynamic: bool = typer.Option(ScoringConfig.dynamic, "--dynamic", help="Dynamic evaluation (Krause et al.): after "
+    dynamic: bool = switch(ScoringConfig.dynamic, "--dynamic", help="Dynamic evaluation (Krause et al.): after "
                                  "scoring each segment, one SGD step on it; never before."),
     dynamic_lr: Optional[float] = typer.Option(None, help=with_default(
         "Dynamic evaluation: learning rate", ScoringConfig, "dynamic_lr")),
@@ -63,20 +63,20 @@ def command(
     dynamic_segment: Optional[int] = typer.Option(None, help=with_default(
         "Dynamic evaluation: tokens per step", ScoringConfig, "dynamic_segment")),
     nbest: Optional[str] = typer.Option(None, "--nbest", help="Rescore this n-best list file ('-' for stdin)."),
-    nbest_format: Optional[str] = typer.Option(None, help=with_default(
+    nbest_format: Optional[str] = typer.Option(None, metavar=choices(*NBEST_FORMATS), help=with_default(
         "n-best layout: auto, srilm or kaldi", NBestConfig, "format")),
     nbest_acoustic: Optional[str] = typer.Option(None, help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
     lm_weight: Optional[float] = typer.Option(None, help=with_default(
         "n-best: total = acoustic + lm-weight * lm + word-penalty * words", ScoringConfig, "lm_weight")),
     word_penalty: Optional[float] = typer.Option(None, help=with_default(
         "n-best: log10 score added per word", ScoringConfig, "word_penalty")),
-    nbest_sort: bool = typer.Option(NBestConfig.sort, "--nbest-sort",
+    nbest_sort: bool = switch(NBestConfig.sort, "--nbest-sort",
                                     help="n-best: order each list by total, best first."),
-    nbest_best: bool = typer.Option(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
+    nbest_best: bool = switch(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     amp: str = typer.Option(ScoringConfig.amp, help="Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or "
                             "a CPU with AMX): bf16 scores several times faster there, a little less exactly."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.errors import UsageError
@@ -177,18 +177,23 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
                                on_sentence=render.on_sentence)
     for note in result.warnings():
         warn(note)
+    if query or per_sentence:
+        if query:
+            log("\n".join(totals_lines(result, name=file)))
+    elif json_output:
+        print_json(result.to_dict())
+    else:
+        print("\n".join(totals_lines(result, name=file)))
+    sys.stdout.flush()  # the results are out (or their failure is the one error line) before notes on them
+    if result.tokens:
+        # SRILM's lines are per word; the model predicts tokens. Both, never mixed.
+        unit = "character" if tokenizer.kind in ("char", "byte") else "token"
+        log(f"{result.file}: per {unit}: {result.tokens:,} {unit}s predicted (line ends included), "
+            f"ppl {result.token_ppl:.2f}, {result.bits_per_token:.3f} bits per {unit}")
     if tokenizer.kind in ("sentencepiece", "char") and result.encoded_tokens:
         rate = (result.unk_tokens + result.byte_tokens) / result.encoded_tokens
         log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
             f"{result.encoded_tokens} ({rate:.2%})")
-    if query or per_sentence:
-        if query:
-            log("\n".join(totals_lines(result, name=result.file)))
-        sys.stdout.flush()
-    elif json_output:
-        print_json(result.to_dict())
-    else:
-        print("\n".join(totals_lines(result, name=result.file)))
 
 
 class _Render:

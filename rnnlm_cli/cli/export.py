@@ -24,7 +24,8 @@ EPILOG = (
 
 def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx, safetensors or embeddings."),
+    format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|safetensors|embeddings",
+                               help="onnx, safetensors or embeddings."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file \\[default: the model's name with .onnx, .safetensors or .vec]."),
 ) -> None:
     from rnnlm_cli.errors import UsageError

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from rnnlm_cli.cli.options import default_of, with_default
+from rnnlm_cli.cli.options import default_of, switch, with_default
+from rnnlm_cli.cli.ui import warn
 from rnnlm_cli.config import SamplingConfig
 
 NAME = "generate"
@@ -35,7 +36,7 @@ def command(
     seed: Optional[int] = typer.Option(None, help=with_default(
         "Seed: the same seed gives the same text", SamplingConfig, "seed", {None: "random"})),
     num_samples: int = typer.Option(default_of(SamplingConfig, "num_samples"), help="Independent samples, drawn as one batch."),
-    stop_at_eos: bool = typer.Option(default_of(SamplingConfig, "stop_at_eos"), "--stop-at-eos", help="End each sample at its first end of line."),
+    stop_at_eos: bool = switch(default_of(SamplingConfig, "stop_at_eos"), "--stop-at-eos", help="End each sample at its first end of line."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
 ) -> None:
     from rnnlm_cli.store.checkpoint import load_model
@@ -51,6 +52,7 @@ def command(
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
     prompt_ids = tokenizer.encode(prompt)
+    _report_unknown(prompt, prompt_ids, tokenizer)
     out = sys.stdout
 
     def start(decoder) -> str:
@@ -95,3 +97,17 @@ def command(
         separator = "\n" if stop_at_eos or index == num_samples - 1 else "\n\n"
         out.write(text.rstrip("\n") + separator)
     out.flush()
+
+
+def _report_unknown(prompt: str, ids: list[int], tokenizer) -> None:
+    """Say on stderr which of the prompt's words the model does not know: it continues from
+    ``<unk>`` in their place, which a user reading only the output would not guess."""
+    unknown = [i for i, token in enumerate(ids) if tokenizer.unk_id is not None and token == tokenizer.unk_id]
+    if not unknown:
+        return
+    words = prompt.split()
+    if tokenizer.kind == "word" and len(words) == len(ids):
+        listed = ", ".join(dict.fromkeys(words[i] for i in unknown))
+        warn(f"prompt: {len(unknown)} word(s) not in the model's vocabulary, read as <unk>: {listed}")
+    else:
+        warn(f"prompt: {len(unknown)} token(s) not in the model's vocabulary, read as <unk>")

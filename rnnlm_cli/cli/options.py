@@ -54,3 +54,24 @@ def default_text(owner: type, name: str, labels: Mapping[Any, str] | None = None
 def with_default(text: str, owner: type, name: str, labels: Mapping[Any, str] | None = None) -> str:
     """``text`` followed by the field's default, as every option's help ends: "Text \\[default: X]."."""
     return f"{text} {default_text(owner, name, labels)}."
+
+
+FITTED = "fitted to the corpus and device"
+"""The default shown for an option a bare ``rnnlm train`` chooses (rnnlm_cli.train.fitting)."""
+
+
+def fitted_default(text: str) -> str:
+    """``text`` for an option whose default the run fits to its corpus and device."""
+    return f"{text} \\[default: {FITTED}]."
+
+
+def switch(default: Any, *names: str, **options: Any) -> Any:
+    """A flag option: it takes no value, so its help shows no type (typer would show <bool>)."""
+    import typer
+
+    return typer.Option(default, *names, metavar="", **options)
+
+
+def choices(*names: str) -> str:
+    """The metavar of an option that takes one of ``names``: ``word|char|byte``."""
+    return "|".join(names)

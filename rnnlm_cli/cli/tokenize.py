@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from rnnlm_cli.cli.options import with_default
+from rnnlm_cli.cli.options import choices, switch, with_default
 from rnnlm_cli.cli.ui import log, warn
-from rnnlm_cli.config import TokenizerConfig
+from rnnlm_cli.config import SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig
 
 NAME = "tokenize"
 SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
@@ -31,20 +31,20 @@ EPILOG = (
 
 def command(
     corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
-    kind: Optional[str] = typer.Option(None, help=with_default(
+    kind: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS), help=with_default(
         "Tokenizer to learn: word, char, byte or sentencepiece", TokenizerConfig, "kind")),
     tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
     save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
-    decode: bool = typer.Option(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
+    decode: bool = switch(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
     min_count: Optional[int] = typer.Option(None, help=with_default(
         "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
     max_size: Optional[int] = typer.Option(None, help=with_default(
         "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
     vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
-    model_type: Optional[str] = typer.Option(None, "--sp-model", help=with_default("sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
-    strict: bool = typer.Option(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    model_type: Optional[str] = typer.Option(None, "--sp-model", metavar=choices(*SP_MODEL_TYPES), help=with_default("sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
+    strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.text.corpus import encode_corpus, input_warnings, learn_tokenizer
     from rnnlm_cli.errors import UsageError

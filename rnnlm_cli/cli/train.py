@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from rnnlm_cli.cli.options import default_of, with_default
+from rnnlm_cli.cli.options import FITTED, choices, default_of, fitted_default, switch, with_default
 from rnnlm_cli.cli.ui import Progress, log, print_json, print_table, warn
-from rnnlm_cli.config import TokenizerConfig, TrainConfig
+from rnnlm_cli.config import AMP_MODES, OPTIMIZERS, SCHEDULES, SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
-from rnnlm_cli.models.registry import CELLS
+from rnnlm_cli.models.registry import CELLS, IMPLS
 from rnnlm_cli.presets import list_presets
 from rnnlm_cli.train.job import JobOptions
 
@@ -23,7 +24,11 @@ HELP = (
     "'rnnlm tokenize'). The best model by validation perplexity is written to --out; "
     "beside it go <stem>.last.pt (last training state), <stem>.metrics.jsonl (the curve) and, "
     "with --plot, <stem>.curve.png. A summary of the run ends the log on stderr. "
-    "Options resolve as: built-in defaults < --config YAML < flags."
+    "Options resolve as: built-in defaults < --config YAML < flags. "
+    "Shape and batch options nobody set (--layers, --hidden, --emb, --batch-size) are fitted to the "
+    "corpus and device: one layer of 256 on a CPU, two of 650 on a GPU for a large corpus, and a "
+    "batch that leaves each stream 50 segments; a log line says what was chosen. A preset's batch "
+    "and epochs are fitted to a smaller or larger corpus than it was tuned on, and said so."
 )
 EPILOG = (
     "Examples:\n\n"
@@ -36,7 +41,7 @@ EPILOG = (
     + "\n\n".join(f"  {name}: {about}" for name, about in list_presets().items())
 )
 
-_NOT_OPTIONS = ("corpus", "config", "preset", "json_output")
+_NOT_OPTIONS = ("corpus", "config", "preset", "json_output", "show_config")
 """Parameters of :func:`command` that say where options come from or how to print, not what to train."""
 
 
@@ -61,9 +66,10 @@ class _Reporter:
         for note in self._notes:
             log(note)
         self._notes.clear()
+        budget = f", or fewer when --max-time stops it after {_about(info['max_time'])}" if info["max_time"] else ""
         log(f"training on {info['device']}: {info['train_tokens']:,} train tokens, "
             f"{info['valid_tokens']:,} valid tokens, {info['parameters']:,} parameters, "
-            f"{info['steps_per_epoch']:,} steps per epoch")
+            f"{info['steps_per_epoch']:,} steps per epoch; {info['planned_steps']:,} steps planned{budget}")
         self._progress = Progress("epoch 1", total=info["steps_per_epoch"])
 
     def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
@@ -76,11 +82,14 @@ class _Reporter:
                 f"({record['in_a_row']} in a row)")
             return
         log(f"epoch {record['epoch']} step {record['step']}: loss {record['loss']:.4f} "
-            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s")
+            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s, "
+            f"about {_about(record['remaining_s'])} of training left")
 
     def on_validate(self, record: dict[str, Any]) -> None:
         mark = " (best)" if record["best"] else ""
-        log(f"epoch {record['epoch']} valid: loss {record['valid_loss']:.4f} ppl {record['valid_ppl']:.2f}{mark}")
+        # Per token: a character model's figures are per character, a word model's per word.
+        log(f"epoch {record['epoch']} valid: loss {record['valid_loss']:.4f} ppl {record['valid_ppl']:.2f} per token, "
+            f"{record['valid_loss'] / math.log(2):.3f} bits per token{mark}")
 
     def on_estimate(self, estimate: dict[str, Any]) -> None:
         seconds, left, remaining = estimate["remaining_seconds"], estimate["max_time_left"], estimate["remaining_steps"]
@@ -97,6 +106,18 @@ class _Reporter:
             self._progress.close()
 
 
+def _cell_help() -> str:
+    return with_default(f"Recurrent cell: {', '.join(CELLS)}", ModelConfig, "cell")
+
+
+def refresh_cell_option(command: Any) -> None:
+    """--cell's choices and help from the registry as it is now, so a cell registered after
+    this module was imported is listed as well."""
+    for param in command.params:
+        if param.name == "cell":
+            param.metavar, param.help = choices(*CELLS), _cell_help()
+
+
 def _about(seconds: float) -> str:
     """12 s, 4.5 min, 3.2 h: a length of time at the precision an estimate has."""
     if seconds < 90:
@@ -108,27 +129,28 @@ def _about(seconds: float) -> str:
 
 def command(
     ctx: typer.Context,
-    corpus: str = typer.Argument(..., help="Training text (plain or .gz), '-' for stdin, or a token file."),
+    corpus: Optional[str] = typer.Argument(None, help="Training text (plain or .gz), '-' for stdin, or a token file.", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=with_default("Where the best model goes", JobOptions, "out")),
     valid: Optional[str] = typer.Option(None, help=with_default("Validation text or token file", JobOptions, "valid", {None: _HELD_OUT})),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
     preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
-    tokenizer: Optional[str] = typer.Option(None, help=with_default(
+    tokenizer: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS, "FILE"), help=with_default(
         "word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file", TokenizerConfig, "kind")),
     min_count: Optional[int] = typer.Option(None, help=with_default(
         "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
     max_size: Optional[int] = typer.Option(None, help=with_default(
         "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
     vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
-    model_type: Optional[str] = typer.Option(None, "--sp-model", help=with_default(
+    model_type: Optional[str] = typer.Option(None, "--sp-model", metavar=choices(*SP_MODEL_TYPES), help=with_default(
         "sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
-    cell: Optional[str] = typer.Option(None, help=with_default(f"Recurrent cell: {', '.join(CELLS)}", ModelConfig, "cell")),
-    impl: Optional[str] = typer.Option(None, help=with_default("fused (torch kernels) or reference (gate equations)", ModelConfig, "impl")),
-    layers: Optional[int] = typer.Option(None, help=with_default("Recurrent layers", ModelConfig, "layers")),
-    hidden: Optional[int] = typer.Option(None, help=with_default("Hidden units per layer", ModelConfig, "hidden")),
-    emb: Optional[int] = typer.Option(None, help=with_default("Embedding size", ModelConfig, "emb")),
+    cell: Optional[str] = typer.Option(None, metavar=choices(*CELLS), help=_cell_help()),
+    impl: Optional[str] = typer.Option(None, metavar=choices(*IMPLS), help=with_default(
+        "fused (torch kernels) or reference (gate equations)", ModelConfig, "impl")),
+    layers: Optional[int] = typer.Option(None, help=fitted_default("Recurrent layers")),
+    hidden: Optional[int] = typer.Option(None, help=fitted_default("Hidden units per layer")),
+    emb: Optional[int] = typer.Option(None, help=fitted_default("Embedding size")),
     dropout: Optional[float] = typer.Option(None, help=with_default("Dropout on embeddings, between layers and outputs", ModelConfig, "dropout")),
-    tied: Optional[bool] = typer.Option(None, "--tied/--untied", help=with_default(
+    tied: Optional[bool] = switch(None, "--tied/--untied", help=with_default(
         "Tie input and output embeddings", ModelConfig, "tied", {False: "untied", True: "tied"})),
     dropout_emb: Optional[float] = typer.Option(None, help=with_default(
         "Embedding dropout: drop whole words (rows of the embedding matrix)", ModelConfig, "dropout_emb")),
@@ -138,7 +160,7 @@ def command(
         "Dropout between recurrent layers; -1 = --dropout", ModelConfig, "dropout_hidden")),
     dropout_output: Optional[float] = typer.Option(None, help=with_default(
         "Dropout on the last layer's output, before the softmax; -1 = --dropout", ModelConfig, "dropout_output")),
-    locked_dropout: Optional[bool] = typer.Option(None, "--locked-dropout", help="Variational dropout: one mask per sequence, shared by all time steps."),
+    locked_dropout: Optional[bool] = switch(None, "--locked-dropout", help="Variational dropout: one mask per sequence, shared by all time steps."),
     weight_drop: Optional[float] = typer.Option(None, help=with_default(
         "DropConnect on the hidden-to-hidden matrices", ModelConfig, "weight_drop")),
     attention: Optional[int] = typer.Option(None, help=with_default(
@@ -150,7 +172,8 @@ def command(
         "of the vocabulary (3%,15%,45%), auto (from the training tokens' frequencies; the full softmax for "
         "a vocabulary under 4,000 or a --tied model) or '' (the full softmax)",
         ModelConfig, "adaptive_softmax", {"": "full softmax"})),
-    optimizer: Optional[str] = typer.Option(None, help=with_default("sgd, adam or adamw", TrainConfig, "optimizer")),
+    optimizer: Optional[str] = typer.Option(None, metavar=choices(*OPTIMIZERS), help=with_default(
+        "sgd, adam or adamw", TrainConfig, "optimizer")),
     lr: Optional[float] = typer.Option(None, help=with_default("Learning rate", TrainConfig, "lr")),
     weight_decay: Optional[float] = typer.Option(None, help=with_default("L2 weight decay", TrainConfig, "weight_decay")),
     l1: Optional[float] = typer.Option(None, help=with_default(
@@ -159,7 +182,7 @@ def command(
         "Activation regularisation: times the mean square of the dropped last-layer output", TrainConfig, "ar")),
     tar: Optional[float] = typer.Option(None, help=with_default(
         "Temporal activation regularisation: times the mean square of h_t - h_(t-1)", TrainConfig, "tar")),
-    schedule: Optional[str] = typer.Option(None, help=with_default(
+    schedule: Optional[str] = typer.Option(None, metavar=choices(*SCHEDULES), help=with_default(
         "Learning-rate schedule: constant, plateau (divide by --lr-decay when validation stalls) or cosine", TrainConfig, "schedule")),
     lr_decay: Optional[float] = typer.Option(None, help=with_default(
         "plateau: the factor the learning rate is divided by", TrainConfig, "lr_decay")),
@@ -167,46 +190,50 @@ def command(
         "Linear warm-up from 0 over this many steps, before the schedule", TrainConfig, "warmup_steps")),
     min_lr: Optional[float] = typer.Option(None, help=with_default(
         "cosine: the final learning rate; plateau: stop when the rate falls below it", TrainConfig, "min_lr")),
-    asgd: Optional[bool] = typer.Option(None, "--asgd", help="NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks."),
+    asgd: Optional[bool] = switch(None, "--asgd", help="NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks."),
     nonmono: Optional[int] = typer.Option(None, help=with_default(
         "NT-ASGD: validations without improvement before averaging starts", TrainConfig, "nonmono")),
     patience: Optional[int] = typer.Option(None, help=with_default(
         "Stop after this many validations without improvement; 0 = never", TrainConfig, "patience")),
-    random_bptt: Optional[bool] = typer.Option(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
+    random_bptt: Optional[bool] = switch(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
     embeddings: Optional[str] = typer.Option(None, help=with_default(
         "word2vec/GloVe text file to initialise the input embeddings from", TrainConfig, "embeddings")),
-    freeze_embeddings: Optional[bool] = typer.Option(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
+    freeze_embeddings: Optional[bool] = switch(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
     synonyms: Optional[str] = typer.Option(None, help=with_default(
         "File of word pairs, one pair a line, whose embeddings are pulled together", TrainConfig, "synonyms")),
     synonym_weight: Optional[float] = typer.Option(None, help=with_default(
         "Weight of the synonym loss (mean squared distance of the pairs' embeddings)", TrainConfig, "synonym_weight")),
-    amp: Optional[str] = typer.Option(None, help=with_default(
+    amp: Optional[str] = typer.Option(None, metavar=choices(*AMP_MODES), help=with_default(
         "Mixed precision: auto (bf16 autocast on CUDA or a CPU with AMX), bf16, or off", TrainConfig, "amp")),
     clip: Optional[float] = typer.Option(None, help=with_default("Clip the total gradient norm; 0 = off", TrainConfig, "clip")),
-    batch_size: Optional[int] = typer.Option(None, help=with_default("Parallel streams", TrainConfig, "batch_size")),
+    batch_size: Optional[int] = typer.Option(None, help=fitted_default("Parallel streams")),
     bptt: Optional[int] = typer.Option(None, help=with_default("Tokens per truncated-BPTT segment", TrainConfig, "bptt")),
     epochs: Optional[int] = typer.Option(None, help=with_default("Passes over the corpus", TrainConfig, "epochs")),
     max_steps: Optional[int] = typer.Option(None, help=with_default("Stop after this many steps; 0 = no limit", TrainConfig, "max_steps")),
     max_time: Optional[float] = typer.Option(None, help=with_default(
         "Stop after this many seconds, then validate; 0 = no limit", TrainConfig, "max_time")),
     seed: Optional[int] = typer.Option(None, help=with_default("Random seed", TrainConfig, "seed")),
-    device: Optional[str] = typer.Option(None, help=with_default("auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
+    device: Optional[str] = typer.Option(None, metavar=choices("auto", "cpu", "cuda", "cuda:N", "mps"), help=with_default(
+        "auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
     log_interval: Optional[int] = typer.Option(None, help=with_default("Steps between log lines", TrainConfig, "log_interval")),
-    strict: Optional[bool] = typer.Option(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    strict: Optional[bool] = switch(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
     resume: Optional[str] = typer.Option(None, help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
     init_from: Optional[str] = typer.Option(None, help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
     promote_if_better: Optional[str] = typer.Option(None, help="After training, replace this model file only if the new model validates better (else exit 3)."),
-    deterministic: Optional[bool] = typer.Option(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
+    deterministic: Optional[bool] = switch(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
     max_bad_steps: Optional[int] = typer.Option(None, help=with_default(
         "Stop after this many non-finite steps in a row", TrainConfig, "max_bad_steps")),
     keep_checkpoints: Optional[int] = typer.Option(None, help=with_default(
         "Keep the model of each validation as <stem>.step<N>.pt, the last N (the best always stays)", TrainConfig, "keep_checkpoints")),
     max_params: Optional[int] = typer.Option(None, help=with_default(
         "Refuse to build or load a model of more parameters than this; 0 = sized to this machine's memory", TrainConfig, "max_params")),
-    plot: Optional[bool] = typer.Option(None, "--plot", help="Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    plot: Optional[bool] = switch(None, "--plot", help="Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."),
+    json_output: bool = switch(False, "--json", help="Print the result as one JSON object."),
+    show_config: bool = switch(False, "--show-config", help=(
+        "Print the options as resolved (defaults < preset < --config < flags) as a --config YAML file, "
+        "then exit; CORPUS may be left out, nothing is read or written.")),
 ) -> None:
-    from rnnlm_cli.errors import NotPromotedError
+    from rnnlm_cli.errors import NotPromotedError, UsageError
     from rnnlm_cli.train.job import resolve_train
     from rnnlm_cli.train.run import run_training
 
@@ -214,7 +241,12 @@ def command(
     # (or, with no field behind it, fails loudly) without a list kept here.
     flags = {name: value for name, value in ctx.params.items() if name not in _NOT_OPTIONS}
     flags["out"] = str(out) if out is not None else None
-    job = resolve_train(corpus, flags, preset, str(config) if config is not None else None)
+    if corpus is None and not show_config:
+        raise UsageError("missing CORPUS: the training text, '-' for stdin, or a token file")
+    job = resolve_train(corpus or "-", flags, preset, str(config) if config is not None else None)
+    if show_config:
+        print(_config_yaml(job, preset, config))
+        return
     if job.plot:
         from rnnlm_cli.train.plot import require_matplotlib
 
@@ -245,6 +277,26 @@ def command(
         # A cron job tells "kept the current model" by this code, even when nobody reads the summary.
         if result.promoted is False:
             raise NotPromotedError(result.promotion)
+
+
+def _config_yaml(job: Any, preset: str | None, config: Path | None) -> str:
+    """The job's options as a YAML file ``--config`` reads back, a comment per section; the
+    options a run fits to its corpus and device, when unset, are comments that say so."""
+    import yaml
+
+    from rnnlm_cli.train.fitting import FITTED_OPTIONS
+    from rnnlm_cli.train.job import resolved_options
+
+    sources = "".join(f" {flag} {value}" for flag, value in (("--preset", preset), ("--config", config)) if value)
+    lines = [f"# rnnlm train{sources}: every option, resolved (defaults < preset < --config < flags)"]
+    for section, values in resolved_options(job, fitted=FITTED_OPTIONS).items():
+        lines.append(f"# {section}")
+        for name, value in values.items():
+            if value is None and name in FITTED_OPTIONS:
+                lines.append(f"# {name}: {FITTED}")
+            else:
+                lines.append(yaml.safe_dump({name: value}, default_flow_style=False, sort_keys=False).strip())
+    return "\n".join(lines)
 
 
 def _plot(metrics_path: str, model_path: str) -> str | None:

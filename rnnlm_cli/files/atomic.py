@@ -134,6 +134,8 @@ def _owned_temp(dest: str, by_name: bool = False) -> Iterator[tuple[int, str]]:
             yield fd, temp
             if by_name:
                 _check_written_by_name(temp, dest)
+                # The writer may have made its own file at the name (safetensors does, 0600).
+                os.chmod(temp, 0o666 & ~umask)
             else:
                 os.fsync(fd)
                 _check_still_ours(fd, temp, dest)

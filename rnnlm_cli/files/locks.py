@@ -1,9 +1,10 @@
-"""Advisory locks on files we own: one run per output folder, one promoter per target.
+"""Advisory locks on files we own: one run per output (the ``--out`` stem), one promoter per target.
 
 A lock is an ``flock`` on a lock file: the kernel drops it when the holder dies however
 it dies, so a killed run never leaves anything locked. The lock file holds the holder's
-pid while held and is emptied on release; a file still naming a pid that is gone was left
-by a run that died, which the next holder reports in one line.
+pid while held and is removed on release (while still locked: a process waiting on the old
+file finds it no longer named and opens the new one); a file still there, naming a pid that
+is gone, was left by a run that died, which the next holder reports in one line.
 
 The lock file is opened with ``O_NOFOLLOW`` and must be a regular file: a symlink or FIFO
 planted at its name is refused, never followed or truncated.
@@ -65,6 +66,8 @@ def hold_lock(lock_path: str, what: str, wait_seconds: float = 0.0,
     finally:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)  # released cleanly: nothing stale for the next holder to report
+            if _still_named(fd, lock_path):
+                os.unlink(lock_path)
         os.close(fd)  # closing releases the flock
 
 
@@ -105,13 +108,22 @@ def _still_named(fd: int, lock_path: str) -> bool:
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
-def output_lock(folder: str, note: Callable[[str], None] | None = None):
-    """The lock of a run's output folder: a second run there fails at once with exit 75."""
+def run_lock_path(out: str) -> str:
+    """The lock file of the run writing ``out``: ``.<stem>.rnnlm.lock`` beside it, so runs
+    with other ``--out`` stems train side by side in one folder."""
+    folder, name = os.path.split(os.path.abspath(out))
+    return os.path.join(folder, f".{os.path.splitext(name)[0]}{LOCK_NAME}")
+
+
+def output_lock(out: str, note: Callable[[str], None] | None = None):
+    """The lock of the run writing ``out`` and the files beside it named for its stem: a
+    second run for the same stem fails at once with exit 75."""
+    folder = os.path.dirname(os.path.abspath(out))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror})") from exc
-    return hold_lock(os.path.join(folder, LOCK_NAME), f"the output folder {folder}", note=note)
+    return hold_lock(run_lock_path(out), f"the output {out}", note=note)
 
 
 def target_lock_path(target: str) -> str:

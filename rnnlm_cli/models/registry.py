@@ -80,7 +80,7 @@ class CellSpec:
         names = self.state_names
         if not names or len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
             raise ValueError(f"state names must be distinct identifiers, at least one, got {names!r}")
-        reserved = {"tokens", "logits", "mem", "valid"} & set(names)
+        reserved = {"tokens", "log_probs", "mem", "valid"} & set(names)
         if reserved:
             raise ValueError(f"state names {sorted(reserved)} are taken by the exported graph's other inputs")
 

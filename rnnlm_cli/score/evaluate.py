@@ -99,6 +99,11 @@ class EvalResult(Totals):
     def token_ppl(self) -> float:
         return perplexity(self.token_nll / self.tokens) if self.tokens else math.nan
 
+    @property
+    def bits_per_token(self) -> float:
+        """The model's cross-entropy in bits per token predicted (per character for a character model)."""
+        return self.token_nll / self.tokens / math.log(2) if self.tokens else math.nan
+
     def add_words(self, scored: Sequence[WordScore]) -> None:
         self.add(scored)
         for word in scored:
@@ -111,7 +116,8 @@ class EvalResult(Totals):
         return {
             "file": self.file, "sentences": self.sentences, "words": self.words, "oovs": self.oovs,
             "zeroprobs": self.zeroprobs, "logprob": self.logprob, "ppl": self.ppl, "ppl1": self.ppl1,
-            "tokens": self.tokens, "token_ppl": self.token_ppl, "encoded_tokens": self.encoded_tokens,
+            "tokens": self.tokens, "token_ppl": self.token_ppl, "bits_per_token": self.bits_per_token,
+            "encoded_tokens": self.encoded_tokens,
             "unk_tokens": self.unk_tokens, "unk_rate": self.unk_tokens / encoded,
             "byte_fallback_tokens": self.byte_tokens, "byte_fallback_rate": self.byte_tokens / encoded,
             "invalid_lines": self.invalid_lines, "control_chars": self.control_chars,

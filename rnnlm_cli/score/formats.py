@@ -47,10 +47,17 @@ def totals_lines(totals, name: str | None = None) -> list[str]:
 
 
 class WordLines:
-    """Per-word lines of debug level 2; remembers the previous word across pieces of a line."""
+    """Per-word lines of debug level 2, field for field as SRILM's ``ngram -ppl -debug 2``:
+    ``\tp( WORD | CONTEXT ...) \t= [Ngram] P [ LOG10 ]``, or ``[OOV] 0 [ -inf ]``.
+
+    SRILM's tag names the longest n-gram the model used; the network conditions on the whole
+    sentence so far, so N counts ``<s>`` and every word before this one (the first word is a
+    2gram, as in a full-context n-gram model). Remembers the context across pieces of a line.
+    """
 
     def __init__(self) -> None:
         self._previous: str | None = None
+        self._order = 2
 
     def lines(self, words: Iterable[WordScore]) -> list[str]:
         out = []
@@ -62,9 +69,10 @@ class WordLines:
             if word.oov:
                 value = "[OOV] 0 [ -inf ]"
             else:
-                value = f"{number(10.0 ** word.log10)} [ {number(word.log10)} ]"
+                value = f"[{self._order}gram] {number(10.0 ** word.log10)} [ {number(word.log10)} ]"
             out.append(f"\tp( {word.word} | {context}) \t= {value}")
             self._previous = None if word.ends_line else word.word
+            self._order = 2 if word.ends_line else self._order + 1
         return out
 
 

@@ -41,9 +41,8 @@ from dataclasses import dataclass, field
 
 from rnnlm_cli.errors import DataError, UsageError
 from rnnlm_cli.text.reading import DecodeStats, check_readable, display_name, iter_lines
+from rnnlm_cli.score.scoring_config import NBEST_FORMATS as FORMATS
 from rnnlm_cli.units import LN10
-
-FORMATS = ("auto", "srilm", "kaldi")
 
 # Layouts a first line can decide on; "auto" is not one of them.
 _SRILM_ID = "srilm with utterance ids"

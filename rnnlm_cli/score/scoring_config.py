@@ -104,6 +104,10 @@ class ScoringConfig:
         return DynamicEvaluation(model, self.dynamic_lr, self.dynamic_decay)
 
 
+NBEST_FORMATS = ("auto", "srilm", "kaldi")
+"""Layouts of n-best lists (see :mod:`rnnlm_cli.score.nbest`)."""
+
+
 @dataclass(frozen=True)
 class NBestConfig:
     """How n-best lists are read and ordered; the weights of the totals are the

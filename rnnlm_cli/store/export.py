@@ -5,7 +5,14 @@ runtime can score or generate step by step:
 
     inputs:  tokens (T, B) int64, <s>0 (L, B, H) for each state name s of the cell
              [, mem0 (N, B, H), valid0 (N, B) with --attention N]
-    outputs: logits (T, B, V), <s>n (L, B, H) for each s [, memn (N, B, H), validn (N, B)]
+    outputs: log_probs (T, B, V), <s>n (L, B, H) for each s [, memn (N, B, H), validn (N, B)]
+
+log_probs are natural-log probabilities of the next token, whatever the output layer (a full
+softmax's logits are normalised in the graph; an adaptive softmax gives them as they are), so
+a scorer reads them directly. Every axis is named in the graph: time, batch, vocab, layers,
+hidden, window. The model's metadata (``metadata_props``) holds what a runtime needs beside
+the graph: the tokenizer (its pieces in id order), the special ids ``eos_id`` and ``unk_id``,
+the model config, and ``output``, which says what the first output holds.
 
 The state names are the cell registry's (``CellSpec.state_names``): h0, c0 in and hn, cn
 out for an LSTM or mogrifier, h0 and hn for a GRU or an Elman RNN.
@@ -47,12 +54,43 @@ class _WithExplicitState(torch.nn.Module):
 
     def forward(self, tokens: torch.Tensor, *state: torch.Tensor):
         logits, new_state = self.model(tokens, tuple(state))
-        return (logits, *new_state)
+        # Idempotent on the adaptive softmax's output, which is already normalised.
+        return (torch.log_softmax(logits, dim=-1), *new_state)
+
+
+OUTPUT = "log_probs"
+"""The name of the graph's first output: log-probabilities, never unnormalised logits."""
+OUTPUT_MEANING = ("log_probs (time, batch, vocab): natural-log probabilities of the next token given the "
+                  "tokens so far; feed eos_id first, as the start of a line")
 
 
 def onnx_io_names(config: ModelConfig) -> tuple[list[str], list[str]]:
     names = config.cell_spec.state_names + (("mem", "valid") if config.attention else ())
-    return ["tokens", *[f"{n}0" for n in names]], ["logits", *[f"{n}n" for n in names]]
+    return ["tokens", *[f"{n}0" for n in names]], [OUTPUT, *[f"{n}n" for n in names]]
+
+
+def _axes(config: ModelConfig) -> dict[str, dict[int, str]]:
+    """The dynamic axes, time and batch, by name (the fixed ones are named in :func:`_name_fixed_axes`)."""
+    inputs, outputs = onnx_io_names(config)
+    axes = {"tokens": {0: "time", 1: "batch"}, OUTPUT: {0: "time", 1: "batch"}}
+    for name in inputs[1:] + outputs[1:]:
+        axes[name] = {1: "batch"}
+    return axes
+
+
+_FIXED_AXES = {"state": ("layers", None, "hidden"), "mem": ("window", None, "hidden"), "valid": ("window", None),
+               OUTPUT: (None, None, "vocab")}
+
+
+def _name_fixed_axes(graph, config: ModelConfig) -> None:
+    """Name the fixed axes (layers, hidden, window, vocab) beside the dynamic ones."""
+    for value in [*graph.input, *graph.output]:
+        stem = value.name[:-1] if value.name[-1:] in ("0", "n") and value.name != OUTPUT else value.name
+        names = _FIXED_AXES.get(stem) or (_FIXED_AXES["state"] if stem in config.cell_spec.state_names else ())
+        for dim, name in zip(value.type.tensor_type.shape.dim, names):
+            if name is not None and not dim.dim_param:
+                # A name replaces the size in the graph's signature; the weights still fix it.
+                dim.dim_param = name
 
 
 def _fused_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -70,8 +108,12 @@ def _fused_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.eval()
 
 
-def export_onnx(model: torch.nn.Module, path: str, opset: int = 17) -> None:
-    """Write ``model`` as an ONNX graph with explicit state inputs and outputs."""
+def export_onnx(model: torch.nn.Module, path: str, tokenizer_dict: dict[str, Any] | None = None,
+                opset: int = 17) -> None:
+    """Write ``model`` as an ONNX graph with explicit state inputs and outputs, its tokenizer
+    and special ids in the model's metadata."""
+    import onnx
+
     config: ModelConfig = model.config
     model = _fused_copy(model)
     # Built in eval mode: the exporter puts the module it is given back into that module's
@@ -80,15 +122,29 @@ def export_onnx(model: torch.nn.Module, path: str, opset: int = 17) -> None:
     tokens = torch.zeros(3, 2, dtype=torch.long)
     state = model.init_state(2)
     inputs, outputs = onnx_io_names(config)
-    axes: dict[str, dict[int, str]] = {"tokens": {0: "time", 1: "batch"}, "logits": {0: "time", 1: "batch"}}
-    for name in inputs[1:] + outputs[1:]:
-        axes[name] = {1: "batch"}
     with atomic_path(path) as temp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
         # The TorchScript-based exporter maps torch's fused RNN modules onto ONNX's own
         # LSTM/GRU/RNN operators, which keeps the graph small and fast in runtimes.
         torch.onnx.export(wrapper, (tokens, *state), temp, input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+                          dynamic_axes=_axes(config), opset_version=opset, dynamo=False)
+        graph = onnx.load(temp)
+        _name_fixed_axes(graph.graph, config)
+        onnx.helper.set_model_props(graph, _onnx_metadata(config, tokenizer_dict))
+        onnx.save(graph, temp)
+
+
+def _onnx_metadata(config: ModelConfig, tokenizer_dict: dict[str, Any] | None) -> dict[str, str]:
+    meta = {**_metadata(config, tokenizer_dict or {}), "output": OUTPUT_MEANING,
+            "state": ",".join(config.cell_spec.state_names)}
+    if tokenizer_dict:
+        from rnnlm_cli.text.tokenizers import tokenizer_from_dict
+
+        tokenizer = tokenizer_from_dict(tokenizer_dict)
+        meta["eos_id"] = str(tokenizer.eos_id)
+        meta["unk_id"] = "" if tokenizer.unk_id is None else str(tokenizer.unk_id)
+        meta["vocab_size"] = str(config.vocab_size)
+    return meta
 
 
 def _metadata(config: ModelConfig, tokenizer_dict: dict[str, Any]) -> dict[str, str]:
@@ -172,7 +228,7 @@ def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
     check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
     model, tokenizer, checkpoint = load_model(model_path, "cpu")
     if fmt == "onnx":
-        export_onnx(model, out)
+        export_onnx(model, out, checkpoint.tokenizer)
     elif fmt == "safetensors":
         export_safetensors(model, checkpoint.tokenizer, out)
     else:

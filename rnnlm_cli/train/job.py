@@ -70,6 +70,12 @@ class TrainJob:
     """Model options the user gave explicitly (checked against --init-from's model)."""
     plot: bool = False
     """Draw the learning curves into <stem>.curve.png once the run is over (the caller's part)."""
+    origins: Mapping[str, str] | None = None
+    """Where each option that was set came from: "flag", "config" or "preset"; an option not
+    in it has its default, which the run may fit to the corpus and device
+    (:mod:`~rnnlm_cli.train.fitting`). None (a job built in code): every value is as given."""
+    preset: str | None = None
+    """The preset the job was resolved with, for what is said about it."""
 
 
 def _settable(cls: type, *fixed: str) -> tuple[str, ...]:
@@ -102,15 +108,19 @@ def resolve_train(corpus: str, flags: Mapping[str, Any], preset: str | None = No
     if stray:
         raise TypeError(f"not options of rnnlm train: {', '.join(stray)}")
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     if preset is not None:
         from rnnlm_cli.presets import load_preset
 
         values = load_preset(preset)
         _check_keys(f"preset {preset}", values)
+        origins.update(dict.fromkeys(values, "preset"))
     if config_path is not None:
         own = load_yaml(config_path)
         _check_keys(config_path, own)
         values = {**values, **own}
+        origins.update(dict.fromkeys(own, "config"))
+    origins.update({key: "flag" for key, value in flags.items() if value is not None})
     # vocab_size=2 stands in until the tokenizer is known; it lets every model option be
     # checked before any data is read.
     model = resolve(ModelConfig, _only(values, MODEL_OPTIONS), _only(flags, MODEL_OPTIONS), vocab_size=2)
@@ -122,7 +132,27 @@ def resolve_train(corpus: str, flags: Mapping[str, Any], preset: str | None = No
         tokenizer_config=tokenizer_config, valid=job.valid, strict=job.strict, resume=job.resume,
         init_from=job.init_from, promote_to=job.promote_if_better, plot=job.plot,
         model_flags=tuple(k for k in MODEL_OPTIONS if flags.get(k) is not None or k in values),
+        origins=origins, preset=preset,
     )
+
+
+def resolved_options(job: TrainJob, fitted: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Every option of ``job`` by section (model, training, tokenizer, files), as a ``--config``
+    file would give it; the options in ``fitted`` that nobody set map to None (chosen when the
+    run sees its corpus)."""
+    def unset(name: str) -> bool:
+        return name in fitted and job.origins is not None and name not in job.origins
+
+    files = {"tokenizer": job.tokenizer, "valid": job.valid, "out": job.out, "strict": job.strict,
+             "resume": job.resume, "init_from": job.init_from, "promote_if_better": job.promote_to, "plot": job.plot}
+    sections = {
+        "model": {name: getattr(job.model, name) for name in MODEL_OPTIONS},
+        "training": {name: getattr(job.train, name) for name in TRAIN_OPTIONS},
+        "tokenizer": {name: getattr(job.tokenizer_config, name) for name in TOKENIZER_OPTIONS},
+        "files": {name: files[name] for name in JOB_OPTIONS},
+    }
+    return {section: {name: None if unset(name) else value for name, value in values.items()}
+            for section, values in sections.items()}
 
 
 def _only(values: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

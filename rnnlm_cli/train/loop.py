@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from rnnlm_cli.text.batching import bptt_streams, iter_bptt, segment_count
+from rnnlm_cli.train.budget import RunBudget
 from rnnlm_cli.train.objective import Objective
 from rnnlm_cli.train.schedules import LrSchedule, WeightAverage, random_bptt_length
 from rnnlm_cli.store.checkpoint import save_checkpoint
@@ -40,12 +41,6 @@ from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths, rotate_s
 from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rng, restore_rng
 from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 from rnnlm_cli.units import perplexity
-
-ESTIMATE_STEPS = 10
-"""Steps timed (after the first) before the run's time is estimated..."""
-ESTIMATE_SECONDS = 10.0
-"""...or fewer, when they already take this long: a slow run is told early."""
-
 
 class TrainingDiverged(RnnlmError):
     """Training produced nothing finite to keep, or kept producing non-finite steps."""
@@ -91,7 +86,7 @@ class Trainer:
         self.hidden: tuple[torch.Tensor, ...] | None = None
         self.bad_in_a_row = 0
         self._agreed = [False, False]  # (a signal arrived, the time budget is spent), on any rank
-        self._started = time.perf_counter()
+        self.budget = RunBudget(config, self.steps_per_epoch)
         self._time_spent = 0.0
         """Share of --max-time the run has used (earlier invocations' training included), as
         the ranks agreed after the last step; the cosine schedule anneals over it."""
@@ -114,13 +109,12 @@ class Trainer:
         self.callbacks.on_start({
             "device": str(self.device), "train_tokens": self.train_length,
             "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
+            "planned_steps": self.budget.planned_steps, "max_time": self.config.max_time or None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "resumed_at": progress.to_dict() if progress.step else None,
         })
-        self._started = time.perf_counter()
-        self._seconds_before = progress.train_seconds  # a resumed run continues its schedule
-        self._time_spent = self._budget_share(0.0)
-        self._estimate_from, self._estimated = None, False
+        self.budget.start(progress.step, progress.train_seconds)  # a resumed run continues its schedule
+        self._time_spent = self.budget.share_spent(0.0)
         steps_at_start = progress.step
         try:
             with self._saved_if_the_data_goes():
@@ -166,7 +160,9 @@ class Trainer:
                     stop_reason = halt
                     break
                 continue
-            if progress.step > steps_at_start:  # a budget stopped this invocation's training
+            # A budget stopped this invocation's training, or found it already spent (a resumed
+            # run stopped by a signal since its last validation): the weights are validated and kept.
+            if progress.step > steps_at_start or self._unvalidated():
                 self._validate()
                 if progress.position >= self.streams.shape[1] - 1:
                     # The epoch's data is used up and now validated: a resume starts the next one.
@@ -177,37 +173,12 @@ class Trainer:
             break
         return stop_reason
 
-    def _estimate_once(self, step: int) -> None:
-        """Tell the callbacks, once, what a step, an epoch and the whole run will take.
-
-        Timed from the end of this invocation's first step (which pays for warm-up and
-        allocation) over the next :data:`ESTIMATE_STEPS`, or fewer when they take over
-        :data:`ESTIMATE_SECONDS`. Validation is not included."""
-        if self._estimate_from is None:
-            self._estimate_from = (step, time.perf_counter())
-            return
-        first_step, first_time = self._estimate_from
-        taken, elapsed = step - first_step, time.perf_counter() - first_time
-        if taken <= 0 or (taken < ESTIMATE_STEPS and elapsed < ESTIMATE_SECONDS) or self._estimated:
-            return
-        self._estimated = True
-        config, per_step = self.config, elapsed / taken
-        planned = config.max_steps or config.epochs * self.steps_per_epoch
-        remaining = max(planned - step, 0)
-        left = time.perf_counter() - self._started
-        by_time = max(config.max_time - left, 0.0) if config.max_time else None
-        self.callbacks.on_estimate({
-            "seconds_per_step": per_step, "seconds_per_epoch": per_step * self.steps_per_epoch,
-            "planned_steps": planned, "remaining_steps": remaining, "remaining_seconds": per_step * remaining,
-            "max_time_left": by_time, "timed_steps": taken,
-        })
-
-    def _budget_share(self, elapsed: float) -> float:
-        """The share of --max-time used once ``elapsed`` seconds of this invocation have passed
-        (0 without a time budget)."""
-        if not self.config.max_time:
-            return 0.0
-        return min((self._seconds_before + elapsed) / self.config.max_time, 1.0)
+    def _unvalidated(self) -> bool:
+        """Whether the weights may be newer than the last validation: none was finite yet, or
+        the best came before the last step (a later validation may have run; validating again
+        costs time and changes nothing)."""
+        progress = self.progress
+        return progress.step > 0 and (not math.isfinite(progress.best_valid_loss) or progress.best_step < progress.step)
 
     def _budget_spent(self) -> str | None:
         """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
@@ -238,7 +209,7 @@ class Trainer:
                 progress.segment += 1
                 progress.position += len(x)
                 self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
-                self._estimate_once(progress.step)
+                self.budget.estimate_once(progress.step, self.callbacks.on_estimate)
                 reason = self._should_stop()
                 if reason:
                     break
@@ -277,10 +248,10 @@ class Trainer:
         # Under torchrun: one all-reduce per step agrees on skipping it, on stopping after it,
         # and on the clock (the latest rank's), so every rank takes the same rate next step.
         bad, signalled, elapsed = max_all([float(bad), float(self.stop.requested is not None),
-                                           time.perf_counter() - self._started], self.dist, self.device)
+                                           self.budget.elapsed()], self.dist, self.device)
         bad = bool(bad)
-        self._agreed = [bool(signalled), bool(config.max_time) and elapsed >= config.max_time]
-        self._time_spent = self._budget_share(elapsed)
+        self._agreed = [bool(signalled), self.budget.out_of_time(elapsed)]
+        self._time_spent = self.budget.share_spent(elapsed)
         if bad:
             return self._skip(loss, norm)
         self.optimizer.step()
@@ -293,7 +264,7 @@ class Trainer:
         if progress.step % config.log_interval == 0:
             record = {"event": "train", "epoch": progress.epoch, "step": progress.step,
                       **window.summary(), "lr": self.optimizer.param_groups[0]["lr"],
-                      "tokens": progress.train_tokens}
+                      "tokens": progress.train_tokens, "remaining_s": self.budget.remaining_seconds(progress.step, elapsed)}
             self.metrics.write(record)
             self.callbacks.on_log(record)
         return state

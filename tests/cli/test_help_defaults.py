@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
+from rnnlm_cli.cli.options import FITTED
 from rnnlm_cli.config import TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.config import SamplingConfig
@@ -34,7 +35,11 @@ OWNERS = {
 FIELD = {("train", "tokenizer"): (TokenizerConfig, "kind"), ("tokenize", "kind"): (TokenizerConfig, "kind")}
 # Defaults that read as words; the meaning is the field's docstring's.
 _HELD_OUT = TrainConfig()
-WORDS = {("train", "adaptive_softmax", ""): "full softmax", ("generate", "seed", None): "random",
+WORDS = {("train", "adaptive_softmax", ""): "full softmax",
+         # A bare run fits these to its corpus and device (rnnlm_cli.train.fitting).
+         **{("train", name, getattr(owner, name)): FITTED
+            for owner, name in ((ModelConfig, "layers"), (ModelConfig, "hidden"), (ModelConfig, "emb"),
+                                (TrainConfig, "batch_size"))}, ("generate", "seed", None): "random",
          ("train", "valid", None): f"hold out the corpus' last {round(_HELD_OUT.valid_fraction * 100)}%, "
                                    f"at most {_HELD_OUT.valid_max_tokens // 10**6}M tokens"}
 # Fields set only in a --config file or a preset (too fine-grained for a flag).

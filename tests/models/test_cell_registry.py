@@ -189,7 +189,7 @@ def test_onnx_export_names_the_state_as_the_registry_does(trained):
     invoke(trained["runner"], "export", trained["out"], "--format", "onnx", "--out", path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["tokens", "s0"]
-    assert [o.name for o in session.get_outputs()] == ["logits", "sn"]
+    assert [o.name for o in session.get_outputs()] == ["log_probs", "sn"]
     # Another length and batch than the exporter traced, from a state not zero: the graph
     # (torch's fused ReLU RNN) computes the reference's equation.
     tokenizer, weights = trained["tokenizer"], trained["checkpoint"].state_dict

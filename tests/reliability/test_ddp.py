@@ -245,7 +245,7 @@ def test_only_rank_zero_writes_the_checkpoints_and_metrics(run):
     assert main["metrics"] == [str(folder / "model.metrics.jsonl")]
     assert main["saves"].count("model.last.pt") == EPOCHS and set(main["saves"]) == {"model.pt", "model.last.pt"}
     assert sorted(p.name for p in folder.iterdir()) == [
-        ".rnnlm.lock", "model.last.pt", "model.metrics.jsonl", "model.pt", "model.train.tok", "model.valid.tok"]
+        "model.last.pt", "model.metrics.jsonl", "model.pt", "model.train.tok", "model.valid.tok"]
 
     records = [json.loads(line) for line in (folder / "model.metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, EPOCHS * len(SEGMENTS) + 1))

@@ -51,7 +51,7 @@ def warnings(stderr: str) -> list[str]:
 
 
 def leftovers(folder) -> list[str]:
-    """Files in an output folder, the run lock (which stays by design) aside."""
+    """Files in an output folder, a lock file aside (none stays after a run)."""
     return sorted(name for name in os.listdir(folder) if not name.endswith(".lock"))
 
 

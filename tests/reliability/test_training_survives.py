@@ -652,24 +652,24 @@ def test_promote_refuses_a_target_with_another_tokenizer_before_training(tmp_pat
 # ---------------------------------------------------------------- 8. the output lock
 
 
-def test_a_second_run_in_the_same_folder_is_refused_and_the_first_finishes(tmp_path, background):
+def test_a_second_run_for_the_same_output_is_refused_and_others_train_beside_it(tmp_path, background):
     corpus = write_corpus(tmp_path / "corpus.txt", 300)
     folder = tmp_path / "runs"
     first = background(corpus, folder / "first.pt", *flags(SHAPE, BATCHING, max_steps=120, log_interval=1))
     first.wait_until_training()  # it holds the lock, and stays blocked on its log until drained
 
-    second = folder / "second.pt"
     started = time.monotonic()
-    refused = cli("train", corpus, "--out", second, *flags(SHAPE, BATCHING, max_steps=2))
+    refused = cli("train", corpus, "--out", folder / "first.pt", *flags(SHAPE, BATCHING, max_steps=2))
     assert time.monotonic() - started < 2.0
     assert refused.exit_code == 75, refused.stderr
     assert f"pid {first.proc.pid}" in error_line(refused.stderr)
-    assert not [p.name for p in folder.iterdir() if p.name.startswith("second.")]
-    assert (folder / ".rnnlm.lock").read_text().strip() == str(first.proc.pid)
+    assert (folder / ".first.rnnlm.lock").read_text().strip() == str(first.proc.pid)
 
-    elsewhere = tmp_path / "other" / "m.pt"
-    train(corpus, elsewhere, *flags(SHAPE, BATCHING, max_steps=2))
-    assert first.proc.poll() is None, "the first run ended before the other folder's run"
+    # Another output in the same folder trains while the first holds its own lock.
+    beside = folder / "second.pt"
+    train(corpus, beside, *flags(SHAPE, BATCHING, max_steps=2))
+    assert beside.exists() and not (folder / ".second.rnnlm.lock").exists()  # removed at exit
+    assert first.proc.poll() is None, "the first run ended before the run beside it"
 
     exit_code, stderr = first.finish()
     assert exit_code == 0, stderr

@@ -33,21 +33,27 @@ CHARS = ["<eos>", "<unk>", " ", "a", "b", "c", "d"]
 
 
 DEBUG_TEXT = "the dog zebra runs\ncat .\n"
-WORD = f"{g(P)} [ {g(LOG_P)} ]"
+
+
+def word(order: int) -> str:
+    """SRILM's value fields of a scored word: the tag (the n-gram order, here the sentence so far), P, log10 P."""
+    return f"[{order}gram] {g(P)} [ {g(LOG_P)} ]"
+
+
 SENTENCE_1 = ["the dog zebra runs",
-              f"\tp( the | <s> ) \t= {WORD}",
-              f"\tp( dog | the ...) \t= {WORD}",
+              f"\tp( the | <s> ) \t= {word(2)}",
+              f"\tp( dog | the ...) \t= {word(3)}",
               "\tp( zebra | dog ...) \t= [OOV] 0 [ -inf ]",
-              f"\tp( runs | zebra ...) \t= {WORD}",
-              f"\tp( </s> | runs ...) \t= {WORD}",
+              f"\tp( runs | zebra ...) \t= {word(5)}",
+              f"\tp( </s> | runs ...) \t= {word(6)}",
               "1 sentences, 4 words, 1 OOVs",
               # 4 scored (the, dog, runs, </s>); ppl over 4 - 1 + 1, ppl1 over 4 - 1.
               f"0 zeroprobs, logprob= {g(4 * LOG_P)} ppl= 7 ppl1= {g(7 ** (4 / 3))}",
               ""]
 SENTENCE_2 = ["cat .",
-              f"\tp( cat | <s> ) \t= {WORD}",
-              f"\tp( . | cat ...) \t= {WORD}",
-              f"\tp( </s> | . ...) \t= {WORD}",
+              f"\tp( cat | <s> ) \t= {word(2)}",
+              f"\tp( . | cat ...) \t= {word(3)}",
+              f"\tp( </s> | . ...) \t= {word(4)}",
               "1 sentences, 2 words, 0 OOVs",
               f"0 zeroprobs, logprob= {g(3 * LOG_P)} ppl= 7 ppl1= {g(7 ** (3 / 2))}",
               ""]
@@ -63,6 +69,28 @@ def test_debug_2_prints_every_word_in_srilm_layout(uniform_lm, tmp_path):
     text = write(tmp_path / "t.txt", DEBUG_TEXT)
     result = ok(uniform_lm, text, "--debug", "2")
     assert result.stdout.split("\n") == [*SENTENCE_1, *SENTENCE_2, *file_lines(text), ""]
+
+
+def test_debug_2_reads_by_field_position_as_srilm_output_does(random_lm, tmp_path):
+    """What a script written for ``ngram -debug 2`` does: split on blanks, take fields 2, 7, 8, 10."""
+    text = write(tmp_path / "t.txt", DEBUG_TEXT)
+    result = ok(random_lm, "-", "--debug", "2", input=open(text).read())
+    words = [line.split() for line in result.stdout.splitlines() if line.startswith("\tp( ")]
+    assert len(words) == 8 and all(len(fields) == 11 for fields in words)
+    assert [f[1] for f in words] == ["the", "dog", "zebra", "runs", "</s>", "cat", ".", "</s>"]
+    assert [f[6] for f in words] == ["[2gram]", "[3gram]", "[OOV]", "[5gram]", "[6gram]", "[2gram]", "[3gram]", "[4gram]"]
+    total = 0.0
+    for fields in words:
+        assert fields[5] == "=" and fields[8] == "[" and fields[10] == "]"
+        if fields[6] == "[OOV]":
+            assert (fields[7], fields[9]) == ("0", "-inf")
+            continue
+        assert float(fields[7]) == pytest.approx(10 ** float(fields[9]), rel=1e-4)
+        total += float(fields[9])
+    # The summary agrees with the words, and stdin is named as SRILM names it.
+    assert "file -: 2 sentences, 6 words, 1 OOVs" in result.stdout
+    logprob = float(result.stdout.split("logprob= ")[-1].split()[0])
+    assert logprob == pytest.approx(total, abs=1e-3)
 
 
 def test_debug_1_prints_sentences_without_words(uniform_lm, tmp_path):
@@ -115,7 +143,7 @@ def test_char_model_scores_each_word_as_the_sum_of_its_characters(tmp_path):
     # The model computes in float32: the printed digits agree to about the sixth.
     word = [line for line in lines if line.startswith("\tp( c | ab ...) \t= ")]
     assert len(word) == 1
-    value, log10 = word[0].split("= ")[1].replace("[", "").replace("]", "").split()
+    _, value, log10 = word[0].split("= ")[1].replace("[", "").replace("]", "").split()  # tag, P, log10 P
     assert float(log10) == pytest.approx(expected[0][1], rel=1e-5)
     assert float(value) == pytest.approx(10 ** expected[0][1], rel=1e-5)
     # Per word, as SRILM: 5 words and 3 line ends, the whole text's log10 probability.
@@ -214,7 +242,7 @@ def test_query_answers_each_line_before_the_next_is_written(uniform_lm):
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert "file stdin: 3 sentences, 4 words, 1 OOVs" in stderr
+    assert "file -: 3 sentences, 4 words, 1 OOVs" in stderr
     # 6 scored: ppl over 4 - 1 + 3, ppl1 over 4 - 1.
     assert f"0 zeroprobs, logprob= {g(6 * LOG_P)} ppl= 7 ppl1= 49" in stderr
 
@@ -223,7 +251,7 @@ def test_query_per_sentence_prints_one_number_per_line(uniform_lm):
     result = ok(uniform_lm, "-", "--query", "--per-sentence", input="the dog\nzebra runs\n")
     numbers = [float(line) for line in result.stdout.splitlines()]
     assert numbers == pytest.approx([3 * LOG_P, 2 * LOG_P], abs=1e-6)
-    assert "file stdin: 2 sentences, 4 words, 1 OOVs" in result.stderr.splitlines()
+    assert "file -: 2 sentences, 4 words, 1 OOVs" in result.stderr.splitlines()
 
 
 def test_query_scores_each_line_alone_unless_the_stream_context_is_asked(random_lm):

@@ -158,7 +158,7 @@ def test_mix_scores_each_word_by_linear_interpolation(uniform_lm, arpa, tmp_path
 
     lines = ok(uniform_lm, text, "--mix-lm", arpa, "--lambda", "0.3", "--debug", "2").stdout.splitlines()
     cat = mixed(0.3, MIX_NGRAM[5])
-    assert f"\tp( cat | the ...) \t= {g(10 ** cat)} [ {g(cat)} ]" in lines
+    assert f"\tp( cat | the ...) \t= [3gram] {g(10 ** cat)} [ {g(cat)} ]" in lines
     assert "\tp( zebra | <s> ) \t= [OOV] 0 [ -inf ]" in lines
     assert lines[-1] == (f"0 zeroprobs, logprob= {g(logprob)} ppl= {g(10 ** (-logprob / 9))} "
                          f"ppl1= {g(10 ** (-logprob / 6))}")

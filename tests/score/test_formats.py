@@ -57,10 +57,10 @@ def line_words():
 
 def test_debug_2_word_lines():
     assert WordLines().lines(line_words()) == [
-        "\tp( the | <s> ) \t= 0.0123457 [ -1.90849 ]",
-        "\tp( cat | the ...) \t= 0.0513 [ -1.28988 ]",
+        "\tp( the | <s> ) \t= [2gram] 0.0123457 [ -1.90849 ]",
+        "\tp( cat | the ...) \t= [3gram] 0.0513 [ -1.28988 ]",
         "\tp( zebra | cat ...) \t= [OOV] 0 [ -inf ]",
-        "\tp( </s> | zebra ...) \t= 0.31 [ -0.508638 ]",
+        "\tp( </s> | zebra ...) \t= [5gram] 0.31 [ -0.508638 ]",
     ]
 
 
@@ -69,9 +69,10 @@ def test_word_lines_carry_the_previous_word_across_pieces_and_restart_at_a_line_
     first = lines.lines([WordScore("a", -1.0)])
     second = lines.lines([WordScore("b", -2.0), WordScore("</s>", -0.5, ends_line=True)])
     third = lines.lines([WordScore("c", -3.0)])
-    assert first == ["\tp( a | <s> ) \t= 0.1 [ -1 ]"]
-    assert second == ["\tp( b | a ...) \t= 0.01 [ -2 ]", "\tp( </s> | b ...) \t= 0.316228 [ -0.5 ]"]
-    assert third == ["\tp( c | <s> ) \t= 0.001 [ -3 ]"]
+    # The tag's order also carries across pieces, and restarts at 2 with the next line.
+    assert first == ["\tp( a | <s> ) \t= [2gram] 0.1 [ -1 ]"]
+    assert second == ["\tp( b | a ...) \t= [3gram] 0.01 [ -2 ]", "\tp( </s> | b ...) \t= [4gram] 0.316228 [ -0.5 ]"]
+    assert third == ["\tp( c | <s> ) \t= [2gram] 0.001 [ -3 ]"]
 
 
 def test_query_line_parts():

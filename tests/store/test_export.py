@@ -48,11 +48,11 @@ def _attention_model() -> torch.nn.Module:
 
 # name -> (builder, ONNX input names, ONNX output names), as the export module documents them
 CASES = {
-    "lstm": (lambda: tiny_model(VOCAB, cell="lstm", seed=1), ["tokens", "h0", "c0"], ["logits", "hn", "cn"]),
-    "gru": (lambda: tiny_model(VOCAB, cell="gru", seed=2), ["tokens", "h0"], ["logits", "hn"]),
-    "tied_proj": (_proj_model, ["tokens", "h0", "c0"], ["logits", "hn", "cn"]),
-    "reference_gru": (_reference_model, ["tokens", "h0"], ["logits", "hn"]),
-    "attention": (_attention_model, ["tokens", "h0", "c0", "mem0", "valid0"], ["logits", "hn", "cn", "memn", "validn"]),
+    "lstm": (lambda: tiny_model(VOCAB, cell="lstm", seed=1), ["tokens", "h0", "c0"], ["log_probs", "hn", "cn"]),
+    "gru": (lambda: tiny_model(VOCAB, cell="gru", seed=2), ["tokens", "h0"], ["log_probs", "hn"]),
+    "tied_proj": (_proj_model, ["tokens", "h0", "c0"], ["log_probs", "hn", "cn"]),
+    "reference_gru": (_reference_model, ["tokens", "h0"], ["log_probs", "hn"]),
+    "attention": (_attention_model, ["tokens", "h0", "c0", "mem0", "valid0"], ["log_probs", "hn", "cn", "memn", "validn"]),
 }
 
 
@@ -113,7 +113,7 @@ def test_onnx_matches_torch_from_a_nonzero_state(exported, steps, batch):
         logits, new_state = model(tokens, state)
     got = session.run(None, _feed(inputs, tokens, state))
     assert got[0].shape == (steps, batch, VOCAB)
-    np.testing.assert_allclose(got[0], logits.numpy(), atol=ATOL, rtol=1e-4)
+    np.testing.assert_allclose(got[0], torch.log_softmax(logits, -1).numpy(), atol=ATOL, rtol=1e-4)
     assert len(got) == 1 + len(new_state)
     for onnx_state, torch_state in zip(got[1:], new_state):
         np.testing.assert_allclose(onnx_state, torch_state.numpy(), atol=ATOL, rtol=1e-4)
@@ -132,7 +132,7 @@ def test_onnx_step_by_step_equals_one_call_over_the_sequence(exported):
         out = session.run(None, {"tokens": tokens[t : t + 1].numpy(), **dict(zip(inputs[1:], state))})
         step_logits.append(out[0])
         state = out[1:]
-    np.testing.assert_allclose(np.concatenate(step_logits), logits.numpy(), atol=ATOL, rtol=1e-4)
+    np.testing.assert_allclose(np.concatenate(step_logits), torch.log_softmax(logits, -1).numpy(), atol=ATOL, rtol=1e-4)
     for onnx_state, torch_state in zip(state, final):
         np.testing.assert_allclose(onnx_state, torch_state.numpy(), atol=ATOL, rtol=1e-4)
 
@@ -168,7 +168,7 @@ def test_export_onnx_graph_has_no_dropout_and_the_model_keeps_its_mode(tmp_path)
     first = session.run(None, _feed(["tokens", "h0", "c0"], tokens, state))[0]
     second = session.run(None, _feed(["tokens", "h0", "c0"], tokens, state))[0]
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, expected.numpy(), atol=ATOL, rtol=1e-4)
+    np.testing.assert_allclose(first, torch.log_softmax(expected, -1).numpy(), atol=ATOL, rtol=1e-4)
 
 
 def test_export_model_onnx_writes_beside_the_checkpoint(saved_model):
@@ -180,8 +180,8 @@ def test_export_model_onnx_writes_beside_the_checkpoint(saved_model):
     state = _random_state(model, 1, torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = model(tokens, state)[0]
-    got = session.run(["logits"], _feed(["tokens", "h0", "c0"], tokens, state))[0]
-    np.testing.assert_allclose(got, expected.numpy(), atol=ATOL, rtol=1e-4)
+    got = session.run(["log_probs"], _feed(["tokens", "h0", "c0"], tokens, state))[0]
+    np.testing.assert_allclose(got, torch.log_softmax(expected, -1).numpy(), atol=ATOL, rtol=1e-4)
 
 
 def test_export_model_refuses_an_unknown_format(saved_model, tmp_path):
@@ -504,3 +504,21 @@ def test_failed_embeddings_export_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="no piece"):
         export_embeddings(tiny_model(VOCAB, seed=15), FailingTokenizer(), str(tmp_path / "e.vec"))
     _assert_clean(tmp_path, {})
+
+
+def test_onnx_carries_its_vocabulary_special_ids_and_what_it_outputs(saved_model, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    path, model, tokenizer = saved_model
+    out = export_model(str(path), "onnx", str(tmp_path / "m.onnx"))
+    graph = onnx.load(out)
+    meta = {prop.key: prop.value for prop in graph.metadata_props}
+    assert int(meta["eos_id"]) == tokenizer.eos_id and meta["unk_id"] == str(tokenizer.unk_id)
+    assert int(meta["vocab_size"]) == model.config.vocab_size
+    assert json.loads(meta["tokenizer"]) == tokenizer.to_dict()
+    assert json.loads(meta["model_config"])["hidden"] == model.config.hidden
+    assert meta["output"].startswith("log_probs (time, batch, vocab): natural-log probabilities")
+    # Every axis has a name, the fixed ones too.
+    for value in [*graph.graph.input, *graph.graph.output]:
+        assert all(dim.dim_param for dim in value.type.tensor_type.shape.dim), value
+    named = {value.name: [d.dim_param for d in value.type.tensor_type.shape.dim] for value in graph.graph.output}
+    assert named["log_probs"] == ["time", "batch", "vocab"] and named["hn"] == ["layers", "batch", "hidden"]

@@ -27,7 +27,8 @@ def test_every_shipped_preset_is_a_valid_configuration(name):
     values = load_preset(name)
     job = resolve_train("corpus.txt", {}, preset=name)
     assert {key: landed(job, key) for key in values} == values
-    assert list_presets()[name]  # described in --help
+    summary = list_presets()[name]  # described in --help, in one whole sentence (the file's first line)
+    assert summary.endswith(".") and summary[0].isupper(), summary
 
 
 def test_defaults_then_preset_then_config_then_flags(tmp_path):

@@ -72,3 +72,17 @@ def test_shares_of_the_vocabulary_are_stored_as_counts(corpus, tmp_path):
                                      "--adaptive-softmax", "2000,5000", "--out", str(tmp_path / "other.pt")])
     assert other.exit_code == 2
     assert "--adaptive-softmax 2000,5000 differs from the model" in other.output
+
+
+def test_auto_counts_the_training_tokens_once(corpus, tmp_path, monkeypatch):
+    from rnnlm_cli.train import start
+
+    calls = []
+    counts = start.token_counts
+    monkeypatch.setattr(start, "token_counts", lambda *args: calls.append(1) or counts(*args))
+    out = tmp_path / "model.pt"
+    result = CliRunner().invoke(app, ["train", str(corpus), "--max-steps", "1", "--emb", "8", "--hidden", "8",
+                                      "--layers", "1", "--batch-size", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    assert result.output.count("output layer: adaptive softmax") == 1

@@ -222,3 +222,26 @@ def test_resume_keeps_schedule_average_and_random_positions_exact(tmp_path, monk
     assert sa["schedule"] == sb["schedule"] and sa["progress"]["position"] == sb["progress"]["position"]
     assert sa["average"]["count"] == sb["average"]["count"]
     assert all(torch.equal(x, y) for x, y in zip(sa["average"]["mean"], sb["average"]["mean"]))
+
+
+def test_a_resumed_run_whose_budget_is_spent_validates_and_keeps_its_model(tmp_path):
+    model, train, valid, config, paths = setup(tmp_path, max_steps=3)
+    stop = type("Stop", (), {"requested": None})()
+    # The signal comes at step 2 and is acted on after step 3, the budget's last: no validation ran.
+    callbacks = _StopAt(stop, 2)
+    trainer = Trainer(model, train, valid, TOKENIZER, config, CPU, paths, callbacks, stop=stop)
+    callbacks.trainer = trainer
+    with pytest.raises(TrainingInterrupted):
+        trainer.run()
+    assert not Path(paths.model).exists()
+    saved = load_checkpoint(paths.last)
+    assert saved.training_state["progress"]["step"] == 3
+    again = build_model(ModelConfig(vocab_size=20, emb=8, hidden=8, layers=1, dropout=0.0))
+    again.load_state_dict(saved.state_dict)
+    resume = TrainState.from_dict(saved.training_state, again, config)
+    result = Trainer(again, train, valid, TOKENIZER, config, CPU, paths, resume=resume).run()
+    # Nothing left to train: the saved weights are validated and kept, not reported as diverged.
+    assert result.steps == 3 and result.stop_reason == "max_steps" and np.isfinite(result.best_valid_loss)
+    kept = load_checkpoint(paths.model).state_dict
+    assert all(torch.equal(kept[key], saved.state_dict[key]) for key in kept)
+    assert [r["step"] for r in records(paths, "valid")] == [3]
