@@ -127,6 +127,9 @@ class TrainConfig:
     """Stop after this many optimizer steps (0: no limit)."""
     max_time: float = 0.0
     """Stop after this many seconds of training, then validate (0: no limit)."""
+    max_wall_time: float = 0.0
+    """Bound the whole command's wall time, in seconds: reading the data, training, the final
+    validation and save; training stops early enough for what follows it (0: no limit)."""
     seed: int = 1234
     """Seed for weights, dropout and data order."""
     device: str = "auto"
@@ -193,6 +196,7 @@ class TrainConfig:
         _check(self.max_params >= 0, f"--max-params must be 0 (sized to this machine) or a parameter count, got {self.max_params}")
         _check(self.max_steps >= 0, f"--max-steps must be non-negative, got {self.max_steps}")
         _check(self.max_time >= 0.0, f"--max-time must be non-negative, got {self.max_time}")
+        _check(self.max_wall_time >= 0.0, f"--max-wall-time must be non-negative, got {self.max_wall_time}")
         _check(0.0 < self.valid_fraction < 0.5, f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
         _check(self.valid_max_tokens >= 2, "valid_max_tokens must be at least 2")
         _check(self.log_interval >= 1, f"log_interval must be at least 1, got {self.log_interval}")

@@ -9,12 +9,13 @@ import typer
 
 from rnnlm_cli.cli.options import choices, default_of, render, switch, with_default
 from rnnlm_cli.cli.ui import Progress, print_json, warn
-from rnnlm_cli.score.scoring_config import CONTEXTS, NBEST_FORMATS, NBestConfig, ScoringConfig
+from rnnlm_cli.score.scoring_config import CONTEXTS, NBEST_FORMATS, QUERY_FORMATS, NBestConfig, ScoringConfig
 
 NAME = "eval"
 SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring."
 HELP = (
-    "Score FILE (text, .gz text, or '-' for stdin) with MODEL. Prints SRILM's two lines "
+    "Score FILE (text, .gz text, a token file 'rnnlm tokenize' or 'train' wrote with the model's "
+    "tokenizer, or '-' for stdin) with MODEL. Prints SRILM's two lines "
     "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded unless --unk), "
     "more with --debug 1 (per sentence) or 2 (per word), one JSON object with --json, or one log10 "
     "score per input line with --per-sentence. --query answers each line as soon as it is read "
@@ -33,7 +34,7 @@ EPILOG = (
 
 def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
-    file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), or '-' for stdin."),
+    file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), a token file, or '-' for stdin."),
     context: Optional[str] = typer.Option(
         None, metavar=choices(*CONTEXTS), help="stream: state carries across lines; sentence: each line alone "
                    f"\\[default: {render(default_of(ScoringConfig, 'context'))}; sentence with --query]."),
@@ -42,6 +43,9 @@ def command(
     per_sentence: bool = switch(False, "--per-sentence", help="Print one log10 score per input line, in order."),
     query: bool = switch(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
                                "scores and total (one score with --per-sentence); totals go to stderr."),
+    query_format: str = typer.Option("srilm", "--format", metavar=choices(*QUERY_FORMATS), help=(
+        "--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER log10, "
+        "OOVs as <unk> with id 0, its perplexity summary on stdout) \\[default: srilm].")),
     unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
     mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
     mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
@@ -91,6 +95,11 @@ def command(
                                      ("--debug", debug > 0), ("--query", query), ("--nbest", nbest is not None)) if on]
     if len(outputs) > 1:
         raise UsageError(f"{' and '.join(outputs)} choose different outputs: pick one")
+    if query_format not in QUERY_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(QUERY_FORMATS)}, got {query_format!r}")
+    kenlm = query_format == "kenlm"
+    if kenlm and (not query or per_sentence):
+        raise UsageError("--format kenlm is a layout of --query's per-word answers: give --query (without --per-sentence)")
     if nbest is not None and file is not None:
         raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
     if nbest is not None and (context is not None or cache or dynamic):
@@ -108,7 +117,8 @@ def command(
              "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda,
              "lm_weight": lm_weight, "word_penalty": word_penalty}
     config = ScoringConfig(
-        context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None,
+        # KenLM scores a word outside the vocabulary as <unk> and counts it: so does its layout.
+        context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None or kenlm,
         cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
     lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort)
     for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
@@ -119,6 +129,8 @@ def command(
         ("--nbest-acoustic", nbest_acoustic)) if path is not None])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
+    if kenlm and tokenizer.kind != "word":
+        raise UsageError(f"--format kenlm gives each word a vocabulary id: it needs a word model, not a {tokenizer.kind} one")
     ngram = _load_ngram(mix_lm)
     if fit_lambda is not None:
         config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
@@ -127,7 +139,7 @@ def command(
         _rescore(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
     elif file is not None:
         _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
-               per_sentence=per_sentence, query=query)
+               per_sentence=per_sentence, query=query, kenlm=kenlm)
 
 
 def _needs(on: bool, master: str, dependents: dict) -> None:
@@ -164,12 +176,12 @@ def _fit(lm, tokenizer, dev: str, device, config, ngram, strict: bool, report_to
 
 
 def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, debug: int, json_output: bool,
-           per_sentence: bool, query: bool) -> None:
+           per_sentence: bool, query: bool, kenlm: bool = False) -> None:
     from rnnlm_cli.cli.ui import log
     from rnnlm_cli.score.evaluate import evaluate_file
     from rnnlm_cli.score.formats import totals_lines
 
-    render = _Render(debug=debug, per_sentence=per_sentence, query=query)
+    render = _Render(debug=debug, per_sentence=per_sentence, query=query, kenlm_ids=_vocab_ids(tokenizer) if kenlm else None)
     with Progress("scoring") as progress:
         render.progress = progress
         result = evaluate_file(lm, tokenizer, file, device, config, ngram=ngram, strict=strict, eager=query,
@@ -178,7 +190,9 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
     for note in result.warnings():
         warn(note)
     if query or per_sentence:
-        if query:
+        if render.kenlm is not None:
+            print("\n".join(render.kenlm.summary()))  # KenLM's query ends with these, on stdout
+        elif query:
             log("\n".join(totals_lines(result, name=file)))
     elif json_output:
         print_json(result.to_dict())
@@ -199,10 +213,12 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
 class _Render:
     """Prints what each mode shows per line, as soon as the line is scored."""
 
-    def __init__(self, *, debug: int, per_sentence: bool, query: bool) -> None:
-        from rnnlm_cli.score.formats import WordLines
+    def __init__(self, *, debug: int, per_sentence: bool, query: bool, kenlm_ids: dict[str, int] | None = None) -> None:
+        from rnnlm_cli.score.formats import KenlmTotals, WordLines
 
         self.debug, self.per_sentence, self.query = debug, per_sentence, query
+        self._kenlm_ids = kenlm_ids
+        self.kenlm = KenlmTotals() if kenlm_ids is not None else None
         self.wants_words = debug > 0 or (query and not per_sentence)
         self.progress = None
         self._word_lines = WordLines()
@@ -218,7 +234,7 @@ class _Render:
 
     def on_sentence(self, count: int, score: float) -> None:
         from rnnlm_cli.score.evaluate import Totals
-        from rnnlm_cli.score.formats import query_entries, query_total, totals_lines
+        from rnnlm_cli.score.formats import kenlm_entries, query_entries, query_total, totals_lines
 
         if self.progress is not None:
             self.progress.update(count)
@@ -227,13 +243,23 @@ class _Render:
         elif self.query or self.debug:
             totals = Totals()
             totals.add(self._words)
-            if self.query:
-                sys.stdout.write("\t".join(query_entries(self._words) + [query_total(totals)]) + "\n")
+            if self.kenlm is not None:
+                entries = kenlm_entries(self._words, self._kenlm_ids.__getitem__)
+                sys.stdout.write("\t".join(entries + [self.kenlm.add(self._words)]) + "\n")
+            elif self.query:
+                sys.stdout.write("\t".join(query_entries(self._words) + [query_total(totals, self._words)]) + "\n")
             else:
                 sys.stdout.write("\n".join(["".join(self._text), *self._lines, *totals_lines(totals), ""]) + "\n")
         if self.query:
             sys.stdout.flush()
         self._text, self._lines, self._words = [], [], []
+
+
+def _vocab_ids(tokenizer) -> dict[str, int]:
+    """A word model's ids by word, ``</s>`` (the line end) as its end-of-line token."""
+    from rnnlm_cli.score.word_scoring import SENTENCE_END
+
+    return {**{piece: index for index, piece in enumerate(tokenizer.pieces)}, SENTENCE_END: tokenizer.eos_id}
 
 
 def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -100,6 +101,14 @@ class _Reporter:
             stop_at = estimate["planned_steps"] - remaining + int(left / estimate["seconds_per_step"])
             line += f"; --max-time stops the run after {_about(left)}, near step {stop_at:,}"
         log(line)
+
+    def on_validation_progress(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(done, total=total, description="validating")
+
+    def on_wall_budget(self, budget: dict[str, Any]) -> None:
+        log(f"--max-wall-time: {_about(budget['wall_left'])} left once the data is read; training stops after "
+            f"{_about(budget['training_seconds'])}, keeping {_about(budget['reserve'])} for validating and saving")
 
     def close(self) -> None:
         if self._progress is not None:
@@ -211,7 +220,11 @@ def command(
     epochs: Optional[int] = typer.Option(None, help=with_default("Passes over the corpus", TrainConfig, "epochs")),
     max_steps: Optional[int] = typer.Option(None, help=with_default("Stop after this many steps; 0 = no limit", TrainConfig, "max_steps")),
     max_time: Optional[float] = typer.Option(None, help=with_default(
-        "Stop after this many seconds, then validate; 0 = no limit", TrainConfig, "max_time")),
+        "Stop after this many seconds of training, then validate (reading the data and the final "
+        "validation come on top; see --max-wall-time); 0 = no limit", TrainConfig, "max_time")),
+    max_wall_time: Optional[float] = typer.Option(None, help=with_default(
+        "Bound the whole command's wall time: reading the data, training, the final validation and "
+        "save; training stops early enough for what follows it; 0 = no limit", TrainConfig, "max_wall_time")),
     seed: Optional[int] = typer.Option(None, help=with_default("Random seed", TrainConfig, "seed")),
     device: Optional[str] = typer.Option(None, metavar=choices("auto", "cpu", "cuda", "cuda:N", "mps"), help=with_default(
         "auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
@@ -233,6 +246,7 @@ def command(
         "Print the options as resolved (defaults < preset < --config < flags) as a --config YAML file, "
         "then exit; CORPUS may be left out, nothing is read or written.")),
 ) -> None:
+    started = time.monotonic()  # --max-wall-time counts from here
     from rnnlm_cli.errors import NotPromotedError, UsageError
     from rnnlm_cli.train.job import resolve_train
     from rnnlm_cli.train.run import run_training
@@ -254,7 +268,7 @@ def command(
     notes: list[str] = []
     reporter = _Reporter(notes)
     try:
-        result = run_training(job, reporter, notes=notes)
+        result = run_training(job, reporter, notes=notes, started=started)
     finally:
         reporter.close()
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run

@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from rnnlm_cli.errors import DataError
@@ -35,6 +36,7 @@ from rnnlm_cli.score.token_scoring import PieceEncoder, score_sentences, score_s
 from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
+from rnnlm_cli.text.tokenfile import is_token_file
 from rnnlm_cli.units import LN10, perplexity, perplexity_log10
 
 __all__ = ["CONTEXTS", "EvalResult", "TextScorer", "Totals", "evaluate_file", "score_file"]
@@ -203,8 +205,10 @@ def score_file(
     model.eval()
     stats = DecodeStats()
     result = EvalResult(file=display_name(path), sentence_logprobs=[] if per_sentence else None)
-    encoder = PieceEncoder(tokenizer)
-    pieces = encoder.pieces(iter_segments(path, strict=strict, stats=stats))
+    from_tokens = is_token_file(path)
+    encoder = PieceEncoder(tokenizer, unk_words_are_oov=from_tokens)
+    segments = token_file_segments(path, tokenizer) if from_tokens else iter_segments(path, strict=strict, stats=stats)
+    pieces = encoder.pieces(segments)
     if context == "stream":
         scored = score_stream(model, pieces, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic)
     else:
@@ -227,12 +231,45 @@ def score_file(
         sentence = Totals()
     counts = encoder.counts
     result.encoded_tokens, result.unk_tokens, result.byte_tokens = counts.tokens, counts.unk_tokens, counts.byte_tokens
-    result.literal_specials = counts.literal_specials
+    # In a token file, <unk> is an unknown word the encoding found, not a word spelled "<unk>".
+    result.literal_specials = 0 if from_tokens else counts.literal_specials
     result.invalid_lines = stats.invalid_lines
     result.control_chars = stats.control_chars
     if result.sentences == 0:
         raise DataError(f"{result.file}: no text to score (empty input)")
     return result
+
+
+TOKEN_FILE_PIECE = 100_000
+"""Most tokens of a token file's line decoded as one piece (a file without line ends is one line)."""
+
+
+def token_file_segments(path: str, tokenizer) -> Iterator[tuple[str, bool]]:
+    """``(text, ends_line)`` pieces of a token file that ``rnnlm tokenize`` or ``train`` wrote,
+    decoded line by line (lines end at ``<eos>``), as :func:`iter_segments` gives a text's.
+    The file must have been made with ``tokenizer``: ids mean nothing under another."""
+    from rnnlm_cli.errors import TokenizerMismatchError
+    from rnnlm_cli.text.tokenfile import open_token_file
+    from rnnlm_cli.text.tokenizers import fingerprint
+
+    token_file = open_token_file(path)
+    if fingerprint(token_file.tokenizer) != fingerprint(tokenizer):
+        raise TokenizerMismatchError(f"{path}: token file was made with another tokenizer than the model's")
+    line: list[int] = []
+    for block in token_file.tokens.blocks():
+        ends = np.flatnonzero(block == tokenizer.eos_id)
+        start = 0
+        for end in [*ends.tolist(), len(block)]:
+            line.extend(block[start:end].tolist())
+            while len(line) > TOKEN_FILE_PIECE:
+                yield tokenizer.decode(line[:TOKEN_FILE_PIECE]), False
+                line = line[TOKEN_FILE_PIECE:]
+            if end < len(block):
+                yield tokenizer.decode(line), True
+                line = []
+            start = end + 1
+    if line:
+        yield tokenizer.decode(line), True
 
 
 class TextScorer:

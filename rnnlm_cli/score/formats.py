@@ -24,7 +24,7 @@ Query (one output line per input line, printed as soon as the line is scored)::
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 from rnnlm_cli.score.word_scoring import SENTENCE_START, WordScore
 
@@ -81,8 +81,57 @@ def query_entries(words: Iterable[WordScore]) -> list[str]:
     return [f"{word.word}={'OOV' if word.oov else number(word.log10)}" for word in words]
 
 
-def query_total(totals) -> str:
-    return f"Total: {number(totals.logprob)} OOV: {totals.oovs}"
+def query_total(totals, words: Iterable[WordScore]) -> str:
+    """The line's total and its words outside the vocabulary, scored as ``<unk>`` (``--unk``) or not."""
+    return f"Total: {number(totals.logprob)} OOV: {sum(word.oov or word.unknown for word in words)}"
+
+
+KENLM_UNK_ID = 0
+"""KenLM's id of ``<unk>``, which it reports for every word outside its vocabulary."""
+
+
+def kenlm_entries(words: Iterable[WordScore], vocab_id: Callable[[str], int]) -> list[str]:
+    """KenLM ``query``'s ``word=ID ORDER log10`` for each word of one line, ``</s>`` last.
+
+    ORDER is KenLM's n-gram length: here the sentence so far, ``<s>`` included, since the
+    network conditions on all of it; a word outside the vocabulary is KenLM's ``<unk>``, id 0
+    at order 1, with the model's ``<unk>`` probability."""
+    out, order = [], 2
+    for word in words:
+        if word.unknown:
+            out.append(f"{word.word}={KENLM_UNK_ID} 1 {number(word.log10)}")
+        else:
+            out.append(f"{word.word}={vocab_id(word.word)} {order} {number(word.log10)}")
+        order += 1
+    return out
+
+
+class KenlmTotals:
+    """The corpus figures KenLM's ``query`` ends with, every word and ``</s>`` counted."""
+
+    def __init__(self) -> None:
+        self.logprob = self.unknown_logprob = 0.0
+        self.tokens = self.oovs = 0
+
+    def add(self, words: Iterable[WordScore]) -> str:
+        """Count one line's words; its ``Total: log10 OOV: n`` field."""
+        logprob, oovs = 0.0, 0
+        for word in words:
+            logprob += word.log10
+            self.tokens += 1
+            if word.unknown:
+                oovs += 1
+                self.unknown_logprob += word.log10
+        self.logprob += logprob
+        self.oovs += oovs
+        return f"Total: {number(logprob)} OOV: {oovs}"
+
+    def summary(self) -> list[str]:
+        including = 10.0 ** (-self.logprob / max(self.tokens, 1))
+        known = self.tokens - self.oovs
+        excluding = 10.0 ** (-(self.logprob - self.unknown_logprob) / max(known, 1))
+        return [f"Perplexity including OOVs:\t{number(including)}", f"Perplexity excluding OOVs:\t{number(excluding)}",
+                f"OOVs:\t{self.oovs}", f"Tokens:\t{self.tokens}"]
 
 
 def fit_lines(path: str, fit) -> list[str]:

@@ -106,6 +106,8 @@ class ScoringConfig:
 
 NBEST_FORMATS = ("auto", "srilm", "kaldi")
 """Layouts of n-best lists (see :mod:`rnnlm_cli.score.nbest`)."""
+QUERY_FORMATS = ("srilm", "kenlm")
+"""Layouts of ``--query`` answers: ``word=log10`` fields, or KenLM's ``word=ID ORDER log10``."""
 
 
 @dataclass(frozen=True)

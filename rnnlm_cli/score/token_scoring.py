@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 import torch
 
 from rnnlm_cli.text.corpus import count_literal_specials
+from rnnlm_cli.text.tokenizer_base import UNK
 from rnnlm_cli.models.lm import detach_state
 
 
@@ -63,8 +64,10 @@ class Piece:
 class PieceEncoder:
     """Encodes each text piece into a :class:`Piece`; a line's tokens run on across its pieces."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, unk_words_are_oov: bool = False) -> None:
         self._tokenizer = tokenizer
+        self._unk_words_are_oov = unk_words_are_oov and tokenizer.kind == "word"
+        """Text decoded from a token file: a word ``<unk>`` there stands for one the encoding did not know."""
         self._previous = tokenizer.eos_id
         self.counts = EncodeCounts()
         is_byte = getattr(tokenizer, "is_byte", None)
@@ -90,8 +93,11 @@ class PieceEncoder:
         if ends_line:
             targets.append(tokenizer.eos_id)
             word_index.append(words)
+        oov = list(encoded.oov)
+        if self._unk_words_are_oov:
+            oov = [flag or word == UNK for flag, word in zip(oov, text.split())]
         piece = Piece(text=text, context=self._previous if context is None else context, targets=targets,
-                      word_index=word_index, oov=list(encoded.oov), last=ends_line)
+                      word_index=word_index, oov=oov, last=ends_line)
         if targets:
             self._previous = targets[-1]
         return piece

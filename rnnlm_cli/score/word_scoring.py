@@ -39,6 +39,8 @@ class WordScore:
     """log10 probability under the n-gram model, when one is mixed in."""
     ends_line: bool = False
     """The line end (a word written ``</s>`` in the text is an ordinary word)."""
+    unknown: bool = False
+    """Not in the model's vocabulary, whether left out (``oov``) or scored as ``<unk>``."""
 
     @property
     def zeroprob(self) -> bool:
@@ -60,7 +62,7 @@ def piece_words(piece: Piece, unk: bool = False) -> list[WordScore]:
     for index, word in enumerate(words):
         log10 = sums[index] / LN10
         scored.append(WordScore(word, log10, oov=piece.oov[index] and not unk, tokens=counts[index],
-                                model_log10=log10))
+                                model_log10=log10, unknown=piece.oov[index]))
     if piece.last:
         log10 = sums[-1] / LN10
         scored.append(WordScore(SENTENCE_END, log10, tokens=counts[-1], model_log10=log10, ends_line=True))

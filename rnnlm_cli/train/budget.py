@@ -29,6 +29,8 @@ class RunBudget:
         self.seconds_before = 0.0
         """Training seconds of the invocations before this one (a resumed run)."""
         self.steps_at_start = 0
+        self.wall_limit: float | None = None
+        """Seconds this invocation may train for --max-wall-time to hold (None: no such limit)."""
         self._estimate_from: tuple[int, float] | None = None
         self._estimated = False
 
@@ -47,23 +49,43 @@ class RunBudget:
         """The steps the run plans: --max-steps, else every epoch's (--max-time may end it sooner)."""
         return self.config.max_steps or self.config.epochs * self.steps_per_epoch
 
+    def limit_wall(self, seconds: float) -> None:
+        """Let this invocation train at most ``seconds`` (what --max-wall-time leaves it)."""
+        self.wall_limit = seconds
+
+    @property
+    def limit(self) -> float | None:
+        """Seconds this invocation may train: --max-time or the wall clock's limit, the sooner."""
+        limits = [x for x in (self.config.max_time or None, self.wall_limit) if x is not None]
+        return min(limits) if limits else None
+
+    def time_reason(self) -> str:
+        """Which clock ends the run: max_time, or max_wall_time when its limit comes first."""
+        wall_first = self.wall_limit is not None and (not self.config.max_time or self.wall_limit < self.config.max_time)
+        return "max_wall_time" if wall_first else "max_time"
+
     def share_spent(self, elapsed: float) -> float:
-        """The share of --max-time used once ``elapsed`` seconds of this invocation have passed
-        (0 without a time budget)."""
-        if not self.config.max_time:
+        """The share of the time budget used once ``elapsed`` seconds of this invocation have
+        passed (0 without one): of --max-time over the whole run, or of the wall clock's
+        limit over this invocation's part when that comes first."""
+        if self.limit is None:
             return 0.0
-        return min((self.seconds_before + elapsed) / self.config.max_time, 1.0)
+        if self.time_reason() == "max_wall_time":
+            horizon = self.seconds_before + self.wall_limit
+        else:
+            horizon = self.config.max_time
+        return min((self.seconds_before + elapsed) / max(horizon, 1e-9), 1.0)
 
     def out_of_time(self, elapsed: float) -> bool:
-        return bool(self.config.max_time) and elapsed >= self.config.max_time
+        return self.limit is not None and elapsed >= self.limit
 
     def remaining_seconds(self, step: int, elapsed: float) -> float:
         """Training time left for the whole run, at this invocation's pace so far: the steps
         left, or what is left of --max-time when that comes first (validation not included)."""
         taken = step - self.steps_at_start
         left = max(self.planned_steps - step, 0) * elapsed / max(taken, 1)
-        if self.config.max_time:
-            left = min(left, max(self.config.max_time - elapsed, 0.0))
+        if self.limit is not None:
+            left = min(left, max(self.limit - elapsed, 0.0))
         return left
 
     def estimate_once(self, step: int, tell: Callable[[dict[str, Any]], None]) -> None:
@@ -85,6 +107,6 @@ class RunBudget:
         tell({
             "seconds_per_step": per_step, "seconds_per_epoch": per_step * self.steps_per_epoch,
             "planned_steps": self.planned_steps, "remaining_steps": remaining, "remaining_seconds": per_step * remaining,
-            "max_time_left": max(self.config.max_time - spent, 0.0) if self.config.max_time else None,
+            "max_time_left": max(self.limit - spent, 0.0) if self.limit is not None else None,
             "timed_steps": taken,
         })

@@ -42,6 +42,10 @@ from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rn
 from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 from rnnlm_cli.units import perplexity
 
+SAVE_SECONDS = 3.0
+"""Seconds --max-wall-time keeps for writing the model and the training state at the end."""
+
+
 class TrainingDiverged(RnnlmError):
     """Training produced nothing finite to keep, or kept producing non-finite steps."""
 
@@ -57,7 +61,8 @@ class Trainer:
                  tokenizer_dict: dict[str, Any], config: TrainConfig, device: torch.device,
                  paths: OutputPaths, callbacks: TrainCallbacks | None = None,
                  resume: TrainState | None = None, stop=None, provenance: dict[str, Any] | None = None,
-                 dist: Dist = SINGLE, synonym_pairs: torch.Tensor | None = None):
+                 dist: Dist = SINGLE, synonym_pairs: torch.Tensor | None = None,
+                 wall_deadline: float | None = None, validations_after: int = 1):
         self.dist = dist
         self.model = model.to(device)
         # Under torchrun the forward pass goes through DDP, which averages gradients.
@@ -87,6 +92,9 @@ class Trainer:
         self.bad_in_a_row = 0
         self._agreed = [False, False]  # (a signal arrived, the time budget is spent), on any rank
         self.budget = RunBudget(config, self.steps_per_epoch)
+        self.wall_deadline, self.validations_after = wall_deadline, validations_after
+        """With --max-wall-time: when the command must end (``time.monotonic``), and the
+        validations that must still fit after training (the final one, and promotion's)."""
         self._time_spent = 0.0
         """Share of --max-time the run has used (earlier invocations' training included), as
         the ranks agreed after the last step; the cosine schedule anneals over it."""
@@ -113,6 +121,8 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "resumed_at": progress.to_dict() if progress.step else None,
         })
+        if self.wall_deadline is not None:
+            self._fit_the_wall_clock()
         self.budget.start(progress.step, progress.train_seconds)  # a resumed run continues its schedule
         self._time_spent = self.budget.share_spent(0.0)
         steps_at_start = progress.step
@@ -173,6 +183,25 @@ class Trainer:
             break
         return stop_reason
 
+    def _fit_the_wall_clock(self) -> None:
+        """Limit training to what --max-wall-time leaves once the validations after it are paid
+        for, timed on a slice of the validation tokens (the ranks agree on the slowest)."""
+        config = self.config
+        sample = self.valid_tokens[: min(len(self.valid_tokens), 20 * config.eval_batch_size * config.bptt)]
+        started = time.perf_counter()
+        stream_loss_sum(self.model, sample, config.eval_batch_size, config.bptt, self.device)
+        synchronize(self.device)
+        per_token = (time.perf_counter() - started) / max(len(sample), 1)
+        self.model.train()
+        # A quarter more than measured, and a few seconds for the saves: the slice runs warm.
+        reserve = 1.25 * per_token * len(self.valid_tokens) * self.validations_after + SAVE_SECONDS
+        # Every rank must stop at the same step: they agree on the largest reserve and the least time left.
+        left = self.wall_deadline - time.monotonic()
+        reserve, negative_left = max_all([reserve, -left], self.dist, self.device)
+        limit = max(-negative_left - reserve, 0.0)
+        self.budget.limit_wall(limit)
+        self.callbacks.on_wall_budget({"wall_left": -negative_left, "reserve": reserve, "training_seconds": limit})
+
     def _unvalidated(self) -> bool:
         """Whether the weights may be newer than the last validation: none was finite yet, or
         the best came before the last step (a later validation may have run; validating again
@@ -184,7 +213,7 @@ class Trainer:
         """A spent budget, judged the same on every rank (the clock was agreed in :meth:`_step`)."""
         if self.config.max_steps and self.progress.step >= self.config.max_steps:
             return "max_steps"
-        return "max_time" if self._agreed[1] else None
+        return self.budget.time_reason() if self._agreed[1] else None
 
     def _should_stop(self) -> str | None:
         """Why to stop after this step, the same answer on every rank.
@@ -299,7 +328,8 @@ class Trainer:
     def _validate_current(self) -> str | None:
         progress, config = self.progress, self.config
         rng = capture_rng()
-        total, count = stream_loss_sum(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
+        total, count = stream_loss_sum(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device,
+                                       self.callbacks.on_validation_progress)
         total, count = sum_all([total, count], self.dist, self.device)
         loss = total / max(count, 1)
         restore_rng(rng)  # validation must not change what training draws next

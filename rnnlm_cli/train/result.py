@@ -38,6 +38,11 @@ class TrainCallbacks(Protocol):
     def on_estimate(self, estimate: dict[str, Any]) -> None:
         """Once, after the first steps: seconds per step and per epoch, the planned and
         remaining steps, their seconds, and what is left of --max-time (None: no limit)."""
+    def on_validation_progress(self, done: int, total: int) -> None:
+        """Validation has scored ``done`` of about ``total`` tokens."""
+    def on_wall_budget(self, budget: dict[str, Any]) -> None:
+        """With --max-wall-time, before training: the seconds left, those kept for the
+        validations and saves after training, and the training seconds that leaves."""
 
 
 class SilentCallbacks:
@@ -54,4 +59,10 @@ class SilentCallbacks:
         pass
 
     def on_estimate(self, estimate: dict[str, Any]) -> None:
+        pass
+
+    def on_validation_progress(self, done: int, total: int) -> None:
+        pass
+
+    def on_wall_budget(self, budget: dict[str, Any]) -> None:
         pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 
 import torch
 
@@ -31,7 +32,7 @@ from rnnlm_cli.train.state import data_fingerprint, environment, seed_everything
 
 
 def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
-                 notes: list[str] | None = None) -> TrainResult:
+                 notes: list[str] | None = None, started: float | None = None) -> TrainResult:
     """Prepare the data, build the model and train it; the best model lands at ``job.out``.
 
     Under torchrun every rank calls this; rank 0 holds the lock, encodes the corpus,
@@ -39,6 +40,7 @@ def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
     """
     from rnnlm_cli.train import distributed
 
+    started = time.monotonic() if started is None else started  # --max-wall-time's clock (time.monotonic)
     notes = notes if notes is not None else []
     check_job_files(job)  # before any byte is written, on every rank
     set_deterministic(job.train.deterministic)
@@ -46,12 +48,13 @@ def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
     folder = os.path.dirname(os.path.abspath(job.out))
     try:
         with output_lock(job.out, note=notes.append) if context.is_main else contextlib.nullcontext():
-            return _run_locked(job, callbacks, notes, context, device, folder)
+            return _run_locked(job, callbacks, notes, context, device, folder, started)
     finally:
         distributed.teardown(context)
 
 
-def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, folder: str) -> TrainResult:
+def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, folder: str,
+                started: float) -> TrainResult:
     from rnnlm_cli.store.checkpoint import load_checkpoint, load_model
     from rnnlm_cli.train.distributed import from_main, shard
     from rnnlm_cli.train.promote import check_promotable
@@ -123,7 +126,8 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     with StopSignals() as stop:
         trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
                           job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
-                          dist=context, synonym_pairs=synonym_pairs)
+                          dist=context, synonym_pairs=synonym_pairs, wall_deadline=started + job.train.max_wall_time if job.train.max_wall_time else None,
+                          validations_after=2 if job.promote_to is not None else 1)
         result = trainer.run()
         if job.promote_to is not None and context.is_main and stop.requested is None:
             _promote(job, paths, data.valid, device, stop, notes, result)

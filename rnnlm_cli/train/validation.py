@@ -6,6 +6,8 @@ of the text-scoring stack in :mod:`rnnlm_cli.score` (SRILM counts, word pieces, 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -23,18 +25,21 @@ def stream_loss(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bpt
 
 @torch.no_grad()
 def stream_loss_sum(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bptt: int,
-                    device: torch.device) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) and the number of tokens it covers."""
+                    device: torch.device, on_progress: Callable[[int, int], None] | None = None) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) and the number of tokens it covers;
+    ``on_progress(done, total)`` hears of each segment scored, in tokens."""
     model.eval()
     batch_size = max(1, min(batch_size, (len(tokens) - 1) // 2))
     streams = bptt_streams(tokens, batch_size)
     state = model.init_state(batch_size, device=device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
+    count, expected = 0, (streams.shape[1] - 1) * batch_size
     for x, y in iter_bptt(streams, bptt):
         x, y = x.to(device), y.to(device)
         scores, state = model(x, state, targets=y)  # (T, B)
         total -= scores.sum().double()
         count += y.numel()
         state = detach_state(state)
+        if on_progress is not None:
+            on_progress(count, expected)
     return float(total.item()), count

@@ -117,3 +117,20 @@ def test_the_command_line_starts_without_torch():
     code = "import sys, rnnlm_cli.cli; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "torch" not in out, out
+
+
+def test_switches_show_no_type_and_choices_show_their_values():
+    import dataclasses as _dc
+
+    from rnnlm_cli.models.registry import CELLS, registered_cell
+
+    rows = help_rows("train")
+    for flag in ("--json", "--plot", "--tied", "--show-config", "--deterministic"):
+        assert "<bool>" not in rows[flag], rows[flag]
+    assert "word|char|byte|sentencepiece|FILE" in rows["--tokenizer"]
+    assert "|".join(CELLS) in rows["--cell"] and "auto|bf16|off" in rows["--amp"]
+    assert "stream|sentence" in help_rows("eval")["--context"]
+    # A cell registered after the command line was built is listed too.
+    with registered_cell("elman2", _dc.replace(CELLS["rnn"])):
+        assert "lstm|gru|rnn|mogrifier|elman2" in help_rows("train")["--cell"]
+    assert "elman2" not in help_rows("train")["--cell"]

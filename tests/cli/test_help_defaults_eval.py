@@ -22,7 +22,7 @@ from test_help_defaults import help_rows
 RENAMED = {"--lambda": (ScoringConfig, "mix_weight"), "--nbest-format": (NBestConfig, "format"),
            "--nbest-acoustic": (NBestConfig, "acoustic"), "--nbest-sort": (NBestConfig, "sort")}
 # Options no dataclass field stands behind: outputs, input files, the device, decoding strictness.
-UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
+UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--format", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
             "--device", "--strict", "--help"}
 
 

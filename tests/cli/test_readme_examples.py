@@ -396,7 +396,12 @@ def test_readme_example_runs(example, prepared, tmp_path):
 
 def check_eval(command: str, stdout: str) -> None:
     lines = stdout.splitlines()
-    if "--query" in command:
+    if "--query" in command and "--format kenlm" in command:
+        # Answer lines, then KenLM's four summary lines.
+        assert lines[-4:-2] and all(line.startswith("Perplexity ") for line in lines[-4:-2]), lines
+        assert lines[-2].startswith("OOVs:\t") and lines[-1].startswith("Tokens:\t"), lines
+        assert all(re.search(r"\tTotal: -?[\d.e-]+ OOV: \d+$", line) for line in lines[:-4]), lines
+    elif "--query" in command:
         assert lines and all(re.search(r"\tTotal: -?[\d.e-]+ OOV: \d+$", line) for line in lines), lines
     elif "--nbest" in command:
         for line in lines:

@@ -279,3 +279,34 @@ def test_conflicting_options_are_usage_errors(uniform_lm, tmp_path, flags):
     text = write(tmp_path / "t.txt", "the dog\n")
     message = usage_error(uniform_lm, text, *flags)
     assert any(flag in message for flag in flags if flag.startswith("--"))
+
+
+# ---------------------------------------------------------------- KenLM's query layout
+
+
+def test_query_in_kenlm_layout_gives_ids_orders_and_kenlms_summary(random_lm, word_tok):
+    result = ok(random_lm, "-", "--query", "--format", "kenlm", input="the dog zebra runs\ncat .\n")
+    lines = result.stdout.splitlines()
+    plain = ok(random_lm, "-", "--query", "--unk", input="the dog zebra runs\ncat .\n").stdout.splitlines()
+    ids = {piece: index for index, piece in enumerate(word_tok.pieces)}
+    first = lines[0].split("\t")
+    words = ["the", "dog", "zebra", "runs", "</s>"]
+    fields = [entry.split("=", 1)[1].split() for entry in first[:-1]]
+    assert [entry.split("=", 1)[0] for entry in first[:-1]] == words
+    assert [f[0] for f in fields] == [str(ids["the"]), str(ids["dog"]), "0", str(ids["runs"]), str(word_tok.eos_id)]
+    assert [f[1] for f in fields] == ["2", "3", "1", "5", "6"]  # zebra is KenLM's <unk>: id 0, order 1
+    # The same numbers as the srilm layout with --unk, whose OOV count now counts zebra too.
+    assert [float(f[2]) for f in fields] == [float(e.split("=")[1]) for e in plain[0].split("\t")[:-1]]
+    assert first[-1] == plain[0].split("\t")[-1] and first[-1].endswith("OOV: 1")
+    # KenLM's corpus summary ends stdout: 5 + 3 tokens, one OOV.
+    total = sum(float(f[2]) for f in fields) + sum(float(e.split("=", 1)[1].split()[2])
+                                                   for e in lines[1].split("\t")[:-1])
+    zebra = float(fields[2][2])
+    assert lines[2:] == [f"Perplexity including OOVs:\t{g(10 ** (-total / 8))}",
+                         f"Perplexity excluding OOVs:\t{g(10 ** (-(total - zebra) / 7))}", "OOVs:\t1", "Tokens:\t8"]
+
+
+def test_kenlm_layout_needs_query_and_a_word_model(random_lm, tmp_path):
+    assert "--query" in usage_error(random_lm, "-", "--format", "kenlm")
+    chars = save(tmp_path / "char.pt", tiny_model(len(CHARS), seed=3), CharTokenizer(CHARS))
+    assert "word model" in usage_error(chars, "-", "--query", "--format", "kenlm")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rnnlm_cli.score.formats import WordLines, number, query_entries, query_total, totals_lines
+from rnnlm_cli.score.formats import KenlmTotals, WordLines, kenlm_entries, number, query_entries, query_total, totals_lines
 from rnnlm_cli.score.word_scoring import WordScore
 
 
@@ -80,4 +80,21 @@ def test_query_line_parts():
     assert query_entries(words) == ["the=-1.90849", "cat=-1.28988", "zebra=OOV", "</s>=-0.508638"]
     # -1.908486 - 1.289883 - 0.508638 = -3.707007: the OOV is left out of the total.
     totals = SimpleNamespace(logprob=-1.908486 + math.log10(0.0513) + math.log10(0.31), oovs=1)
-    assert query_total(totals) == "Total: -3.70701 OOV: 1"
+    assert query_total(totals, words) == "Total: -3.70701 OOV: 1"
+    # Scored as <unk> (--unk), the word outside the vocabulary still counts as an OOV.
+    as_unk = [WordScore("zebra", -3.0, unknown=True), WordScore("</s>", -0.5, ends_line=True)]
+    assert query_entries(as_unk) == ["zebra=-3", "</s>=-0.5"]
+    assert query_total(SimpleNamespace(logprob=-3.5, oovs=0), as_unk) == "Total: -3.5 OOV: 1"
+
+
+def test_kenlm_layout_of_a_line_and_its_summary():
+    ids = {"the": 7, "cat": 9, "</s>": 0}
+    words = [WordScore("the", -1.0), WordScore("cat", -2.0), WordScore("zebra", -3.0, unknown=True),
+             WordScore("</s>", -0.5, ends_line=True)]
+    assert kenlm_entries(words, ids.__getitem__) == ["the=7 2 -1", "cat=9 3 -2", "zebra=0 1 -3", "</s>=0 5 -0.5"]
+    totals = KenlmTotals()
+    assert totals.add(words) == "Total: -6.5 OOV: 1"
+    assert totals.add([WordScore("the", -1.5), WordScore("</s>", -0.5, ends_line=True)]) == "Total: -2 OOV: 0"
+    # 6 tokens, log10 total -8.5; without the OOV: 5 tokens, -5.5.
+    assert totals.summary() == [f"Perplexity including OOVs:\t{10 ** (8.5 / 6):.6g}",
+                                f"Perplexity excluding OOVs:\t{10 ** (5.5 / 5):.6g}", "OOVs:\t1", "Tokens:\t6"]

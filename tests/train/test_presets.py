@@ -35,7 +35,7 @@ def test_defaults_then_preset_then_config_then_flags(tmp_path):
     config = tmp_path / "own.yaml"
     config.write_text("hidden: 24\nepochs: 1\ntokenizer: char\nvocab-size: 500\nvalid: v.txt\nstrict: true\n")
     job = resolve_train("c.txt", {"hidden": 20, "out": "m.pt", "strict": None, "lr": None}, "sample-cpu", str(config))
-    # sample-cpu: cell lstm, emb 64, hidden 256, layers 1, dropout 0.3, lr 0.003, clip 1.0, epochs 11.
+    # sample-cpu: cell lstm, emb 64, hidden 256, layers 1, dropout 0.3, lr 0.003, clip 1.0, epochs 5.
     assert (job.model.hidden, job.model.layers, job.model.emb, job.model.impl) == (20, 1, 64, "fused")
     assert (job.train.epochs, job.train.lr, job.train.clip, job.train.seed) == (1, 0.003, 1.0, 1234)
     assert (job.tokenizer, job.tokenizer_config.vocab_size, job.tokenizer_config.kind) == ("char", 500, "word")
