@@ -310,3 +310,20 @@ def test_kenlm_layout_needs_query_and_a_word_model(random_lm, tmp_path):
     assert "--query" in usage_error(random_lm, "-", "--format", "kenlm")
     chars = save(tmp_path / "char.pt", tiny_model(len(CHARS), seed=3), CharTokenizer(CHARS))
     assert "word model" in usage_error(chars, "-", "--query", "--format", "kenlm")
+
+
+def test_eval_gives_per_token_figures_beside_the_per_word_lines(random_lm, tmp_path):
+    text = write(tmp_path / "t.txt", DEBUG_TEXT)
+    report = json.loads(ok(random_lm, text, "--json").stdout)
+    assert report["bits_per_token"] == pytest.approx(math.log2(report["token_ppl"]))
+    stderr = ok(random_lm, text).stderr
+    line = [entry for entry in stderr.splitlines() if ": per token: " in entry]
+    assert len(line) == 1
+    assert f"{report['tokens']:,} tokens predicted" in line[0]
+    assert f"ppl {report['token_ppl']:.2f}, {report['bits_per_token']:.3f} bits per token" in line[0]
+
+
+def test_a_character_model_reports_bits_per_character(tmp_path):
+    model = save(tmp_path / "char.pt", tiny_model(len(CHARS), seed=3), CharTokenizer(CHARS))
+    text = write(tmp_path / "t.txt", "ab c\nd\n")
+    assert " bits per character" in ok(model, text).stderr
