@@ -75,7 +75,7 @@ def test_the_command_says_what_the_wall_clock_leaves_for_training(tmp_path):
     corpus.write_text("the cat sat on the mat .\na dog sat on a log .\n" * 400)
     result = CliRunner().invoke(app, ["train", str(corpus), "--out", str(tmp_path / "m.pt"), "--max-wall-time", "6",
                                       "--epochs", "1000", "--emb", "8", "--hidden", "8", "--layers", "1",
-                                      "--batch-size", "4", "--log-interval", "5", "--device", "cpu", "--json"])
+                                      "--batch-size", "4", "--log-interval", "1", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     assert "--max-wall-time: " in result.stderr and "keeping " in result.stderr
     assert "steps planned" in result.stderr and "of training left" in result.stderr  # for the whole run
