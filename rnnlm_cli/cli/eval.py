@@ -259,7 +259,7 @@ def _vocab_ids(tokenizer) -> dict[str, int]:
     """A word model's ids by word, ``</s>`` (the line end) as its end-of-line token."""
     from rnnlm_cli.score.word_scoring import SENTENCE_END
 
-    return {**{piece: index for index, piece in enumerate(tokenizer.pieces)}, SENTENCE_END: tokenizer.eos_id}
+    return {**tokenizer.index, SENTENCE_END: tokenizer.eos_id}
 
 
 def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
