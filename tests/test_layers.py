@@ -7,6 +7,7 @@ modules together), under ``TYPE_CHECKING`` too. The layers, lowest first:
     text, models          never import each other
     store
     train, score          never import each other
+    analysis              measurements of trained models, and comparisons of training runs
     cli                   the only package that imports typer or rich
 
 The checker runs on a small package written here first, so it is known to catch each kind of fault.
@@ -23,7 +24,7 @@ import rnnlm_cli
 
 PACKAGE_DIR = Path(rnnlm_cli.__file__).resolve().parent
 
-LAYERS = {"base": 0, "text": 1, "models": 1, "store": 2, "train": 3, "score": 3, "cli": 4}
+LAYERS = {"base": 0, "text": 1, "models": 1, "store": 2, "train": 3, "score": 3, "analysis": 4, "cli": 5}
 UI_LIBRARIES = ("typer", "rich", "click")
 
 

@@ -15,6 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from rnnlm_cli import __version__
+from rnnlm_cli.cli import analyze as analyze_command
+from rnnlm_cli.cli import compare as compare_command
 from rnnlm_cli.cli import eval as eval_command
 from rnnlm_cli.cli import export as export_command
 from rnnlm_cli.cli import generate as generate_command
@@ -133,10 +135,12 @@ def root(
     """Train, score, sample and export recurrent neural language models (LSTM, GRU, RNN)."""
 
 
-for module in (tokenize_command, train_command, eval_command, generate_command, export_command):
+for module in (tokenize_command, train_command, eval_command, generate_command, export_command, compare_command):
     app.command(name=module.NAME, help=module.HELP, short_help=module.SUMMARY,
                 epilog=module.EPILOG,
                 context_settings={"help_option_names": ["-h", "--help"]})(module.command)
+app.add_typer(analyze_command.app, name=analyze_command.NAME, help=analyze_command.HELP, epilog=analyze_command.EPILOG,
+              short_help=analyze_command.SUMMARY)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""rnnlm eval: perplexity in SRILM's format, per-word debug output, queries, n-best rescoring."""
+"""rnnlm eval: perplexity in SRILM's format, per-word debug output, queries, n-best rescoring, minimal pairs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rnnlm_cli.cli.ui import Progress, print_json, warn
 from rnnlm_cli.score.scoring_config import CONTEXTS, NBEST_FORMATS, QUERY_FORMATS, NBestConfig, ScoringConfig
 
 NAME = "eval"
-SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring."
+SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring, minimal pairs."
 HELP = (
     "Score FILE (text, .gz text, a token file 'rnnlm tokenize' or 'train' wrote with the model's "
     "tokenizer, or '-' for stdin) with MODEL. Prints SRILM's two lines "
@@ -20,6 +20,8 @@ HELP = (
     "more with --debug 1 (per sentence) or 2 (per word), one JSON object with --json, or one log10 "
     "score per input line with --per-sentence. --query answers each line as soon as it is read "
     "(a coprocess, like KenLM's query). --nbest rescores n-best lists (SRILM or Kaldi layout). "
+    "--pairs reports how often the model prefers the grammatical sentence of minimal pairs (accuracy "
+    "overall, per category and per distance). "
     "--mix-lm interpolates per word with an ARPA n-gram model; --cache and --dynamic adapt to the "
     "text while scoring it. By default the hidden state carries across lines (continuous-stream perplexity)."
 )
@@ -28,7 +30,8 @@ EPILOG = (
     "  rnnlm eval runs/sample/model.pt sample_data/test.txt --debug 2\n\n"
     "  cat test.txt | rnnlm eval model.pt - --json --cache 2000 --dynamic\n\n"
     "  rnnlm eval model.pt test.txt --mix-lm 3gram.arpa --fit-lambda valid.txt\n\n"
-    "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt"
+    "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt\n\n"
+    "  rnnlm eval runs/sample/model.pt --pairs sample_data/pairs.tsv --json"
 )
 
 
@@ -77,6 +80,11 @@ def command(
     nbest_sort: bool = switch(NBestConfig.sort, "--nbest-sort",
                                     help="n-best: order each list by total, best first."),
     nbest_best: bool = switch(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
+    pairs: Optional[str] = typer.Option(None, "--pairs", help=(
+        "Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]'; "
+        "'#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a pair "
+        "is right when the good sentence scores strictly higher (a tie is wrong). Prints accuracy overall, per "
+        "category and per distance bucket (1, 2, 3-4, 5-8, ...).")),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     amp: str = typer.Option(ScoringConfig.amp, help="Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or "
                             "a CPU with AMX): bf16 scores several times faster there, a little less exactly."),
@@ -104,6 +112,9 @@ def command(
         raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
     if nbest is not None and (context is not None or cache or dynamic):
         raise UsageError("--nbest scores each hypothesis alone: --context, --cache and --dynamic do not apply")
+    _refuse_with_pairs(pairs, {"FILE": file is not None, "--nbest": nbest is not None, "--query": query,
+                               "--per-sentence": per_sentence, "--debug": debug > 0, "--context": context is not None,
+                               "--cache": cache > 0, "--dynamic": dynamic})
     _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda})
     _needs(cache > 0, "--cache N", {"--cache-theta": cache_theta, "--cache-lambda": cache_lambda})
     _needs(dynamic, "--dynamic", {"--dynamic-lr": dynamic_lr, "--dynamic-decay": dynamic_decay,
@@ -111,21 +122,23 @@ def command(
     _needs(nbest is not None, "--nbest", {"--nbest-format": nbest_format, "--nbest-acoustic": nbest_acoustic,
                                           "--lm-weight": lm_weight, "--word-penalty": word_penalty,
                                           "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None})
-    if file is None and nbest is None and fit_lambda is None:
+    if file is None and nbest is None and pairs is None and fit_lambda is None:
         raise UsageError("missing FILE: the text to score ('-' for stdin)")
     given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
              "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda,
              "lm_weight": lm_weight, "word_penalty": word_penalty}
     config = ScoringConfig(
         # KenLM scores a word outside the vocabulary as <unk> and counts it: so does its layout.
-        context=context or ("sentence" if query or nbest is not None else "stream"), unk=unk or nbest is not None or kenlm,
+        context=context or ("sentence" if query or nbest is not None or pairs is not None else "stream"),
+        unk=unk or nbest is not None or pairs is not None or kenlm,
         cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
     lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort)
-    for path in (file, nbest, mix_lm, fit_lambda, nbest_acoustic):
+    for path in (file, nbest, pairs, mix_lm, fit_lambda, nbest_acoustic):
         if path is not None:
             check_readable(path)
     check_stdout_apart([FileRole(name, path) for name, path in (
-        ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--mix-lm", mix_lm), ("--fit-lambda", fit_lambda),
+        ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--pairs", pairs), ("--mix-lm", mix_lm),
+        ("--fit-lambda", fit_lambda),
         ("--nbest-acoustic", nbest_acoustic)) if path is not None])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
@@ -134,8 +147,10 @@ def command(
     ngram = _load_ngram(mix_lm)
     if fit_lambda is not None:
         config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
-                      report_to_stdout=file is None and nbest is None)
-    if nbest is not None:
+                      report_to_stdout=file is None and nbest is None and pairs is None)
+    if pairs is not None:
+        _judge_pairs(lm, tokenizer, pairs, target, config, ngram, strict, json_output=json_output)
+    elif nbest is not None:
         _rescore(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
     elif file is not None:
         _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
@@ -149,6 +164,16 @@ def _needs(on: bool, master: str, dependents: dict) -> None:
     given = [name for name, value in dependents.items() if value is not None]
     if given and not on:
         raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} {master}")
+
+
+def _refuse_with_pairs(pairs: str | None, given: dict[str, bool]) -> None:
+    """--pairs reads its own file and prints accuracies: other inputs and outputs are refused with it."""
+    from rnnlm_cli.errors import UsageError
+
+    clash = [name for name, on in given.items() if on]
+    if pairs is not None and clash:
+        raise UsageError(f"--pairs reads its own file and scores each sentence alone: {' and '.join(clash)} "
+                         f"{'does' if len(clash) == 1 else 'do'} not go with it")
 
 
 def _load_ngram(path: str | None):
@@ -260,6 +285,22 @@ def _vocab_ids(tokenizer) -> dict[str, int]:
     from rnnlm_cli.score.word_scoring import SENTENCE_END
 
     return {**tokenizer.index, SENTENCE_END: tokenizer.eos_id}
+
+
+def _judge_pairs(lm, tokenizer, path: str, device, config, ngram, strict: bool, *, json_output: bool) -> None:
+    from rnnlm_cli.score.formats import pairs_lines
+    from rnnlm_cli.score.pairs import evaluate_pairs
+
+    with Progress("scoring pairs") as progress:
+        result = evaluate_pairs(lm, tokenizer, path, device, config, ngram=ngram, strict=strict,
+                                on_progress=progress.update)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        print("\n".join(pairs_lines(result)))
+    sys.stdout.flush()  # the results are out before notes on them
+    for note in result.warnings():
+        warn(note)
 
 
 def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:

@@ -82,8 +82,11 @@ class _Reporter:
             log(f"epoch {record['epoch']} step {record['step']}: skipped, non-finite loss or gradient "
                 f"({record['in_a_row']} in a row)")
             return
+        from rnnlm_cli.train.grad_norms import percent
+
+        clipped = f" clipped {percent(record['clipped_share'])}" if "clipped_share" in record else ""
         log(f"epoch {record['epoch']} step {record['step']}: loss {record['loss']:.4f} "
-            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g} {record['tokens_per_s']:,.0f} tokens/s, "
+            f"ppl {record['ppl']:.2f} lr {record['lr']:.3g}{clipped} {record['tokens_per_s']:,.0f} tokens/s, "
             f"about {_about(record['remaining_s'])} of training left")
 
     def on_validate(self, record: dict[str, Any]) -> None:
@@ -281,6 +284,8 @@ def command(
     try:
         curve = _plot(result.paths.metrics, job.out) if job.plot else None
         print_table("training summary", _summary_rows(result, curve))
+        if result.clip_diagnosis:
+            log(result.clip_diagnosis)
         if json_output:
             print_json(result.to_dict())
         else:
@@ -352,9 +357,22 @@ def _summary_rows(result: Any, curve: str | None) -> list[tuple[str, str]]:
         ("train time", _duration(result.seconds)),
         ("best valid ppl", best_text),
         ("skipped steps", f"{result.skipped_steps:,}"),
+        *_gradient_rows(result),
         ("last lr", "not logged" if last_lr is None else f"{last_lr[1]:.4g} (step {last_lr[0]:,})"),
         *((f"{name} file", path) for name, path in files),
     ]
+
+
+def _gradient_rows(result: Any) -> list[tuple[str, str]]:
+    """The summary's rows on the gradient norm: how often --clip fired, and the norm's median and largest."""
+    from rnnlm_cli.train.grad_norms import percent
+
+    rows = []
+    if result.clipped_share is not None:
+        rows.append(("clipped steps", f"{percent(result.clipped_share)} ({result.clipped_steps:,} of {result.clip_steps:,})"))
+    if result.grad_norm_median is not None:
+        rows.append(("gradient norm", f"median about {result.grad_norm_median:.3g}, largest {result.grad_norm_max:.3g}"))
+    return rows
 
 
 def _duration(seconds: float) -> str:

@@ -19,6 +19,14 @@ Numbers have six significant digits, as SRILM prints them.
 Query (one output line per input line, printed as soon as the line is scored)::
 
     the=-1.90849<TAB>cat=-1.28988<TAB>zebra=OOV<TAB></s>=-0.508638<TAB>Total: -3.68722 OOV: 1
+
+Minimal pairs (:mod:`rnnlm_cli.score.pairs`), one row per group::
+
+    pairs.tsv: 1200 pairs, 1077 right (accuracy 0.8975), 0 ties
+    group         right  total  accuracy
+    all            1077   1200    0.8975
+    agreement       540    600    0.9000
+    distance 3-4     78     80    0.9750
 """
 
 from __future__ import annotations
@@ -138,3 +146,17 @@ def fit_lines(path: str, fit) -> list[str]:
     """The report of a mixture weight fitted on ``path`` (:class:`rnnlm_cli.score.interpolation.MixFit`)."""
     return [f"fit on {path}: {fit.words} words, lambda= {number(fit.weight)} ({fit.iterations} EM iterations)",
             f"ppl rnn= {number(fit.ppl_model)} ngram= {number(fit.ppl_ngram)} mix= {number(fit.ppl_mix)}"]
+
+
+def pairs_lines(result) -> list[str]:
+    """The accuracy on minimal pairs (:class:`rnnlm_cli.score.pairs.PairsResult`) as a table:
+    overall, then each category, then each distance bucket, shortest first."""
+    overall = result.overall
+    rows = [("all", overall)] + list(result.by_category.items())
+    rows += [(f"distance {tally.label}", tally) for tally in result.by_distance]
+    width = max(len("group"), *(len(name) for name, _ in rows))
+    head = (f"{result.file + ': ' if result.file else ''}{overall.total} pairs, {overall.correct} right "
+            f"(accuracy {overall.accuracy:.4f}), {result.ties} ties")
+    lines = [head, f"{'group'.ljust(width)}  {'right':>6}  {'total':>6}  accuracy"]
+    lines += [f"{name.ljust(width)}  {tally.correct:>6}  {tally.total:>6}  {tally.accuracy:>8.4f}" for name, tally in rows]
+    return lines

@@ -228,7 +228,7 @@ class Trainer:
         config, progress, model = self.config, self.progress, self.model
         model.train()
         state = self.hidden if self.hidden is not None else model.init_state(config.batch_size, device=self.device)
-        window = LogWindow(self.device)
+        window = LogWindow(self.device, config.clip, config.log_interval, tally=progress.grad_norms)
         epoch_start = time.perf_counter()
         reason = None
         try:
@@ -245,6 +245,7 @@ class Trainer:
         finally:
             synchronize(self.device)
             progress.train_seconds += time.perf_counter() - epoch_start
+            window.close()  # the steps since the last log line count in the run's tally too
             self.hidden = detach_state(state)
         return reason
 
@@ -387,7 +388,7 @@ class Trainer:
             best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
             steps=progress.step, epochs=epochs, train_tokens=progress.train_tokens, seconds=seconds,
             tokens_per_second=progress.train_tokens / max(seconds, 1e-9), skipped_steps=progress.skipped_steps,
-            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank)
+            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank, **progress.grad_norms.result_fields())
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

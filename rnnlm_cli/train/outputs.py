@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from rnnlm_cli.files.atomic import append_line, open_append
+from rnnlm_cli.train.grad_norms import NormTally, interval_figures
 from rnnlm_cli.units import perplexity
 
 
@@ -88,26 +90,52 @@ def rotate_snapshots(paths: OutputPaths, keep: int, best_step: int) -> list[str]
 
 
 class LogWindow:
-    """Sums over a log interval, kept on the device: read back only when logged."""
+    """Sums over a log interval, kept on the device: read back only when logged.
 
-    def __init__(self, device: torch.device):
+    Each step's gradient norm goes into a device buffer of one slot per step (``capacity``,
+    the log interval, is all an interval holds; more grows it), so keeping them costs no
+    host synchronisation; they are read back once, by :meth:`summary` or :meth:`close`,
+    and counted into ``tally``, the run's (:class:`~rnnlm_cli.train.grad_norms.NormTally`).
+    """
+
+    def __init__(self, device: torch.device, clip: float = 0.0, capacity: int = 64,
+                 tally: NormTally | None = None):
+        self.clip = clip
+        self.tally = tally if tally is not None else NormTally()
         self.loss = torch.zeros((), device=device)
-        self.norm = torch.zeros((), device=device)
-        self.max_norm = torch.zeros((), device=device)
+        self.norms = torch.zeros(max(capacity, 1), device=device)
+        self._restart()
+
+    def _restart(self) -> None:
+        self.loss.zero_()
         self.tokens = self.steps = 0
         self.start = time.perf_counter()
 
     def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
+        if self.steps == len(self.norms):
+            self.norms = torch.cat([self.norms, torch.zeros_like(self.norms)])
         self.loss += loss.detach() * tokens
-        self.norm += norm
-        torch.maximum(self.max_norm, norm, out=self.max_norm)
+        self.norms[self.steps] = norm.detach()
         self.tokens += tokens
         self.steps += 1
 
+    def _take_norms(self) -> np.ndarray:
+        """The interval's norms on the host, counted into the run's tally."""
+        norms = self.norms[:self.steps].double().cpu().numpy()
+        self.tally.add(norms, self.clip)
+        return norms
+
     def summary(self) -> dict[str, float]:
+        """The interval's figures (see :func:`~rnnlm_cli.train.grad_norms.interval_figures`
+        for the norm's); the window then starts a new interval."""
         elapsed = time.perf_counter() - self.start
         mean = self.loss.item() / max(self.tokens, 1)
-        result = {"loss": mean, "ppl": perplexity(mean), "grad_norm": self.norm.item() / max(self.steps, 1),
-                  "grad_norm_max": self.max_norm.item(), "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
-        self.__init__(self.loss.device)
+        result = {"loss": mean, "ppl": perplexity(mean), **interval_figures(self._take_norms(), self.clip),
+                  "tokens_per_s": self.tokens / max(elapsed, 1e-9)}
+        self._restart()
         return result
+
+    def close(self) -> None:
+        """Count the norms of steps not yet logged into the run's tally (an epoch's end, a stop)."""
+        self._take_norms()
+        self._restart()

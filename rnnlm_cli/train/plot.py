@@ -38,11 +38,13 @@ class Series:
 
 @dataclass
 class Curves:
-    """The series a run logs: training and validation perplexity, and the learning rate."""
+    """The series a run logs: training and validation perplexity, the learning rate, and with
+    --clip the share of each interval's steps it clipped (empty for files from before it was logged)."""
 
     train_ppl: Series = field(default_factory=Series)
     valid_ppl: Series = field(default_factory=Series)
     lr: Series = field(default_factory=Series)
+    clipped: Series = field(default_factory=Series)
 
     def best_valid(self) -> tuple[int, float] | None:
         """(step, perplexity) of the best finite validation; the first of equals, as training keeps it."""
@@ -79,6 +81,8 @@ def read_curves(metrics_path: str | os.PathLike) -> Curves:
                 if event == "train":
                     curves.train_ppl.add(step, _number(record["ppl"]))
                     curves.lr.add(step, _number(record["lr"]))
+                    if "clipped_share" in record:
+                        curves.clipped.add(step, _number(record["clipped_share"]))
                 elif event == "valid":
                     curves.valid_ppl.add(step, _number(record["valid_ppl"]))
             except (ValueError, KeyError, TypeError) as exc:
@@ -100,7 +104,8 @@ def _finite(values: list[float]) -> list[float]:
 
 
 def draw_curves(curves: Curves, title: str = ""):
-    """A matplotlib Figure: perplexity (log scale, train and valid) above the learning rate."""
+    """A matplotlib Figure: perplexity (log scale, train and valid) above the learning rate and,
+    when logged, the share of steps clipped, shaded on the rate's panel against its own axis."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -128,7 +133,24 @@ def draw_curves(curves: Curves, title: str = ""):
     lr_axes.set_ylabel("learning rate")
     lr_axes.set_xlabel("step")
     lr_axes.grid(True, alpha=0.3)
+    if curves.clipped.steps:
+        _shade_clipped(lr_axes, curves.clipped)
     return figure
+
+
+def _shade_clipped(lr_axes, clipped: Series) -> None:
+    """The percentage of steps clipped, shaded on a second axis over the rate's panel: where
+    it rises, --clip set the step size rather than the gradient."""
+    axes = lr_axes.twinx()
+    # A record covers the steps since the one before it: each value holds up to its step.
+    axes.fill_between(clipped.steps, [100 * v for v in clipped.values], step="pre", color="tab:red", alpha=0.25,
+                      linewidth=0, label="clipped")
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("% steps clipped", color="tab:red")
+    axes.tick_params(axis="y", colors="tab:red")
+    # The rate's line stays in front of the shading: its panel on top, its background clear.
+    lr_axes.set_zorder(axes.get_zorder() + 1)
+    lr_axes.patch.set_visible(False)
 
 
 def plot_metrics(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -> Curves:

@@ -25,6 +25,18 @@ class TrainResult:
     promoted: bool | None = None
     """With --promote-if-better: whether the new model replaced the target."""
     promotion: str | None = None
+    clipped_share: float | None = None
+    """With --clip: the share of ``clip_steps`` whose gradient norm exceeded it (clipping fired)."""
+    clip_steps: int = 0
+    """The steps the share covers: the whole run's under this --clip (see :class:`~rnnlm_cli.train.grad_norms.NormTally`)."""
+    clipped_steps: int = 0
+    """Of ``clip_steps``, those clipped."""
+    grad_norm_median: float | None = None
+    """The median total gradient norm before clipping over the run's steps, to within 12%; None before a step."""
+    grad_norm_max: float | None = None
+    """The largest total gradient norm before clipping over the run's steps; None before a step."""
+    clip_diagnosis: str | None = None
+    """With --clip: one line on whether it clipped most steps, none, or some."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": asdict(self.paths)}

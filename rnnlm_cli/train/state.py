@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import CheckpointError
 from rnnlm_cli.store.checks import (DamagedState, check_int, check_mapping, check_number, check_sequence,
                                     check_tensor)
+from rnnlm_cli.train.grad_norms import NormTally
 from rnnlm_cli.train.schedules import LrSchedule, WeightAverage
 from rnnlm_cli.train.state_checks import check_hidden, check_optimizer, check_train_config, trainable_parameters
 
@@ -60,6 +61,8 @@ class RunPosition:
     """Steps skipped for a non-finite loss or gradient, over the whole run."""
     train_seconds: float = 0.0
     """Seconds spent training (validation not included), over the whole run."""
+    grad_norms: NormTally = field(default_factory=NormTally)
+    """The steps' gradient norms, counted; how often --clip fired (see :mod:`.grad_norms`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +82,9 @@ class RunPosition:
             check_number("progress.best_valid_loss", data["best_valid_loss"], infinite=True)
         if "train_seconds" in data:
             check_number("progress.train_seconds", data["train_seconds"])
-        position = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        tally = NormTally.from_dict(data["grad_norms"]) if "grad_norms" in data else NormTally()
+        position = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "grad_norms"},
+                       grad_norms=tally)
         if "position" not in data:  # saved before positions were kept: fixed-length segments
             position.position = position.segment * bptt
         return position

@@ -23,6 +23,7 @@ RENAMED = {"--lambda": (ScoringConfig, "mix_weight"), "--nbest-format": (NBestCo
            "--nbest-acoustic": (NBestConfig, "acoustic"), "--nbest-sort": (NBestConfig, "sort")}
 # Options no dataclass field stands behind: outputs, input files, the device, decoding strictness.
 UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--format", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
+            "--pairs",
             "--device", "--strict", "--help"}
 
 

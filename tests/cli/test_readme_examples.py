@@ -58,7 +58,15 @@ BUDGET = "--max-steps 2"
 # The tiny model every example that reads one is given.
 TINY = ["--layers", "1", "--emb", "16", "--hidden", "16", "--batch-size", "32", "--bptt", "20",
         "--lr", "0.01", "--max-steps", "60", "--seed", "1", "--device", "cpu", "--amp", "off"]
-MODEL_NAMES = ("model.pt", "runs/sample/model.pt", "models/current.pt")
+MODEL_NAMES = ("model.pt", "runs/sample/model.pt", "models/current.pt", "runs/compare/cell=rnn/model.pt",
+               "runs/compare/cell=gru/model.pt", "runs/compare/cell=lstm/model.pt")
+COMPARE_CALL = re.compile(r"(?:\brnnlm|-m rnnlm_cli)\s+compare\b")
+# A comparison gets a second of training per run and a tiny shape (the file written by
+# ``prepared``), whatever its own --budget: it shows the runs train, are measured and drawn.
+COMPARE_BUDGET = "--budget 1"
+COMPARE_SHAPE = "compare-shape.yaml"
+ANALYZE_CALL = re.compile(r"(?:\brnnlm|-m rnnlm_cli)\s+analyze\s+gradients\b")
+ANALYZE_BUDGET = "--positions 16"
 CORPUS_LINES = 3000  # corpus.txt: the head of sample_data/train.txt, for speed
 
 
@@ -170,7 +178,21 @@ def _transcript(start: int, block: list[str]) -> list[Example]:
 
 
 def with_budget(command: str) -> str:
-    """``command`` with BUDGET after the arguments of each training call that has none."""
+    """``command`` with BUDGET after the arguments of each training call that has none, and
+    each comparison given COMPARE_BUDGET and the tiny shape."""
+    match = COMPARE_CALL.search(command)
+    if match:
+        end = _unquoted(command, match.end(), "|;&<>#")
+        arguments = re.sub(r"--budget\s+\S+", COMPARE_BUDGET, command[match.end():end])
+        # One value of each --vary: a run per variant is the same path again, not worth its seconds.
+        arguments = re.sub(r"(--vary\s+\w+=)([^,\s]+)\S*", r"\1\2", arguments)
+        if "--config" not in arguments:
+            arguments = arguments.rstrip() + f" --config {COMPARE_SHAPE} "
+        command = command[:match.end()] + arguments + command[end:]
+    match = ANALYZE_CALL.search(command)
+    if match and "--positions" not in command:
+        end = _unquoted(command, match.end(), "|;&<>#")
+        command = command[:end].rstrip() + f" {ANALYZE_BUDGET} " + command[end:]
     out, position = [], 0
     for match in TRAIN_CALL.finditer(command):
         end = _unquoted(command, match.end(), "|;&<>#")
@@ -332,6 +354,8 @@ def prepared(tmp_path_factory) -> Path:
     for name, source in (("test.txt", "test.txt"), ("valid.txt", "valid.txt"), ("corpus/dev.txt", "valid.txt")):
         shutil.copyfile(SAMPLE / source, base / name)
     (base / "logs").mkdir()
+    (base / "docs").mkdir()
+    (base / COMPARE_SHAPE).write_text("hidden: 16\nemb: 16\nbatch_size: 32\nbptt: 20\n", encoding="utf-8")
     write_bigram_arpa(SAMPLE / "train.txt", base / "bigram.arpa")
 
     build = tmp_path_factory.mktemp("tiny")
@@ -409,6 +433,9 @@ def check_eval(command: str, stdout: str) -> None:
             assert int(count) == len(words) and float(lm) < 0, line
             if "--nbest-best" not in command:
                 assert math.isfinite(float(total) + float(acoustic))
+    elif "--pairs" in command:
+        assert re.fullmatch(r"\S+: \d+ pairs, \d+ right \(accuracy [\d.]+\), \d+ ties", lines[0]), lines[:3]
+        assert lines[1].split() == ["group", "right", "total", "accuracy"], lines[:3]
     elif "--per-sentence" in command:
         assert lines and all(float(line) <= 0 for line in lines)
     else:
@@ -427,6 +454,15 @@ def check_generate(command: str, stdout: str, folder: Path) -> None:
 def check_written_files(command: str, call: str, folder: Path) -> None:
     """The files the command names (and those the README says go beside a model) exist."""
     outs = re.findall(r"(?:^|\s)(?:--out|-o)\s+(\S+)", command)
+    for picture in re.findall(r"--plot\s+(\S+\.png)", command):
+        assert (folder / picture).read_bytes()[:4] == b"\x89PNG", picture
+    if call == "compare":  # --out is a folder: a model per run, and the curves
+        runs = folder / (outs[0] if outs else "runs/compare")
+        assert (runs / "curves.png").is_file()
+        key, values = re.search(r"--vary\s+(\w+)=(\S+)", command).groups()
+        for value in values.split(","):
+            assert (runs / f"{key}={value}" / "result.json").is_file(), value
+        return
     for out in outs:
         assert (folder / out).is_file() and (folder / out).stat().st_size > 0, out
     if call == "train":

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from rnnlm_cli import cli
 from rnnlm_cli.cli import eval as eval_command, export as export_command, generate as generate_command
 from rnnlm_cli.cli import tokenize as tokenize_command, train as train_command
+from rnnlm_cli.cli import analyze as analyze_command, compare as compare_command
 from rnnlm_cli.config import TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import DataError, UsageError
@@ -31,8 +32,9 @@ from rnnlm_cli.train.pretrained import load_embeddings
 from rnnlm_cli.score.scoring_config import ScoringConfig
 from rnnlm_cli.text.tokenizers import WordTokenizer
 
-MODULES = {module.NAME: module for module in (tokenize_command, train_command, eval_command,
-                                              generate_command, export_command)}
+COMMANDS = {**{module.NAME: module.command for module in (tokenize_command, train_command, eval_command,
+                                                          generate_command, export_command, compare_command)},
+            "analyze gradients": analyze_command.gradients}
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4",
               "--max-steps", "1", "--max-time", "1", "--device", "cpu"]
 NOT_NUMBERS = ("nan", "inf", "-inf")
@@ -48,13 +50,22 @@ EVAL_NBEST = ("--lm-weight", "--word-penalty")
 def options_of(kind: type) -> list[tuple[str, str]]:
     """(command, flag) of every option whose Python type is ``kind`` (or Optional[kind])."""
     found = []
-    for name, command in typer.main.get_command(cli.app).commands.items():
-        hints = typing.get_type_hints(MODULES[name].command)
+    for name, command in _leaf_commands(typer.main.get_command(cli.app)):
+        hints = typing.get_type_hints(COMMANDS[name])
         for param in command.params:
             hint = hints[param.name]
             if param.opts[0].startswith("-") and kind in (hint, *typing.get_args(hint)):
                 found.append((name, param.opts[0]))
     return found
+
+
+def _leaf_commands(group, prefix: str = ""):
+    """(name, command) of every command that runs, groups' subcommands named "group sub"."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
 
 
 FLOAT_OPTIONS = options_of(float)
@@ -97,6 +108,11 @@ def command_line(command: str, flag: str, value: str, f: dict) -> list:
         base = ["generate", f["model"], "--max-tokens", "2", "--device", "cpu"]
     elif command == "export":
         base = ["export", f["model"], "--format", "embeddings", "--out", f["out"] / "v.vec"]
+    elif command == "compare":
+        base = ["compare", f["corpus"], "--valid", f["valid"], "--budget", "1", "--vary", "cell=rnn",
+                "--out", f["out"] / "cmp", "--device", "cpu"]
+    elif command == "analyze gradients":
+        base = ["analyze", "gradients", f["model"], f["valid"], "--device", "cpu"]
     elif flag in EVAL_NBEST:
         base = ["eval", f["model"], "--nbest", f["nbest"], "--device", "cpu"]
     else:
@@ -110,9 +126,9 @@ def command_line(command: str, flag: str, value: str, f: dict) -> list:
 
 def test_the_enumeration_finds_the_options_named_in_the_issue():
     assert {("train", "--lr"), ("train", "--clip"), ("eval", "--lm-weight"), ("eval", "--lambda"),
-            ("generate", "--temperature")} <= set(FLOAT_OPTIONS)
+            ("generate", "--temperature"), ("compare", "--budget")} <= set(FLOAT_OPTIONS)
     assert {("train", "--seed"), ("generate", "--seed"), ("generate", "--max-tokens"),
-            ("train", "--batch-size")} <= set(INT_OPTIONS)
+            ("train", "--batch-size"), ("compare", "--repeat"), ("analyze gradients", "--max-distance")} <= set(INT_OPTIONS)
 
 
 @pytest.mark.parametrize("value", NOT_NUMBERS)

@@ -115,6 +115,45 @@ def test_the_figure_holds_exactly_the_logged_values(tmp_path):
     assert list(lr.get_xdata()) == [2, 4, 6] and list(lr.get_ydata()) == [0.01, 0.005, 0.0025]
 
 
+CLIPPED = [
+    {"event": "train", "epoch": 1, "step": 2, "ppl": 20.0, "lr": 0.01, "grad_norm_p50": 3.0, "clipped_share": 1.0},
+    {"event": "train", "epoch": 1, "step": 4, "ppl": 7.5, "lr": 0.01, "grad_norm_p50": 0.2, "clipped_share": 0.25},
+    {"event": "valid", "epoch": 1, "step": 4, "valid_ppl": 8.0, "best": True},
+    {"event": "train", "epoch": 1, "step": 6, "ppl": 4.5, "lr": 0.01, "grad_norm_p50": 0.1, "clipped_share": 0.0},
+]
+"""A run with --clip: each interval's share of steps clipped."""
+
+
+def test_the_share_clipped_is_read_where_logged_and_empty_for_older_files(tmp_path):
+    curves = read_curves(write_metrics(tmp_path / "m.jsonl", CLIPPED))
+    assert curves.clipped.steps == [2, 4, 6] and curves.clipped.values == [1.0, 0.25, 0.0]
+    assert curves.train_ppl.values == [20.0, 7.5, 4.5]
+    assert read_curves(write_metrics(tmp_path / "old.jsonl", RECORDS)).clipped.steps == []
+    # A run resumed by a newer rnnlm: only its records carry the share.
+    mixed = read_curves(write_metrics(tmp_path / "mixed.jsonl", RECORDS[:3] + CLIPPED[2:]))
+    assert mixed.clipped.steps == [6] and mixed.train_ppl.steps == [2, 4, 6]
+
+
+def test_the_share_clipped_is_shaded_on_its_own_axis_over_the_rate(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rnnlm_cli.train.plot import draw_curves
+
+    figure = draw_curves(read_curves(write_metrics(tmp_path / "m.jsonl", CLIPPED)))
+    ppl_axes, lr_axes, clip_axes = figure.axes
+    assert clip_axes.get_ylim() == (0, 100) and clip_axes.get_ylabel() == "% steps clipped"
+    (shade,) = clip_axes.collections
+    heights = {round(float(y), 9) for y in shade.get_paths()[0].vertices[:, 1]}
+    assert heights == {0.0, 25.0, 100.0}
+    assert [line.get_ydata().tolist() for line in lr_axes.get_lines()] == [[0.01, 0.01, 0.01]]
+    assert len(ppl_axes.get_lines()) == 2
+    assert len(draw_curves(read_curves(write_metrics(tmp_path / "old.jsonl", RECORDS))).axes) == 2
+    png = tmp_path / "m.curve.png"
+    from rnnlm_cli.train.plot import plot_metrics
+
+    plot_metrics(tmp_path / "m.jsonl", png)
+    assert png_size(png) == (800, 600)
+
+
 def test_plot_metrics_writes_a_png_and_leaves_no_temporary_file(tmp_path):
     pytest.importorskip("matplotlib")
     from rnnlm_cli.train.plot import plot_metrics
@@ -209,6 +248,11 @@ def test_summary_on_stderr_agrees_with_the_json_result(plotted_run):
     assert math.isclose(best["valid_ppl"], summary["best_valid_ppl"])
     assert rows["best valid ppl"] == f"{summary['best_valid_ppl']:.2f} at step {best['step']}"
     assert rows["skipped steps"] == str(summary["skipped_steps"]) == "0"
+    # The default --clip (0.25) over all 7 steps, and the verdict on it after the table.
+    assert summary["clip_steps"] == 7 and summary["clipped_share"] == summary["clipped_steps"] / 7
+    assert rows["clipped steps"].endswith(f"({summary['clipped_steps']} of 7)")
+    assert summary["clip_diagnosis"].startswith("--clip 0.25 ")
+    assert result.stderr.splitlines()[-1] == summary["clip_diagnosis"]
     assert last_train["step"] == 6
     assert rows["last lr"] == f"{last_train['lr']:.4g} (step 6)"
     assert rows["model file"] == summary["paths"]["model"] == str(out)

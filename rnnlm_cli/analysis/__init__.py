@@ -1,0 +1,1 @@
+"""Measurements of trained models: gradient reach, and comparisons of training variants."""

@@ -1,0 +1,149 @@
+"""rnnlm compare: train variants at one time budget and print them side by side."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from rnnlm_cli.analysis.compare import Comparison
+from rnnlm_cli.cli.options import default_of, switch
+from rnnlm_cli.config import TrainConfig
+
+NAME = "compare"
+SUMMARY = "Train variants (cells, dropout, ...) at one time budget; a table and a picture."
+HELP = (
+    "Train each variant of CORPUS for --budget seconds of training, one after another (one per GPU when "
+    "several are visible), then measure every model the same way: best validation perplexity, test "
+    "perplexity (--test), parameters, training tokens/s, gradient reach on the validation text (see "
+    "'rnnlm analyze gradients') and minimal-pair accuracy (--pairs). Variants come from --vary KEY=V1,V2 "
+    "(repeat it for a grid) or a YAML file of named variants (--variants). --repeat N trains each with N "
+    "seeds and reports mean ± std. Everything stays in --out: a folder per run with its model, and "
+    "curves.png, the validation curves of all runs. Stopped midway, the same command continues where it "
+    "stopped: finished runs are kept and a cut-short one resumes."
+)
+EPILOG = (
+    "Examples:\n\n"
+    "  rnnlm compare sample_data/train.txt --valid sample_data/valid.txt --budget 60 --vary cell=rnn,gru,lstm "
+    "--preset sample-cpu --pairs sample_data/pairs.tsv\n\n"
+    "  rnnlm compare train.txt --valid valid.txt --budget 120 --vary dropout=0,0.2,0.4 --repeat 3\n\n"
+    "  rnnlm compare train.txt --valid valid.txt --test test.txt --budget 300 --variants variants.yaml --json"
+)
+
+
+def command(
+    corpus: str = typer.Argument(..., help="Training text (plain or .gz) or a token file."),
+    valid: str = typer.Option(..., help="Validation text: keeps each run's best model, and the gradient reach."),
+    budget: float = typer.Option(..., help="Seconds of training per run (each run's --max-time)."),
+    vary: Optional[list[str]] = typer.Option(None, "--vary", metavar="KEY=V1,V2,...",
+                                             help="A train option and its values; several --vary make a grid."),
+    variants: Optional[str] = typer.Option(None, help="YAML file: variant name -> its train options ('base': shared)."),
+    test: Optional[str] = typer.Option(None, help="Test text: each model's perplexity on it (stream context)."),
+    pairs: Optional[str] = typer.Option(None, help="Minimal pairs (as 'rnnlm eval --pairs' reads): each model's accuracy."),
+    preset: Optional[str] = typer.Option(None, help="A preset every run starts from (see 'rnnlm train --preset')."),
+    config: Optional[str] = typer.Option(None, help="YAML train options every run shares."),
+    repeat: int = typer.Option(1, help="Runs per variant, with seeds --seed, --seed + 1, ...; reports mean ± std."),
+    seed: int = typer.Option(default_of(TrainConfig, "seed"), help="Seed of each variant's first run."),
+    out: str = typer.Option("runs/compare", help="Folder that keeps every run, its models and curves.png."),
+    json_output: bool = switch(False, "--json", help="Print one JSON object: every run and the per-variant summary."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps: where runs train and are measured."),
+) -> None:
+    from rnnlm_cli.analysis.compare import measure_run, run_comparison, summarize
+    from rnnlm_cli.analysis.variants import check_option_names, grid, read_variant_file
+    from rnnlm_cli.cli.ui import log, print_json, warn
+    from rnnlm_cli.config import load_yaml
+    from rnnlm_cli.device import resolve_device
+    from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.text.reading import check_readable
+
+    if bool(vary) == bool(variants):
+        raise UsageError("give the variants by --vary KEY=V1,V2 or by --variants FILE (one of the two)")
+    for path in (corpus, valid, test, pairs, variants, config):
+        if path is not None:
+            check_readable(path)
+    shared = load_yaml(config) if config else {}
+    check_option_names(shared, config or "--config")
+    if variants:
+        base, chosen = read_variant_file(variants)
+        shared = {**shared, **base}
+    else:
+        chosen = grid(list(vary))
+    comparison = Comparison(corpus=corpus, valid=valid, out=out, budget=budget, variants=tuple(chosen),
+                            shared=shared, preset=preset, repeat=repeat, seed=seed, test=test, pairs=pairs,
+                            device=device)
+    target = resolve_device(device)
+    slots = _gpu_slots(device)
+    log(f"rnnlm compare: {len(chosen)} variant(s) x {repeat} run(s), {budget:g} s of training each, into {out}"
+        + (f", {len(slots)} at a time (one per GPU)" if len(slots) > 1 else ""))
+    results = run_comparison(comparison, lambda c, run, trained: measure_run(c, run, trained, target),
+                             say=log, slots=slots)
+    summaries = summarize(results)
+    picture = _draw(comparison, results, warn)
+    if json_output:
+        print_json({"budget": budget, "runs": [vars(r) for r in results],
+                    "summary": [{"variant": s.variant, "runs": s.runs,
+                                 **{name: (None if v is None else {"mean": v[0], "std": v[1]})
+                                    for name, v in s.figures.items()}} for s in summaries],
+                    "curves": picture})
+        return
+    typer.echo(render_table(summaries, budget))
+    if picture:
+        log(f"validation curves: {picture}")
+
+
+def _gpu_slots(device: str) -> list[dict[str, str]]:
+    """One environment per visible CUDA GPU when ``device`` lets runs spread over them."""
+    import torch
+
+    if device not in ("auto", "cuda") or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return [{}]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    return [{"CUDA_VISIBLE_DEVICES": gpu.strip()} for gpu in ids]
+
+
+def _draw(comparison: Comparison, results, warn) -> str | None:
+    """curves.png in the output folder; without matplotlib, a warning and no picture."""
+    from rnnlm_cli.analysis.compare import valid_curve
+
+    try:
+        from rnnlm_cli.analysis.figures import draw_comparison, save_png
+
+        figure = draw_comparison([(r.variant, *valid_curve(os.path.join(r.folder, "model.metrics.jsonl")))
+                                  for r in results])
+    except Exception as exc:  # noqa: BLE001 - only the missing extra is expected here
+        from rnnlm_cli.errors import UsageError
+
+        if not isinstance(exc, UsageError):
+            raise
+        warn(f"no curves.png: {exc}")
+        return None
+    path = os.path.join(comparison.out, "curves.png")
+    save_png(figure, path)
+    return path
+
+
+def _figure(value, digits: int, thousands: bool = False) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    text = f"{mean:,.{digits}f}" if thousands else f"{mean:.{digits}f}"
+    return text if std == 0 else f"{text} ± {std:,.{digits}f}"
+
+
+def render_table(summaries, budget: float) -> str:
+    """The comparison as aligned plain text, one row per variant."""
+    header = ("variant", "runs", "valid ppl", "test ppl", "params", "tokens/s", "reach", "pair acc.")
+    rows = [header]
+    for s in summaries:
+        f = s.figures
+        pair = None if f["pair_accuracy"] is None else (100 * f["pair_accuracy"][0], 100 * f["pair_accuracy"][1])
+        rows.append((s.variant, str(s.runs), _figure(f["valid_ppl"], 2), _figure(f["test_ppl"], 2),
+                     _figure(f["params"], 0, thousands=True), _figure(f["tokens_per_s"], 0, thousands=True),
+                     "> 100" if f["reach"] is None else _figure(f["reach"], 1 if s.runs > 1 else 0), "-" if pair is None else _figure(pair, 1) + "%"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"{budget:g} s of training per run"]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines) + "\n"
