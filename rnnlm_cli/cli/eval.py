@@ -9,7 +9,9 @@ import typer
 
 from rnnlm_cli.cli.options import choices, default_of, render, switch, with_default
 from rnnlm_cli.cli.ui import Progress, print_json, warn
-from rnnlm_cli.score.scoring_config import CONTEXTS, NBEST_FORMATS, QUERY_FORMATS, NBestConfig, ScoringConfig
+from rnnlm_cli.score.ngram_models import BACKENDS as NGRAM_BACKENDS
+from rnnlm_cli.score.scoring_config import (CARRY_STATES, CONTEXTS, NBEST_FORMATS, NBEST_OUTPUTS, QUERY_FORMATS,
+                                            NBestConfig, ScoringConfig)
 
 NAME = "eval"
 SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring, minimal pairs."
@@ -19,7 +21,9 @@ HELP = (
     "(log10 logprob, ppl over words + sentences, ppl1 over words; OOV words excluded unless --unk), "
     "more with --debug 1 (per sentence) or 2 (per word), one JSON object with --json, or one log10 "
     "score per input line with --per-sentence. --query answers each line as soon as it is read "
-    "(a coprocess, like KenLM's query). --nbest rescores n-best lists (SRILM or Kaldi layout). "
+    "(a coprocess, like KenLM's query). --nbest rescores n-best lists (SRILM or Kaldi layout), or with --output "
+    "sentence-scores|token-scores prints what Kaldi's rescoring scripts read: log10 scores per hypothesis, "
+    "costs (-ln P) per word. "
     "--pairs reports how often the model prefers the grammatical sentence of minimal pairs (accuracy "
     "overall, per category and per distance). "
     "--mix-lm interpolates per word with an ARPA n-gram model; --cache and --dynamic adapt to the "
@@ -31,6 +35,7 @@ EPILOG = (
     "  cat test.txt | rnnlm eval model.pt - --json --cache 2000 --dynamic\n\n"
     "  rnnlm eval model.pt test.txt --mix-lm 3gram.arpa --fit-lambda valid.txt\n\n"
     "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt\n\n"
+    "  rnnlm eval model.pt --nbest text.ids --nbest-format kaldi --symbols words.txt --output token-scores\n\n"
     "  rnnlm eval runs/sample/model.pt --pairs sample_data/pairs.tsv --json"
 )
 
@@ -50,7 +55,11 @@ def command(
         "--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER log10, "
         "OOVs as <unk> with id 0, its perplexity summary on stdout) \\[default: srilm].")),
     unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
-    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="ARPA n-gram model (plain or .gz) to mix with, per word."),
+    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="N-gram model to mix with, per word: ARPA (plain "
+                                         "or .gz), or a KenLM binary file (with the kenlm extra)."),
+    mix_lm_backend: str = typer.Option("auto", "--mix-lm-backend", metavar=choices(*NGRAM_BACKENDS), help=(
+        "Who reads --mix-lm: kenlm (the kenlm module: less memory, fast loading), python (the built-in ARPA "
+        "reader), or auto (kenlm when installed) \\[default: auto].")),
     mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
         "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
     fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
@@ -80,6 +89,18 @@ def command(
     nbest_sort: bool = switch(NBestConfig.sort, "--nbest-sort",
                                     help="n-best: order each list by total, best first."),
     nbest_best: bool = switch(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
+    nbest_output: Optional[str] = typer.Option(None, "--output", metavar=choices(*NBEST_OUTPUTS), help=with_default(
+        "n-best: rescored ('KEY TOTAL ACOUSTIC LM NWORDS words'); sentence-scores (one log10 probability per "
+        "hypothesis, in input order, as Mikolov's rnnlm -nbest; higher is better); token-scores ('KEY c1 ... cN "
+        "cEOS', each word's and the sentence end's cost = -ln P, 4 decimals)", NBestConfig, "output")),
+    nbest_cost: bool = switch(NBestConfig.cost, "--cost", help="sentence-scores: print Kaldi's 'KEY cost' instead, "
+                              "cost = -ln P = -log10 P * ln 10 (lower is better)."),
+    symbols: Optional[str] = typer.Option(None, "--symbols", help="n-best: Kaldi symbol table ('word id' lines); "
+                                          "the hypotheses are integer ids, <eps>, <s>, </s> and #N are dropped."),
+    carry_state: Optional[str] = typer.Option(None, metavar=choices(*CARRY_STATES), help=with_default(
+        "n-best: best starts each utterance from the state after the previous utterance's best hypothesis "
+        "(highest total when the list has acoustic scores, else rank 1); input order is one conversation, "
+        "never reset", NBestConfig, "carry_state")),
     pairs: Optional[str] = typer.Option(None, "--pairs", help=(
         "Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]'; "
         "'#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a pair "
@@ -115,13 +136,16 @@ def command(
     _refuse_with_pairs(pairs, {"FILE": file is not None, "--nbest": nbest is not None, "--query": query,
                                "--per-sentence": per_sentence, "--debug": debug > 0, "--context": context is not None,
                                "--cache": cache > 0, "--dynamic": dynamic})
-    _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda})
+    _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda,
+                                            "--mix-lm-backend": None if mix_lm_backend == "auto" else mix_lm_backend})
     _needs(cache > 0, "--cache N", {"--cache-theta": cache_theta, "--cache-lambda": cache_lambda})
     _needs(dynamic, "--dynamic", {"--dynamic-lr": dynamic_lr, "--dynamic-decay": dynamic_decay,
                                   "--dynamic-segment": dynamic_segment})
     _needs(nbest is not None, "--nbest", {"--nbest-format": nbest_format, "--nbest-acoustic": nbest_acoustic,
                                           "--lm-weight": lm_weight, "--word-penalty": word_penalty,
-                                          "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None})
+                                          "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None,
+                                          "--output": nbest_output, "--cost": nbest_cost or None, "--symbols": symbols,
+                                          "--carry-state": carry_state})
     if file is None and nbest is None and pairs is None and fit_lambda is None:
         raise UsageError("missing FILE: the text to score ('-' for stdin)")
     given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
@@ -132,24 +156,30 @@ def command(
         context=context or ("sentence" if query or nbest is not None or pairs is not None else "stream"),
         unk=unk or nbest is not None or pairs is not None or kenlm,
         cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
-    lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort)
-    for path in (file, nbest, pairs, mix_lm, fit_lambda, nbest_acoustic):
+    lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort,
+                        output=nbest_output or NBestConfig.output, cost=nbest_cost, symbols=symbols,
+                        carry_state=carry_state or NBestConfig.carry_state)
+    if nbest_best and lists.output != "rescored":
+        raise UsageError(f"--nbest-best prints from --output rescored, not {lists.output}")
+    for path in (file, nbest, pairs, mix_lm, fit_lambda, nbest_acoustic, symbols):
         if path is not None:
             check_readable(path)
     check_stdout_apart([FileRole(name, path) for name, path in (
         ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--pairs", pairs), ("--mix-lm", mix_lm),
         ("--fit-lambda", fit_lambda),
-        ("--nbest-acoustic", nbest_acoustic)) if path is not None])
+        ("--nbest-acoustic", nbest_acoustic), ("--symbols", symbols)) if path is not None])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
     if kenlm and tokenizer.kind != "word":
         raise UsageError(f"--format kenlm gives each word a vocabulary id: it needs a word model, not a {tokenizer.kind} one")
-    ngram = _load_ngram(mix_lm)
+    ngram = _load_ngram(mix_lm, mix_lm_backend)
     if fit_lambda is not None:
         config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
                       report_to_stdout=file is None and nbest is None and pairs is None)
     if pairs is not None:
         _judge_pairs(lm, tokenizer, pairs, target, config, ngram, strict, json_output=json_output)
+    elif nbest is not None and not lists.plain:
+        _score_lists(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
     elif nbest is not None:
         _rescore(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
     elif file is not None:
@@ -176,14 +206,15 @@ def _refuse_with_pairs(pairs: str | None, given: dict[str, bool]) -> None:
                          f"{'does' if len(clash) == 1 else 'do'} not go with it")
 
 
-def _load_ngram(path: str | None):
+def _load_ngram(path: str | None, backend: str):
     if path is None:
         return None
     from rnnlm_cli.cli.ui import log
-    from rnnlm_cli.score.arpa import read_arpa
+    from rnnlm_cli.score.ngram_models import KenlmModel, load_ngram
 
-    ngram = read_arpa(path)
-    log(f"mixing with {path}: an order-{ngram.order} n-gram model")
+    ngram = load_ngram(path, backend, note=warn)
+    reader = "KenLM" if isinstance(ngram, KenlmModel) else "the ARPA reader"
+    log(f"mixing with {path}: an order-{ngram.order} n-gram model, read by {reader}")
     return ngram
 
 
@@ -318,6 +349,31 @@ def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: boo
             progress.update(count)
 
         result = rescore_nbest(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=write)
+    sys.stdout.flush()
+    for note in result.warnings:
+        warn(note)
+
+
+def _score_lists(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
+    from rnnlm_cli.score.kaldi import score_nbest_lists, sentence_line, token_line
+    from rnnlm_cli.score.nbest import best_line, format_line
+
+    with Progress("scoring n-best lists") as progress:
+        def write(count: int, nbest_list, rows) -> None:
+            if best_only:
+                sys.stdout.write(best_line(nbest_list, [(row.hypothesis, row.lm, row.total) for row in rows]) + "\n")
+                rows = []
+            for row in rows:
+                if lists.output == "token-scores":
+                    sys.stdout.write(token_line(row) + "\n")
+                elif lists.output == "sentence-scores":
+                    sys.stdout.write(sentence_line(row, as_cost=lists.cost) + "\n")
+                else:
+                    sys.stdout.write(format_line(row.hypothesis, row.lm, row.total) + "\n")
+            progress.update(count)
+
+        result = score_nbest_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict,
+                                   on_list=write)
     sys.stdout.flush()
     for note in result.warnings:
         warn(note)

@@ -1,4 +1,4 @@
-"""rnnlm export: write a model as ONNX, safetensors or word2vec text embeddings."""
+"""rnnlm export: write a model as ONNX, safetensors or word2vec text embeddings, or its vocabulary as a symbol table."""
 
 from __future__ import annotations
 
@@ -7,26 +7,31 @@ from typing import Optional
 import typer
 
 NAME = "export"
-SUMMARY = "Export a model as ONNX, safetensors or word2vec embeddings."
+SUMMARY = "Export a model as ONNX, safetensors or word2vec embeddings; its vocabulary as a symbol table."
 HELP = (
     "Export MODEL: 'onnx' (a graph with the hidden state as explicit inputs and outputs, "
     "for onnxruntime and friends; needs the onnx extra), 'safetensors' (weights, with the "
     "model config and tokenizer as metadata), or 'embeddings' (the input embeddings in "
-    "word2vec text format). Prints the path written."
+    "word2vec text format), or 'symbols' (a word model's vocabulary for a recogniser: the Kaldi "
+    "symbol table or ESPnet token list it was built from with 'rnnlm tokenize --symbols', else a Kaldi "
+    "words.txt of its words: <eps> 0, the words from 1 in the model's id order, then #0, <s>, </s>). "
+    "Prints the path written."
 )
 EPILOG = (
     "Examples:\n\n"
     "  rnnlm export runs/sample/model.pt --format onnx\n\n"
     "  rnnlm export model.pt --format safetensors --out weights.safetensors\n\n"
-    "  rnnlm export model.pt --format embeddings --out vectors.txt"
+    "  rnnlm export model.pt --format embeddings --out vectors.txt\n\n"
+    "  rnnlm export model.pt --format symbols --out words.txt"
 )
 
 
 def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
-    format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|safetensors|embeddings",
-                               help="onnx, safetensors or embeddings."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file \\[default: the model's name with .onnx, .safetensors or .vec]."),
+    format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|safetensors|embeddings|symbols",
+                               help="onnx, safetensors, embeddings, or symbols (a word model's vocabulary as a "
+                                    "Kaldi symbol table, or the Kaldi or ESPnet table it was built from)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file \\[default: the model's name with .onnx, .safetensors, .vec or .words.txt]."),
 ) -> None:
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.export import FORMATS, export_model

@@ -25,6 +25,7 @@ EPILOG = (
     "Examples:\n\n"
     "  rnnlm tokenize corpus.txt --kind word --min-count 2 --out corpus.tok\n\n"
     "  rnnlm tokenize corpus.txt.gz --kind sentencepiece --sp-model bpe --vocab-size 8000 --out corpus.tok --save-tokenizer sp.json\n\n"
+    "  rnnlm tokenize corpus.txt --symbols data/lang/words.txt --out corpus.tok --save-tokenizer words.json\n\n"
     "  echo \"the dogs run .\" | rnnlm tokenize - --tokenizer model.pt --print ids | rnnlm tokenize - --tokenizer model.pt --decode"
 )
 
@@ -34,6 +35,11 @@ def command(
     kind: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS), help=with_default(
         "Tokenizer to learn: word, char, byte or sentencepiece", TokenizerConfig, "kind")),
     tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
+    symbols: Optional[str] = typer.Option(None, "--symbols", help=(
+        "Use a recogniser's vocabulary instead of learning one: a Kaldi symbol table ('word id' lines, "
+        "words.txt) or an ESPnet token list (one token per line, id = line number). Its words keep their "
+        "order; <eos> is 0 and <unk> 1 as in every vocabulary; <eps>, <s>, </s>, #N, <blank> and <sos/eos> "
+        "are not words. The table is kept in the tokenizer, for 'rnnlm export --format symbols'.")),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
     save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
@@ -49,26 +55,32 @@ def command(
     from rnnlm_cli.text.corpus import encode_corpus, input_warnings, learn_tokenizer
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
+    from rnnlm_cli.text.symbol_tables import tokenizer_from_table
     from rnnlm_cli.text.reading import check_readable, display_name
 
     if print_as not in (None, "ids", "pieces"):
         raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
-    _check_files(corpus, tokenizer, out, save_tokenizer)
+    if symbols is not None and tokenizer is not None:
+        raise UsageError("--symbols and --tokenizer each give the tokenizer: pick one")
+    _check_files(corpus, tokenizer or symbols, out, save_tokenizer)
     if decode:
-        if tokenizer is None:
-            raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file)")
-        _decode_lines(tokenizer_from_file(tokenizer), corpus, strict)
+        if tokenizer is None and symbols is None:
+            raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file) or --symbols")
+        _decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols, strict),
+                      corpus, strict)
         return
     if not (out or save_tokenizer or print_as):
         raise UsageError("nothing to do: give --out, --print, --save-tokenizer or --decode")
     learning = {"kind": kind, "min_count": min_count, "max_size": max_size, "vocab_size": vocab_size,
                 "model_type": model_type}
-    if tokenizer is not None and any(v is not None for v in learning.values()):
+    if (tokenizer or symbols) is not None and any(v is not None for v in learning.values()):
         given_options = ", ".join("--" + k.replace("_", "-") for k, v in learning.items() if v is not None)
-        raise UsageError(f"{given_options} learn a tokenizer; with --tokenizer there is nothing to learn")
+        source = "--tokenizer" if tokenizer else "--symbols"
+        raise UsageError(f"{given_options} learn a tokenizer; with {source} there is nothing to learn")
     config = TokenizerConfig(**{k: v for k, v in learning.items() if v is not None})
     check_readable(corpus)
-    given = tokenizer_from_file(tokenizer) if tokenizer else None
+    given = (tokenizer_from_file(tokenizer) if tokenizer else
+             tokenizer_from_table(symbols, strict) if symbols else None)
     if print_as and given is None and not out and corpus == "-":
         raise UsageError("printing from stdin needs --tokenizer, or --out to learn from it first")
 

@@ -98,12 +98,16 @@ class _Reporter:
     def on_estimate(self, estimate: dict[str, Any]) -> None:
         seconds, left, remaining = estimate["remaining_seconds"], estimate["max_time_left"], estimate["remaining_steps"]
         line = (f"time: {estimate['seconds_per_step']:.3g} s a step (timed over {estimate['timed_steps']} steps), "
-                f"{_about(estimate['seconds_per_epoch'])} an epoch; the {remaining:,} steps left take about "
-                f"{_about(seconds)} of training (validation not included)")
+                f"{_about(estimate['seconds_per_epoch'])} an epoch; ")
         if left is not None and left < seconds:
+            # The clock ends the run: the steps it would otherwise take (for a run the clock
+            # alone bounds, millions) say nothing, where it stops says what the run will do.
             stop_at = estimate["planned_steps"] - remaining + int(left / estimate["seconds_per_step"])
-            line += f"; --max-time stops the run after {_about(left)}, near step {stop_at:,}"
-        log(line)
+            line += (f"--max-time stops the run after {_about(left)} of training, near step {stop_at:,} of the "
+                     f"{estimate['planned_steps']:,} planned")
+        else:
+            line += f"the {remaining:,} steps left take about {_about(seconds)} of training"
+        log(line + " (validation not included)")
 
     def on_validation_progress(self, done: int, total: int) -> None:
         if self._progress is not None:

@@ -108,6 +108,12 @@ NBEST_FORMATS = ("auto", "srilm", "kaldi")
 """Layouts of n-best lists (see :mod:`rnnlm_cli.score.nbest`)."""
 QUERY_FORMATS = ("srilm", "kenlm")
 """Layouts of ``--query`` answers: ``word=log10`` fields, or KenLM's ``word=ID ORDER log10``."""
+NBEST_OUTPUTS = ("rescored", "sentence-scores", "token-scores")
+"""What ``--nbest`` prints: rescored lists (SRILM's ``rescore-reweight``), one log10 score per
+hypothesis (Mikolov's ``rnnlm -nbest``, for Kaldi's ``rnnlm_compute_scores.sh``), or the cost
+of every word and sentence end (Kaldi's ``steps/pytorchnn``); see :mod:`rnnlm_cli.score.kaldi`."""
+CARRY_STATES = ("none", "best")
+"""Where each n-best list's scoring starts: a fresh state, or the state after the previous list's best."""
 
 
 @dataclass(frozen=True)
@@ -124,3 +130,26 @@ class NBestConfig:
     """Kaldi lists: a table of 'KEY cost' acoustic costs (natural log); None: every acoustic score is 0."""
     sort: bool = False
     """Order each list by total, best first (ties by rank); otherwise the input order."""
+    output: str = "rescored"
+    """rescored, sentence-scores (log10 per hypothesis) or token-scores (cost per word and sentence end)."""
+    cost: bool = False
+    """sentence-scores: print Kaldi's 'KEY cost' (negated natural log) instead of the log10 score alone."""
+    symbols: str | None = None
+    """A Kaldi symbol table ('word id' lines): hypotheses are integer ids to map to words."""
+    carry_state: str = "none"
+    """none: every hypothesis from a fresh state; best: from the state after the previous list's best."""
+
+    def __post_init__(self) -> None:
+        if self.output not in NBEST_OUTPUTS:
+            raise UsageError(f"--output must be one of {', '.join(NBEST_OUTPUTS)}, got {self.output!r}")
+        if self.carry_state not in CARRY_STATES:
+            raise UsageError(f"--carry-state must be one of {', '.join(CARRY_STATES)}, got {self.carry_state!r}")
+        if self.cost and self.output != "sentence-scores":
+            raise UsageError("--cost is a layout of --output sentence-scores")
+        if self.sort and self.output != "rescored":
+            raise UsageError(f"--nbest-sort orders --output rescored; {self.output} keeps the input order")
+
+    @property
+    def plain(self) -> bool:
+        """Only SRILM-style rescoring asked for, each hypothesis from a fresh state."""
+        return self.output == "rescored" and self.symbols is None and self.carry_state == "none"

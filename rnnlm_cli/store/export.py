@@ -1,4 +1,5 @@
-"""Writing a model in other formats: ONNX, safetensors, word2vec text embeddings.
+"""Writing a model in other formats: ONNX, safetensors, word2vec text embeddings, and its
+vocabulary as a recogniser's symbol table (:mod:`rnnlm_cli.text.symbol_tables`).
 
 ONNX graphs take the hidden state as explicit inputs and return the new state, so a
 runtime can score or generate step by step:
@@ -37,8 +38,8 @@ from rnnlm_cli.config import as_dict
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import CheckpointError, UsageError
 
-FORMATS = ("onnx", "safetensors", "embeddings")
-SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec"}
+FORMATS = ("onnx", "safetensors", "embeddings", "symbols")
+SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec", "symbols": ".words.txt"}
 
 
 def default_output(model_path: str, fmt: str) -> str:
@@ -227,7 +228,13 @@ def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
     check_output_file(out, "--out")
     check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
     model, tokenizer, checkpoint = load_model(model_path, "cpu")
-    if fmt == "onnx":
+    if fmt == "symbols":
+        from rnnlm_cli.text.symbol_tables import write_symbol_table
+
+        if tokenizer.kind != "word":
+            raise UsageError(f"--format symbols lists a word model's vocabulary; this model's tokenizer is {tokenizer.kind}")
+        write_symbol_table(tokenizer, out)
+    elif fmt == "onnx":
         export_onnx(model, out, checkpoint.tokenizer)
     elif fmt == "safetensors":
         export_safetensors(model, checkpoint.tokenizer, out)

@@ -54,10 +54,13 @@ class WordTokenizer:
     eos_id = EOS_ID
     unk_id: int | None = UNK_ID
 
-    def __init__(self, pieces: Sequence[str]) -> None:
+    def __init__(self, pieces: Sequence[str], symbols: dict[str, Any] | None = None) -> None:
         self.pieces = list(pieces)
         self.vocab_size = len(self.pieces)
         self.index = {word: i for i, word in enumerate(self.pieces) if i != EOS_ID}
+        self.symbols = symbols
+        """The recogniser's table the vocabulary came from (:mod:`rnnlm_cli.text.symbol_tables`):
+        ``{"layout": "kaldi"|"espnet", "entries": [[symbol, id], ...]}``; None for a learned one."""
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, max_size: int = 0) -> WordTokenizer:
@@ -89,7 +92,11 @@ class WordTokenizer:
         return _WordDecoder(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": FORMAT_VERSION, "pieces": list(self.pieces)}
+        data = {"kind": self.kind, "version": FORMAT_VERSION, "pieces": list(self.pieces)}
+        if self.symbols is not None:
+            # Only when present, so a learned tokenizer's fingerprint stays what it was.
+            data["symbols"] = {"layout": self.symbols["layout"], "entries": [list(e) for e in self.symbols["entries"]]}
+        return data
 
 
 class _WordDecoder:
@@ -238,7 +245,12 @@ def tokenizer_from_dict(data: Any) -> Tokenizer:
     if kind == "byte":
         return ByteTokenizer()
     if kind in ("word", "char"):
-        return _vocab_tokenizer(kind, data.get("pieces"))
+        tokenizer = _vocab_tokenizer(kind, data.get("pieces"))
+        if "symbols" in data:
+            if kind != "word":
+                raise DataError(f"{kind} tokenizer: only a word tokenizer carries a symbol table")
+            tokenizer.symbols = _symbols(data["symbols"])
+        return tokenizer
     if kind == "sentencepiece":
         from rnnlm_cli.text.sentencepiece_tokenizer import SentencePieceTokenizer
 
@@ -274,6 +286,17 @@ def _vocab_tokenizer(kind: str, pieces: Any) -> Tokenizer:
     if any(not p or p.split() != [p] for p in entries):
         raise DataError("word tokenizer: pieces must be non-empty and hold no whitespace")
     return WordTokenizer(pieces)
+
+
+def _symbols(table: Any) -> dict[str, Any]:
+    """A stored recogniser table, checked as far as writing it back needs."""
+    if (not isinstance(table, dict) or table.get("layout") not in ("kaldi", "espnet")
+            or not isinstance(table.get("entries"), list)
+            or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and _is_unicode(e[0])
+                       and e[0].split() == [e[0]] and type(e[1]) is int and e[1] >= 0 for e in table["entries"])):
+        raise DataError("word tokenizer: 'symbols' must be {\"layout\": \"kaldi\"|\"espnet\", "
+                        "\"entries\": [[symbol, id], ...]}")
+    return {"layout": table["layout"], "entries": [list(e) for e in table["entries"]]}
 
 
 def _is_unicode(text: str) -> bool:

@@ -20,10 +20,12 @@ from test_help_defaults import help_rows
 
 # Option (first flag) -> the field behind it, where the names differ or the class is not ScoringConfig.
 RENAMED = {"--lambda": (ScoringConfig, "mix_weight"), "--nbest-format": (NBestConfig, "format"),
+           "--output": (NBestConfig, "output"), "--cost": (NBestConfig, "cost"), "--symbols": (NBestConfig, "symbols"),
+           "--carry-state": (NBestConfig, "carry_state"),
            "--nbest-acoustic": (NBestConfig, "acoustic"), "--nbest-sort": (NBestConfig, "sort")}
 # Options no dataclass field stands behind: outputs, input files, the device, decoding strictness.
 UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--format", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
-            "--pairs",
+            "--pairs", "--mix-lm-backend",
             "--device", "--strict", "--help"}
 
 
@@ -77,7 +79,7 @@ def test_every_option_with_a_field_shows_its_default():
             assert parsed(shown[0].split(";")[0], default) == default, (param.name, shown, default)
             # Typer's own default is the field's, or None: then the field's default applies when not given.
             assert param.default in (default, None), (param.name, param.default, default)
-    assert checked == 16
+    assert checked == 20
 
 
 def test_the_shown_defaults_are_the_numbers_the_classes_hold_today():

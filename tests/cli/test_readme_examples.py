@@ -386,7 +386,8 @@ def run_example(example: Example, prepared: Path, folder: Path) -> subprocess.Co
                OMP_NUM_THREADS="1")  # one thread: faster on a small shared machine
     env.pop("RNNLM_DEBUG", None)
     if example.setup:  # their output is the README's, not the example's
-        setup = subprocess.run(["sh", "-c", "\n".join(example.setup)], cwd=folder, env=env,
+        # Training in the setup gets the same budget as an example's own (a few steps).
+        setup = subprocess.run(["sh", "-c", "\n".join(with_budget(command) for command in example.setup)], cwd=folder, env=env,
                                capture_output=True, text=True, timeout=60, check=False)
         assert setup.returncode == 0, (example.setup, setup.stderr)
     return subprocess.run(["sh", "-c", shell_command(example)], cwd=folder, env=env, capture_output=True,
@@ -427,6 +428,14 @@ def check_eval(command: str, stdout: str) -> None:
         assert all(re.search(r"\tTotal: -?[\d.e-]+ OOV: \d+$", line) for line in lines[:-4]), lines
     elif "--query" in command:
         assert lines and all(re.search(r"\tTotal: -?[\d.e-]+ OOV: \d+$", line) for line in lines), lines
+    elif "--output sentence-scores" in command:  # a log10 score per hypothesis, or with --cost "KEY -ln P"
+        for line in lines:
+            *key, score = line.split()
+            assert len(key) == ("--cost" in command) and (float(score) >= 0) == ("--cost" in command), line
+    elif "--output token-scores" in command:  # "KEY c1 ... cN cEOS", each -ln P
+        for line in lines:
+            key, *costs = line.split()
+            assert costs and all(float(cost) >= 0 for cost in costs), line
     elif "--nbest" in command:
         for line in lines:
             key, total, acoustic, lm, count, *words = line.split()

@@ -1,0 +1,239 @@
+"""Kaldi's n-best rescoring routes: symbol tables, per-sentence and per-word costs, and a
+state carried from one utterance to the next.
+
+Two Kaldi routes consume what this module computes:
+
+* the legacy RNNLM route (``utils/rnnlm_compute_scores.sh`` around Mikolov's
+  ``rnnlm -independent -nbest``): one log10 probability per hypothesis, in input order,
+  each hypothesis from a fresh state; Kaldi turns it into ``KEY cost`` with
+  ``cost = -log10 P * ln 10`` (:func:`sentence_line`);
+* the PyTorch route (``steps/pytorchnn``): ``KEY c1 ... cN cEOS``, the cost (negated
+  natural log) of each word and of the sentence end (:func:`token_line`), optionally
+  with the state carried across utterances (``carry_state="best"``).
+
+Symbol tables (Kaldi's ``word id`` per line, or an ESPnet token list, :func:`read_id_table`)
+turn hypotheses written as integer ids (``nbest-to-linear``'s output before ``int2sym.pl``,
+ESPnet's ``token_int``) into words. Ids of the table's non-words (Kaldi's ``<eps>``, ``<s>``,
+``</s>`` and the disambiguation symbols ``#0``, ``#1`` ...; ESPnet's ``<blank>`` and
+``<sos/eos>``) are dropped: the model scores the sentence end once, as its own ``<eos>``,
+and never a sentence start.
+
+A carried state is the conversation context of ``steps/pytorchnn``: utterances are taken
+as one conversation in input order, and the state after the previous utterance's best
+hypothesis (its ``<eos>``-started words, as the stream context reads a line) starts the
+next utterance's scoring. It never resets: give each recording's lists as its own input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rnnlm_cli.errors import DataError
+from rnnlm_cli.models.lm import select_state
+from rnnlm_cli.score.evaluate import Totals
+from rnnlm_cli.score.nbest import Hypothesis, NBestList, combined, iter_nbest, read_score_table
+from rnnlm_cli.score.rescoring import RescoreResult
+from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
+from rnnlm_cli.score.token_scoring import Piece, PieceEncoder
+from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
+from rnnlm_cli.text.corpus import input_warnings
+from rnnlm_cli.text.reading import DecodeStats, display_name
+from rnnlm_cli.text.symbol_tables import ESPNET_BLANK, ESPNET_EOS, is_kaldi_non_word, read_symbol_table
+from rnnlm_cli.units import LN10
+
+_ID = re.compile(r"[0-9]+")
+
+
+def read_id_table(path: str, strict: bool = False) -> tuple[dict[int, str], Callable[[str], bool]]:
+    """id -> symbol of a Kaldi symbol table or an ESPnet token list, and the test for the
+    symbols that are not words (Kaldi's ``<eps>``, ``<s>``, ``</s>``, ``#N``; ESPnet's
+    ``<blank>`` and ``<sos/eos>``)."""
+    layout, entries = read_symbol_table(path, strict)
+    if layout == "kaldi":
+        return {symbol_id: symbol for symbol, symbol_id in entries}, is_kaldi_non_word
+    return {symbol_id: symbol for symbol, symbol_id in entries}, lambda symbol: symbol in (ESPNET_BLANK, ESPNET_EOS)
+
+
+def ids_to_words(nbest_list: NBestList, table: dict[int, str], is_non_word: Callable[[str], bool], table_name: str,
+                 list_name: str) -> NBestList:
+    """The list with each hypothesis' integer ids replaced by the table's words, non-words dropped."""
+    hypotheses = []
+    for hyp in nbest_list.hypotheses:
+        words = []
+        for token in hyp.words:
+            symbol = table.get(int(token)) if _ID.fullmatch(token) else None
+            if symbol is None:
+                raise DataError(f"{list_name}:{hyp.line}: {token[:40]!r} in {hyp.key!r} is not an id of {table_name} "
+                                "(with --symbols, hypotheses are integer ids, as nbest-to-linear writes them)")
+            if not is_non_word(symbol):
+                words.append(symbol)
+        hypotheses.append(dataclasses.replace(hyp, words=tuple(words)))
+    return NBestList(nbest_list.utterance, hypotheses)
+
+
+@dataclass(frozen=True)
+class ScoredHypothesis:
+    """One hypothesis with its model scores."""
+
+    hypothesis: Hypothesis
+    words: list[WordScore]
+    """Its words, then ``</s>`` (the sentence end), each with its log10 probability."""
+    lm: float
+    """log10 probability of the hypothesis (the sum over ``words``; a zero-probability word left out)."""
+    total: float
+    """``acoustic + lm_weight * lm + word_penalty * words``, log10 (:func:`rnnlm_cli.score.nbest.combined`)."""
+
+
+class StateScorer:
+    """Scores hypotheses from one shared starting state: fresh, or carried from earlier text.
+
+    Each hypothesis is one sentence: ``<eos> w1 ... wN`` is read to predict
+    ``w1 ... wN <eos>``, as every line is scored elsewhere. OOV words are scored as ``<unk>``.
+    """
+
+    def __init__(self, model, tokenizer, device, *, mix: NgramMix | None = None, batch_tokens: int = 4096,
+                 chunk_tokens: int = 256) -> None:
+        self._model = model.eval()
+        self._tokenizer = tokenizer
+        self._device = device
+        self._mix = mix
+        self._batch_tokens = batch_tokens
+        self._chunk_tokens = chunk_tokens
+        self.state = None
+        """The state scoring starts from; None: a fresh (zero) state."""
+
+    def score(self, texts: Sequence[str]) -> list[list[WordScore]]:
+        """Each text's scored words, ``</s>`` last."""
+        encoder = PieceEncoder(self._tokenizer)
+        pieces = [encoder.encode(text, True, context=self._tokenizer.eos_id) for text in texts]
+        batch: list[Piece] = []
+        longest = 0
+        for piece in pieces:
+            longest_then = max(longest, len(piece.targets))
+            if batch and longest_then * (len(batch) + 1) > self._batch_tokens:
+                self._run(batch)
+                batch, longest_then = [], len(piece.targets)
+            batch.append(piece)
+            longest = longest_then
+        if batch:
+            self._run(batch)
+        scored = []
+        for piece in pieces:
+            words = piece_words(piece, unk=True)
+            if self._mix is not None:
+                self._mix.apply(words)
+            scored.append(words)
+        return scored
+
+    @torch.no_grad()
+    def advance(self, text: str) -> None:
+        """Move the state on over ``<eos>`` and ``text``'s tokens: the context the next sentence is read in."""
+        ids = [self._tokenizer.eos_id, *self._tokenizer.encode(text)]
+        state = self._start(1)
+        for start in range(0, len(ids), self._chunk_tokens):
+            x = torch.tensor(ids[start:start + self._chunk_tokens], device=self._device).unsqueeze(1)  # (T, 1)
+            _, state = self._model.hidden_states(x, state)
+        self.state = state
+
+    def _start(self, batch: int):
+        if self.state is None:
+            return self._model.init_state(batch, device=self._device)
+        return select_state(self.state, torch.zeros(batch, dtype=torch.long))
+
+    @torch.no_grad()
+    def _run(self, batch: list[Piece]) -> None:
+        length = max(len(piece.targets) for piece in batch)
+        x = torch.zeros(length, len(batch), dtype=torch.long)
+        y = torch.zeros(length, len(batch), dtype=torch.long)
+        for column, piece in enumerate(batch):
+            x[: len(piece.targets), column] = torch.tensor(piece.inputs(0, len(piece.targets)))
+            y[: len(piece.targets), column] = torch.tensor(piece.targets)
+        x, y = x.to(self._device), y.to(self._device)
+        state = self._start(len(batch))
+        chunks = []
+        # Padding comes after each hypothesis' last token, so it never reaches a real target;
+        # time chunks bound the (T, N, V) logits of a long hypothesis.
+        for start in range(0, length, self._chunk_tokens):
+            stop = start + self._chunk_tokens
+            logprobs, state = self._model(x[start:stop], state, targets=y[start:stop])  # (t, N)
+            chunks.append(logprobs)
+        logprobs = torch.cat(chunks).t().double().cpu()  # (N, T)
+        for column, piece in enumerate(batch):
+            piece.logprobs.extend(logprobs[column, : len(piece.targets)].tolist())
+
+
+def best_of(scored: Sequence[ScoredHypothesis], by_total: bool) -> ScoredHypothesis:
+    """The hypothesis a carried state continues from: the highest total (ties: the lowest
+    rank) when the list has acoustic scores, otherwise rank 1, the decoder's own best."""
+    if by_total:
+        return min(scored, key=lambda row: (-row.total, row.hypothesis.rank))
+    return min(scored, key=lambda row: row.hypothesis.rank)
+
+
+def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig = ScoringConfig(),
+                      nbest: NBestConfig = NBestConfig(), *, ngram=None, strict: bool = False,
+                      on_list: Callable[[int, NBestList, list[ScoredHypothesis]], None]) -> RescoreResult:
+    """Score every hypothesis of the n-best lists in ``path``, with per-word scores.
+
+    ``on_list(count, nbest_list, rows)`` gets each list, as soon as it is scored, with one
+    :class:`ScoredHypothesis` per hypothesis in input order (by total, best first, with
+    ``nbest.sort``). ``nbest.symbols`` maps integer ids to words; ``nbest.carry_state``
+    ``"best"`` starts each utterance from the state after the previous one's best hypothesis
+    (:func:`best_of`). Hypotheses with the same text in one list share their scores.
+    """
+    if config.cache or config.dynamic:
+        raise ValueError("n-best hypotheses are scored as sentences: the cache and dynamic evaluation do not apply")
+    table, is_non_word = read_id_table(nbest.symbols, strict) if nbest.symbols is not None else (None, None)
+    table_stats, stats = DecodeStats(), DecodeStats()
+    scores = read_score_table(nbest.acoustic, strict=strict, stats=table_stats) if nbest.acoustic is not None else None
+    lists: Iterator[NBestList] = iter_nbest(path, nbest.format, scores, strict=strict, stats=stats)
+    name = display_name(path)
+    count = 0
+    with config.precision(device):
+        mix = None if ngram is None else NgramMix(ngram, config.mix_weight)
+        scorer = StateScorer(model, tokenizer, device, mix=mix)
+        for count, nbest_list in enumerate(lists, start=1):
+            if table is not None:
+                nbest_list = ids_to_words(nbest_list, table, is_non_word, nbest.symbols, name)
+            texts = list(dict.fromkeys(hyp.text for hyp in nbest_list.hypotheses))
+            words_of = dict(zip(texts, scorer.score(texts)))
+            rows = []
+            for hyp in nbest_list.hypotheses:
+                totals = Totals()
+                totals.add(words_of[hyp.text])
+                total = combined(hyp.acoustic, totals.logprob, config.lm_weight, config.word_penalty, len(hyp.words))
+                rows.append(ScoredHypothesis(hyp, words_of[hyp.text], totals.logprob, total))
+            if nbest.carry_state == "best":
+                has_acoustic = scores is not None or nbest_list.hypotheses[0].old_lm is not None
+                scorer.advance(best_of(rows, by_total=has_acoustic).hypothesis.text)
+            if nbest.sort:
+                rows.sort(key=lambda row: (-row.total, row.hypothesis.rank))
+            on_list(count, nbest_list, rows)
+    notes = [note for note_name, found in ((path, stats), (nbest.acoustic, table_stats))
+             for note in input_warnings(display_name(note_name or ""), invalid_lines=found.invalid_lines,
+                                        replaced_chars=found.replaced_chars, control_chars=found.control_chars)]
+    return RescoreResult(lists=count, warnings=tuple(notes))
+
+
+def cost(log10: float) -> float:
+    """Kaldi's cost of a log10 probability: its negated natural log (``inf`` for probability zero)."""
+    # + 0.0 turns -0.0 (a certain word) into 0.0, which prints without a sign.
+    return -log10 * LN10 + 0.0
+
+
+def sentence_line(row: ScoredHypothesis, as_cost: bool = False) -> str:
+    """Mikolov's ``rnnlm -nbest`` line, the log10 probability alone; or Kaldi's ``KEY cost``."""
+    if as_cost:
+        return f"{row.hypothesis.key} {cost(row.lm):.6f}"
+    return f"{row.lm + 0.0:.6f}"
+
+
+def token_line(row: ScoredHypothesis) -> str:
+    """``KEY c1 ... cN cEOS``: each word's cost and the sentence end's, 4 decimals."""
+    return " ".join([row.hypothesis.key, *(f"{cost(word.log10):.4f}" for word in row.words)])
+
