@@ -225,6 +225,15 @@ def shell_command(example: Example) -> str:
     return with_budget(command[:_unquoted(command, 0, "#")].rstrip())
 
 
+def leaves_files(command: str) -> bool:
+    """Whether a command run before an example can leave files it needs: all but a call of
+    eval or generate whose only output is what it prints."""
+    call = CALL.search(command)
+    if call is None or call.group(1) not in ("eval", "generate"):
+        return True
+    return re.search(r">|--out\b|--plot\b|\btee\b", command) is not None
+
+
 def skip_reason(command: str) -> str | None:
     """Why an example cannot run here, or None."""
     if "torchrun" in command:
@@ -327,6 +336,13 @@ def test_examples_are_found_in_every_kind_of_block():
     assert shell_command(examples[3]) == f"rnnlm train c.txt --max-time 60 {BUDGET} >> log 2>&1"
 
 
+def test_only_commands_that_can_leave_files_run_before_an_example():
+    assert not leaves_files("rnnlm eval m.pt --nbest text --output sentence-scores")
+    assert not leaves_files('echo "a b ." | rnnlm eval m.pt - --query')
+    assert leaves_files("rnnlm eval m.pt t.txt > scores.txt") and leaves_files("rnnlm generate m.pt | tee out.txt")
+    assert leaves_files("rnnlm tokenize c.txt --out c.tok") and leaves_files('echo "a b ." > ex.txt')
+
+
 def test_the_readme_has_examples_of_every_command():
     found = {CALL.search(example.command).group(1) for example in EXAMPLES}
     assert {"tokenize", "train", "eval", "generate", "export"} <= found
@@ -386,8 +402,10 @@ def run_example(example: Example, prepared: Path, folder: Path) -> subprocess.Co
                OMP_NUM_THREADS="1")  # one thread: faster on a small shared machine
     env.pop("RNNLM_DEBUG", None)
     if example.setup:  # their output is the README's, not the example's
-        # Training in the setup gets the same budget as an example's own (a few steps).
-        setup = subprocess.run(["sh", "-c", "\n".join(with_budget(command) for command in example.setup)], cwd=folder, env=env,
+        # Training in the setup gets the same budget as an example's own (a few steps); a
+        # scoring or sampling call that writes nothing but its output leaves nothing to run first.
+        needed = [with_budget(command) for command in example.setup if leaves_files(command)]
+        setup = subprocess.run(["sh", "-c", "\n".join(needed)], cwd=folder, env=env,
                                capture_output=True, text=True, timeout=60, check=False)
         assert setup.returncode == 0, (example.setup, setup.stderr)
     return subprocess.run(["sh", "-c", shell_command(example)], cwd=folder, env=env, capture_output=True,
