@@ -23,7 +23,6 @@ is read in pieces and still scored as one sentence, without holding all its toke
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -32,7 +31,7 @@ import torch
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.score.scoring_config import CONTEXTS, ScoringConfig
-from rnnlm_cli.score.token_scoring import PieceEncoder, score_sentences, score_stream
+from rnnlm_cli.score.token_scoring import PieceEncoder, RecentAnswers, score_sentences, score_stream
 from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
@@ -289,12 +288,11 @@ class TextScorer:
         self._mix = mix
         self._batch_tokens = batch_tokens
         self._chunk_tokens = chunk_tokens
-        self._memory = memory
-        self._known: OrderedDict[str, Totals] = OrderedDict()
+        self._known = RecentAnswers(memory)
 
     def score(self, texts: Sequence[str]) -> list[Totals]:
         """Each text's totals (one sentence each; ``logprob`` is its log10 score)."""
-        new = [text for text in dict.fromkeys(texts) if text not in self._known]
+        new = self._known.missing(texts)
         encoder = PieceEncoder(self._tokenizer)
         pieces = [encoder.encode(text, True, context=self._tokenizer.eos_id) for text in new]
         for text, piece in zip(new, score_sentences(self._model, pieces, self._device, self._batch_tokens,
@@ -305,10 +303,4 @@ class TextScorer:
             totals = Totals()
             totals.add(words)
             self._known[text] = totals
-        answers = []
-        for text in texts:
-            self._known.move_to_end(text)
-            answers.append(self._known[text])
-        while len(self._known) > max(self._memory, len(texts)):
-            self._known.popitem(last=False)
-        return answers
+        return self._known.answers(texts)

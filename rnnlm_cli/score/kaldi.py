@@ -39,7 +39,7 @@ from rnnlm_cli.score.evaluate import Totals
 from rnnlm_cli.score.nbest import Hypothesis, NBestList, combined, iter_nbest, read_score_table
 from rnnlm_cli.score.rescoring import RescoreResult
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
-from rnnlm_cli.score.token_scoring import Piece, PieceEncoder
+from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
 from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import DecodeStats, display_name
@@ -147,18 +147,13 @@ class StateScorer:
 
     @torch.no_grad()
     def _run(self, batch: list[Piece]) -> None:
-        length = max(len(piece.targets) for piece in batch)
-        x = torch.zeros(length, len(batch), dtype=torch.long)
-        y = torch.zeros(length, len(batch), dtype=torch.long)
-        for column, piece in enumerate(batch):
-            x[: len(piece.targets), column] = torch.tensor(piece.inputs(0, len(piece.targets)))
-            y[: len(piece.targets), column] = torch.tensor(piece.targets)
+        x, y = padded_batch(batch)
         x, y = x.to(self._device), y.to(self._device)
         state = self._start(len(batch))
         chunks = []
         # Padding comes after each hypothesis' last token, so it never reaches a real target;
         # time chunks bound the (T, N, V) logits of a long hypothesis.
-        for start in range(0, length, self._chunk_tokens):
+        for start in range(0, x.shape[0], self._chunk_tokens):
             stop = start + self._chunk_tokens
             logprobs, state = self._model(x[start:stop], state, targets=y[start:stop])  # (t, N)
             chunks.append(logprobs)

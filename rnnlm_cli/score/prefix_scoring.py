@@ -23,13 +23,12 @@ are scored at once to pay for its steps (``prefix="auto"``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Sequence
 
 import torch
 
 from rnnlm_cli.models.lm import select_state
-from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, score_sentences
+from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, RecentAnswers, score_sentences
 from rnnlm_cli.score.word_scoring import NgramMix, piece_words
 from rnnlm_cli.units import LN10
 
@@ -182,15 +181,14 @@ class HypothesisScorer:
         self._prefix = prefix
         self._batch_tokens = batch_tokens
         self._chunk_tokens = chunk_tokens
-        self._memory = memory
-        self._known: OrderedDict[str, float] = OrderedDict()
+        self._known = RecentAnswers(memory)
         self.tree_calls = 0
         """Calls that went through the prefix tree, for the bench and tests."""
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """Each text's log10 score as one sentence (OOVs and zero-probability words left
         out, as SRILM sums them)."""
-        new = [text for text in dict.fromkeys(texts) if text not in self._known]
+        new = self._known.missing(texts)
         encoder = PieceEncoder(self._tokenizer)
         pieces = [encoder.encode(text, True, context=self._tokenizer.eos_id) for text in new]
         short = [piece for piece in pieces if len(piece.targets) <= MAX_TREE_DEPTH]
@@ -215,10 +213,4 @@ class HypothesisScorer:
             if self._mix is not None:
                 self._mix.apply(words)
             self._known[text] = sum(word.log10 for word in words if not word.oov and not word.zeroprob)
-        answers = []
-        for text in texts:
-            self._known.move_to_end(text)
-            answers.append(self._known[text])
-        while len(self._known) > max(self._memory, len(texts)):
-            self._known.popitem(last=False)
-        return answers
+        return self._known.answers(texts)

@@ -17,9 +17,9 @@ never the whole line.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -262,15 +262,50 @@ def _score_window(model, window: list[Piece], device, batch_tokens: int) -> list
     return window
 
 
-@torch.no_grad()
-def _score_batch(model, batch: list[Piece], device) -> None:
+def padded_batch(batch: list[Piece]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (T, N) of whole sentence pieces, one per column, padded with 0
+    after each piece's last token (where it never reaches a real target)."""
     length = max(len(p.targets) for p in batch)
     x = torch.zeros(length, len(batch), dtype=torch.long)
     y = torch.zeros(length, len(batch), dtype=torch.long)
     for column, piece in enumerate(batch):
         x[: len(piece.targets), column] = torch.tensor(piece.inputs(0, len(piece.targets)))
         y[: len(piece.targets), column] = torch.tensor(piece.targets)
-    # Padding comes after each line's last token, so it never affects real targets.
+    return x, y
+
+
+class RecentAnswers:
+    """The answers for the last ``memory`` texts a sentence scorer was asked about.
+
+    The same text then always gets the same score: batching never makes two copies of a
+    hypothesis differ in their last bits, and a repeated one is not scored again.
+    """
+
+    def __init__(self, memory: int) -> None:
+        self._memory = memory
+        self._known: OrderedDict[str, Any] = OrderedDict()
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The distinct texts without an answer, in first-seen order."""
+        return [text for text in dict.fromkeys(texts) if text not in self._known]
+
+    def __setitem__(self, text: str, answer: Any) -> None:
+        self._known[text] = answer
+
+    def answers(self, texts: Sequence[str]) -> list[Any]:
+        """Each text's answer; then the oldest are forgotten beyond ``memory`` (never these)."""
+        found = []
+        for text in texts:
+            self._known.move_to_end(text)
+            found.append(self._known[text])
+        while len(self._known) > max(self._memory, len(texts)):
+            self._known.popitem(last=False)
+        return found
+
+
+@torch.no_grad()
+def _score_batch(model, batch: list[Piece], device) -> None:
+    x, y = padded_batch(batch)
     logprobs, _ = model(x.to(device), model.init_state(len(batch), device=device), targets=y.to(device))  # (T, N)
     logprobs = logprobs.t().double().cpu()  # (N, T)
     for column, piece in enumerate(batch):
