@@ -1,16 +1,21 @@
-"""Test perplexity against training seconds: a recipe beside a baseline, at the same budgets.
+"""Test perplexity against training seconds: recipes beside a baseline, at the same budgets.
 
     python3 bench/make_ptb_shaped.py --data .data/wikitext-2 --out .data/ptb10k
     python3 bench/time_curve.py --data .data/ptb10k --budgets 60 134 400 1200 --out runs/curve
 
-Each (configuration, budget) pair is one ``rnnlm train`` command, run as a user would run it,
-one after another (nothing else should run meanwhile): ``--max-time BUDGET`` with no step or
-epoch limit, so the clock alone ends the run and the cosine schedule anneals over it. The
-best checkpoint is then scored on the test split twice, as a continuous stream and sentence
-by sentence (``rnnlm eval --context stream|sentence --json``). Printed: the commands, then one
-table of tokens/s and test perplexities; ``--png`` draws the curves on a log-time axis. Every
-model stays in ``--out``, so the figures can be re-checked and the models rescored
-(``bench/rescoring_quality.py``).
+Each (configuration, budget) pair is one ``rnnlm train`` command, run as a user would run it:
+``--max-time BUDGET`` with no step or epoch limit, so the clock alone ends the run and the
+cosine schedule anneals over it. The best checkpoint is then scored on the test split twice,
+as a continuous stream and sentence by sentence (``rnnlm eval --context stream|sentence
+--json``). Printed: the commands, then one table of tokens/s and test perplexities; ``--png``
+draws the curves on a log-time axis. Every model stays in ``--out``, so the figures can be
+re-checked and the models rescored (``bench/rescoring_quality.py``).
+
+``--before DIR`` also runs each pair with the rnnlm of another checkout (an earlier release,
+``git worktree add DIR v0.2``), at the same time as this one, each process on one of the
+machine's threads (``--threads``, default 1): the two runs share one window of the machine's
+load, so their figures compare, and the table shows them side by side. Without ``--before``
+the runs go one after another with the machine's threads (nothing else should run meanwhile).
 """
 
 from __future__ import annotations
@@ -26,32 +31,81 @@ import time
 CONFIGURATIONS = {
     # The CPU recipe: 1x256 LSTM, auto adaptive softmax, Adam + cosine over the time budget.
     "recipe": ["--preset", "wt2-cpu-quick"],
+    # The bare command: every option at its default or fitted to the corpus, device and budget.
+    "bare": [],
     # rnnlm 0.1's defaults with the full softmax: 2x256 LSTM, 128-wide embeddings, batch 32, Adam at
     # a constant 2e-3.
     "0.1-default": ["--layers", "2", "--hidden", "256", "--emb", "128", "--batch-size", "32",
                     "--adaptive-softmax", "", "--schedule", "constant", "--lr", "0.002", "--dropout", "0.2"],
 }
+BEFORE = " (before)"
+"""Added to a configuration's name for the runs of the ``--before`` checkout."""
 
 
 def rnnlm(*args: str) -> list[str]:
     return [sys.executable, "-m", "rnnlm_cli", *args]
 
 
-def run(command: list[str], log_path: str) -> str:
-    """Run ``command``; its stdout, with stderr kept in ``log_path`` (shown when it fails)."""
-    print("$ " + " ".join(shlex.quote(a) for a in command[2:]).replace("rnnlm_cli", "rnnlm", 1), flush=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed with exit {done.returncode}; see {log_path}")
-    return done.stdout
+def start(command: list[str], log_path: str, code: str | None, threads: int | None) -> tuple[subprocess.Popen, object]:
+    """Start ``command`` with the rnnlm of checkout ``code`` (None: this one) on ``threads`` threads."""
+    shown = " ".join(shlex.quote(a) for a in command[2:]).replace("rnnlm_cli", "rnnlm", 1)
+    print(("" if code is None else f"[{code}] ") + "$ " + shown, flush=True)
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.path.abspath(code)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    log = open(log_path, "w", encoding="utf-8")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env), log
+
+
+def finish(started: tuple[subprocess.Popen, object], log_path: str) -> str:
+    """Wait for a started command; its stdout, or exit with its log named when it failed."""
+    process, log = started
+    out, _ = process.communicate()
+    log.close()
+    if process.returncode != 0:
+        sys.exit(f"failed with exit {process.returncode}; see {log_path}")
+    return out
+
+
+def measure(name: str, budget: float, data: dict[str, str], out: str, codes: list[tuple[str, str | None]],
+            threads: int | None) -> list[dict]:
+    """Train and score ``name`` at ``budget`` with each (suffix, checkout) of ``codes`` at once."""
+    stems = {suffix: os.path.join(out, f"{name}{suffix.replace(' ', '-').replace('(', '').replace(')', '')}-{budget:g}s")
+             for suffix, _ in codes}
+    began = time.perf_counter()
+    training = {suffix: start(rnnlm("train", data["train"], "--valid", data["valid"], "--out", f"{stems[suffix]}.pt",
+                                     *CONFIGURATIONS[name], "--max-time", f"{budget:g}", "--max-steps", "0",
+                                     "--epochs", "1000", "--json"), f"{stems[suffix]}.train.log", code, threads)
+                for suffix, code in codes}
+    trained = {suffix: json.loads(finish(run, f"{stems[suffix]}.train.log")) for suffix, run in training.items()}
+    wall = time.perf_counter() - began
+    results = []
+    for suffix, code in codes:
+        stem, scores = stems[suffix], {}
+        for context in ("stream", "sentence"):
+            log = f"{stem}.eval-{context}.log"
+            scored = finish(start(rnnlm("eval", f"{stem}.pt", data["test"], "--context", context, "--json"), log,
+                                  code, threads), log)
+            scores[context] = json.loads(scored)["ppl"]
+        result = trained[suffix]
+        results.append({"config": name + suffix, "budget": budget, "steps": result["steps"],
+                        "epochs": result["epochs"], "seconds": result["seconds"], "wall": wall,
+                        "tokens_per_second": result["tokens_per_second"], "valid_ppl": result["best_valid_ppl"],
+                        "test_ppl_stream": scores["stream"], "test_ppl_sentence": scores["sentence"],
+                        "threads": threads})
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder with train.txt, valid.txt, test.txt")
     parser.add_argument("--budgets", type=float, nargs="+", default=[60, 134, 400, 1200], help="seconds of training")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--configs", nargs="+", default=["recipe", "0.1-default"], choices=list(CONFIGURATIONS))
+    parser.add_argument("--before", metavar="DIR", help="also run each with the rnnlm of this checkout, side by side")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of each process (default: 1 with --before, else torch's choice)")
     parser.add_argument("--out", help="folder for the models, logs and results.json")
     parser.add_argument("--png", default=None, help="draw the curves here (needs matplotlib)")
     parser.add_argument("--results", nargs="+", default=None, metavar="JSON",
@@ -65,30 +119,19 @@ def main() -> None:
             with open(path, encoding="utf-8") as handle:
                 merged.update({(r["config"], r["budget"]): r for r in json.load(handle)})
         order = {name: index for index, name in enumerate(CONFIGURATIONS)}
-        report(sorted(merged.values(), key=lambda r: (order.get(r["config"], 99), r["budget"])), args)
+        report(sorted(merged.values(), key=lambda r: (order.get(r["config"].removesuffix(BEFORE), 99),
+                                                      r["config"], r["budget"])), args)
         return
     if not args.out:
         parser.error("--out is needed to train")
     os.makedirs(args.out, exist_ok=True)
     data = {split: os.path.join(args.data, f"{split}.txt") for split in ("train", "valid", "test")}
+    codes = [("", None)] + ([(BEFORE, args.before)] if args.before else [])
+    threads = args.threads if args.threads is not None else (1 if args.before else None)
     results = []
     for name in args.configs:
         for budget in args.budgets:
-            stem = os.path.join(args.out, f"{name}-{budget:g}s")
-            started = time.perf_counter()
-            trained = json.loads(run(rnnlm(
-                "train", data["train"], "--valid", data["valid"], "--out", f"{stem}.pt", *CONFIGURATIONS[name],
-                "--max-time", f"{budget:g}", "--max-steps", "0", "--epochs", "1000", "--json"), f"{stem}.train.log"))
-            wall = time.perf_counter() - started
-            scores = {}
-            for context in ("stream", "sentence"):
-                scored = json.loads(run(rnnlm("eval", f"{stem}.pt", data["test"], "--context", context, "--json"),
-                                        f"{stem}.eval-{context}.log"))
-                scores[context] = scored["ppl"]
-            results.append({"config": name, "budget": budget, "steps": trained["steps"], "epochs": trained["epochs"],
-                            "seconds": trained["seconds"], "wall": wall, "tokens_per_second": trained["tokens_per_second"],
-                            "valid_ppl": trained["best_valid_ppl"], "test_ppl_stream": scores["stream"],
-                            "test_ppl_sentence": scores["sentence"]})
+            results.extend(measure(name, budget, data, args.out, codes, threads))
             with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as handle:
                 json.dump(results, handle, indent=1)
 
@@ -96,7 +139,8 @@ def main() -> None:
 
 
 def report(results: list[dict], args) -> None:
-    print(f"\n{args.data}: test perplexity after BUDGET seconds of training (one run each, this machine)")
+    print(f"\n{args.data}: test perplexity after BUDGET seconds of training (one run each, this machine; "
+          "runs marked (before) ran at the same time as the one above them, one thread each)")
     print("| configuration | budget | steps | epochs | tokens/s | wall s | valid ppl | test ppl stream | sentence |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:

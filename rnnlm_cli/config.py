@@ -115,7 +115,7 @@ class TrainConfig:
     """sgd, adam or adamw."""
     weight_decay: float = 0.0
     """L2 penalty (decoupled for adamw)."""
-    clip: float = 0.25
+    clip: float = 1.0
     """Clip the total gradient norm to this value (0: no clipping)."""
     batch_size: int = 32
     """Parallel streams the corpus is cut into."""
@@ -154,8 +154,9 @@ class TrainConfig:
     """Activation regularisation: this times the mean square of the dropped last-layer output."""
     tar: float = 0.0
     """Temporal activation regularisation: this times the mean square of h_t - h_(t-1) (raw output)."""
-    schedule: str = "constant"
-    """Learning-rate schedule: constant, plateau (divide by lr_decay when validation stalls) or cosine."""
+    schedule: str = "cosine"
+    """Learning-rate schedule: cosine (from --lr to --min-lr over the run's steps or its --max-time),
+    constant, or plateau (divide by lr_decay when validation stalls)."""
     lr_decay: float = 4.0
     """plateau: the factor the learning rate is divided by."""
     warmup_steps: int = 0

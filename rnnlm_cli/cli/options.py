@@ -60,9 +60,13 @@ FITTED = "fitted to the corpus and device"
 """The default shown for an option a bare ``rnnlm train`` chooses (rnnlm_cli.train.fitting)."""
 
 
-def fitted_default(text: str) -> str:
-    """``text`` for an option whose default the run fits to its corpus and device."""
-    return f"{text} \\[default: {FITTED}]."
+FITTED_TO_EPOCHS = "fitted to the epochs the run plans"
+"""The default shown for a regularisation option a run chooses (rnnlm_cli.train.regularization_fit)."""
+
+
+def fitted_default(text: str, default: str = FITTED) -> str:
+    """``text`` for an option whose default the run fits to its corpus and device (or ``default``)."""
+    return f"{text} \\[default: {default}]."
 
 
 def switch(default: Any, *names: str, **options: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from rnnlm_cli.cli.options import FITTED, choices, default_of, fitted_default, switch, with_default
+from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS, choices, default_of, fitted_default, switch, with_default
 from rnnlm_cli.cli.ui import Progress, log, print_json, print_table, warn
 from rnnlm_cli.config import AMP_MODES, OPTIMIZERS, SCHEDULES, SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
@@ -28,8 +28,10 @@ HELP = (
     "Options resolve as: built-in defaults < --config YAML < flags. "
     "Shape and batch options nobody set (--layers, --hidden, --emb, --batch-size) are fitted to the "
     "corpus and device: one layer of 256 on a CPU, two of 650 on a GPU for a large corpus, and a "
-    "batch that leaves each stream 50 segments; a log line says what was chosen. A preset's batch "
-    "and epochs are fitted to a smaller or larger corpus than it was tuned on, and said so."
+    "batch that leaves each stream 50 segments; a log line says what was chosen. Dropout nobody set "
+    "is fitted to the epochs the run will see (its steps, or what --max-time buys at the speed timed "
+    "here). A preset's batch and epochs are fitted to a smaller or larger corpus than it was tuned on, "
+    "and said so. A line says when training improves while validation does not (overfitting)."
 )
 EPILOG = (
     "Examples:\n\n"
@@ -53,6 +55,17 @@ def _held_out() -> str:
 
 
 _HELD_OUT = _held_out()
+
+
+def _dropout_help() -> str:
+    from rnnlm_cli.train.regularization_fit import DROPOUT_BY_EPOCHS
+
+    (few, none), (many, most) = DROPOUT_BY_EPOCHS[0], DROPOUT_BY_EPOCHS[-1]
+    return (f"Dropout on embeddings, between layers and outputs; unset, {none:g} for a run of {few:g} epochs or "
+            f"fewer, rising to {most:g} at {many:g} and more")
+
+
+_DROPOUT_HELP = _dropout_help()
 """What happens without --valid, in the words of --valid's help."""
 
 
@@ -117,6 +130,9 @@ class _Reporter:
         log(f"--max-wall-time: {_about(budget['wall_left'])} left once the data is read; training stops after "
             f"{_about(budget['training_seconds'])}, keeping {_about(budget['reserve'])} for validating and saving")
 
+    def on_overfitting(self, record: dict[str, Any]) -> None:
+        log(record["message"])
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.close()
@@ -165,7 +181,8 @@ def command(
     layers: Optional[int] = typer.Option(None, help=fitted_default("Recurrent layers")),
     hidden: Optional[int] = typer.Option(None, help=fitted_default("Hidden units per layer")),
     emb: Optional[int] = typer.Option(None, help=fitted_default("Embedding size")),
-    dropout: Optional[float] = typer.Option(None, help=with_default("Dropout on embeddings, between layers and outputs", ModelConfig, "dropout")),
+    dropout: Optional[float] = typer.Option(None, help=fitted_default(
+        _DROPOUT_HELP, FITTED_TO_EPOCHS)),
     tied: Optional[bool] = switch(None, "--tied/--untied", help=with_default(
         "Tie input and output embeddings", ModelConfig, "tied", {False: "untied", True: "tied"})),
     dropout_emb: Optional[float] = typer.Option(None, help=with_default(
@@ -190,7 +207,8 @@ def command(
         ModelConfig, "adaptive_softmax", {"": "full softmax"})),
     optimizer: Optional[str] = typer.Option(None, metavar=choices(*OPTIMIZERS), help=with_default(
         "sgd, adam or adamw", TrainConfig, "optimizer")),
-    lr: Optional[float] = typer.Option(None, help=with_default("Learning rate", TrainConfig, "lr")),
+    lr: Optional[float] = typer.Option(None, help=fitted_default(
+        "Learning rate; unset with Adam, chosen with the shape (0.008 for a CPU's 1x256 word model), else 0.002")),
     weight_decay: Optional[float] = typer.Option(None, help=with_default("L2 weight decay", TrainConfig, "weight_decay")),
     l1: Optional[float] = typer.Option(None, help=with_default(
         "L1 penalty on the weights (not biases), added to the loss", TrainConfig, "l1")),
@@ -290,6 +308,8 @@ def command(
         print_table("training summary", _summary_rows(result, curve))
         if result.clip_diagnosis:
             log(result.clip_diagnosis)
+        if result.overfitting:
+            log(result.overfitting["message"])
         if json_output:
             print_json(result.to_dict())
         else:
@@ -309,14 +329,16 @@ def _config_yaml(job: Any, preset: str | None, config: Path | None) -> str:
 
     from rnnlm_cli.train.fitting import FITTED_OPTIONS
     from rnnlm_cli.train.job import resolved_options
+    from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION
 
     sources = "".join(f" {flag} {value}" for flag, value in (("--preset", preset), ("--config", config)) if value)
     lines = [f"# rnnlm train{sources}: every option, resolved (defaults < preset < --config < flags)"]
-    for section, values in resolved_options(job, fitted=FITTED_OPTIONS).items():
+    fitted = {**dict.fromkeys(FITTED_OPTIONS, FITTED), **dict.fromkeys(FITTED_REGULARIZATION, FITTED_TO_EPOCHS)}
+    for section, values in resolved_options(job, fitted=tuple(fitted)).items():
         lines.append(f"# {section}")
         for name, value in values.items():
-            if value is None and name in FITTED_OPTIONS:
-                lines.append(f"# {name}: {FITTED}")
+            if value is None and name in fitted:
+                lines.append(f"# {name}: {fitted[name]}")
             else:
                 lines.append(yaml.safe_dump({name: value}, default_flow_style=False, sort_keys=False).strip())
     return "\n".join(lines)
@@ -362,6 +384,7 @@ def _summary_rows(result: Any, curve: str | None) -> list[tuple[str, str]]:
         ("best valid ppl", best_text),
         ("skipped steps", f"{result.skipped_steps:,}"),
         *_gradient_rows(result),
+        *_overfitting_rows(result),
         ("last lr", "not logged" if last_lr is None else f"{last_lr[1]:.4g} (step {last_lr[0]:,})"),
         *((f"{name} file", path) for name, path in files),
     ]
@@ -377,6 +400,15 @@ def _gradient_rows(result: Any) -> list[tuple[str, str]]:
     if result.grad_norm_median is not None:
         rows.append(("gradient norm", f"median about {result.grad_norm_median:.3g}, largest {result.grad_norm_max:.3g}"))
     return rows
+
+
+def _overfitting_rows(result: Any) -> list[tuple[str, str]]:
+    """The summary's row on memorising: where training kept improving and validation stopped."""
+    seen = result.overfitting
+    if not seen:
+        return []
+    return [("overfitting", f"from step {seen['step']:,}: train ppl {seen['train_ppl']:.1f}, valid ppl "
+                            f"{seen['valid_ppl']:.1f} ({seen['ratio']:.2f}x; see below)")]
 
 
 def _duration(seconds: float) -> str:

@@ -15,8 +15,8 @@ as ``<unk>``; ``unk=True`` scores it as ``<unk>`` instead). A word of probabilit
 tokenizers ``logprob`` sums the pieces of each word, so ``ppl`` is per word.
 
 A word tokenizer reads a literal ``<eos>`` in the text as ``<unk>`` (an OOV: text never
-fakes a line end) and a literal ``<unk>`` as the unknown-word token (not an OOV); both are
-counted in ``literal_specials``. A line longer than :data:`rnnlm_cli.text.reading.MAX_LINE_BYTES`
+fakes a line end; counted in ``literal_specials``) and a literal ``<unk>`` as the unknown-word
+token (not an OOV, not counted: corpora that spell their rare words ``<unk>`` mean just that). A line longer than :data:`rnnlm_cli.text.reading.MAX_LINE_BYTES`
 is read in pieces and still scored as one sentence, without holding all its tokens.
 """
 
@@ -93,7 +93,7 @@ class EvalResult(Totals):
     control_chars: int = 0
     """C0 control characters other than TAB, and DEL, read as ordinary text."""
     literal_specials: int = 0
-    """Word tokenizer only: words spelled ``<eos>`` or ``<unk>``, read as ``<unk>``."""
+    """Word tokenizer only: words spelled ``<eos>``, read as ``<unk>``."""
     sentence_logprobs: list[float] | None = field(default=None, repr=False)
 
     @property

@@ -33,7 +33,7 @@ class EncodeCounts:
     """What encoding saw, for the report: literal specials and tokens the vocabulary lacked."""
 
     literal_specials: int = 0
-    """Word tokenizer only: words spelled ``<eos>`` or ``<unk>``, read as ``<unk>``."""
+    """Word tokenizer only: words spelled ``<eos>``, read as ``<unk>``."""
     tokens: int = 0
     """Tokens encoded, line ends excluded."""
     unk_tokens: int = 0

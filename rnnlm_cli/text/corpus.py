@@ -50,7 +50,9 @@ class CorpusStats:
     control_chars: int = 0
     """C0 control characters other than TAB, and DEL, kept in the text as they are."""
     literal_specials: int = 0
-    """Word tokenizer only: words spelled ``<eos>`` or ``<unk>``, both read as ``<unk>``."""
+    """Word tokenizer only: words spelled ``<eos>``, read as ``<unk>`` (text never fakes a line end).
+    A word spelled ``<unk>`` is not counted: it is the unknown word, as corpora that wrote their
+    rare words as ``<unk>`` (Penn Treebank, WikiText) mean it."""
 
 
 def input_warnings(name: str, *, invalid_lines: int = 0, replaced_chars: int | None = None,
@@ -63,16 +65,16 @@ def input_warnings(name: str, *, invalid_lines: int = 0, replaced_chars: int | N
     if control_chars:
         notes.append(f"{name}: {control_chars} control character(s) (C0 other than tab, or DEL) kept as text")
     if literal_specials:
-        notes.append(f"{name}: {literal_specials} word(s) spelled <eos> or <unk> read as <unk> "
+        notes.append(f"{name}: {literal_specials} word(s) spelled <eos> read as <unk> "
                      "(only a real line end is <eos>)")
     return notes
 
 
 def count_literal_specials(text: str) -> int:
-    """Words of ``text`` spelled ``<eos>`` or ``<unk>`` (a word tokenizer reads both as ``<unk>``)."""
-    if "<" not in text:
+    """Words of ``text`` spelled ``<eos>`` (a word tokenizer reads them as ``<unk>``)."""
+    if EOS not in text:
         return 0
-    return sum(word in (EOS, UNK) for word in text.split())
+    return text.split().count(EOS)
 
 
 def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None = None,
@@ -178,7 +180,7 @@ def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str]
             split = text.split()
             known = split.count(UNK)
             counted.oov += ids.count(UNK_ID) - known
-            counted.literal += known + split.count(EOS)
+            counted.literal += split.count(EOS)
 
 
 def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, strict: bool,
@@ -206,7 +208,7 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
         # Literal "<unk>" words (provisional id 1) are in the vocabulary; every other
         # word that lands on <unk> is out of it.
         oov = int(counts[remap == UNK_ID].sum() - counts[1]) if word_kind else None
-        literal = int(counts[1] + counts[2]) if word_kind else 0
+        literal = int(counts[2]) if word_kind else 0  # a literal <eos>; a literal <unk> means <unk>
         stats = _corpus_stats(decode, words, total, tokenizer, oov, literal)
         provisional.flush()
         provisional.seek(0)

@@ -18,7 +18,7 @@ from rnnlm_cli.train.job import TrainJob
 
 SHAPE_OPTIONS = ("emb", "hidden", "layers")
 """The model options a run chooses for its corpus and device when they are not given."""
-FITTED_OPTIONS = (*SHAPE_OPTIONS, "batch_size")
+FITTED_OPTIONS = (*SHAPE_OPTIONS, "batch_size", "lr")
 """Every option a run may choose for its corpus and device when nobody set it."""
 SEGMENTS_PER_STREAM = 50
 """Fewest BPTT segments each batch stream should hold in an epoch. Fewer, and an epoch is a
@@ -27,6 +27,8 @@ LARGE_CORPUS = 1_000_000
 """Training tokens from which a word model gets the wider shape and batch."""
 HUGE_CORPUS = 100_000_000
 """Training tokens from which a GPU model gets the widest shape."""
+CLOCK_EPOCHS = 1000
+"""The epochs of a run that only --max-time bounds: more than any clock of days gives a corpus."""
 CHARACTER_TOKENIZERS = ("char", "byte")
 """Tokenizers whose tokens are characters: long sequences of few distinct tokens."""
 
@@ -38,6 +40,8 @@ class Shape:
     layers: int
     batch_size: int
     why: str
+    lr: float = 0.002
+    """Adam's rate for this shape and batch under the default cosine schedule."""
 
 
 def shape_for(tokens: int, tokenizer_kind: str, device_type: str) -> Shape:
@@ -47,23 +51,29 @@ def shape_for(tokens: int, tokenizer_kind: str, device_type: str) -> Shape:
     vocabulary) is what a few cores train well in minutes: a second layer or a wider one
     halves the tokens a second for a gain that needs hours to show (``bench/cost_table.py``,
     ``bench/time_curve.py``). A GPU affords AWD-LSTM-sized layers.
+
+    The rate goes with the shape: Adam at 0.008 under the cosine schedule is the
+    ``wt2-cpu-quick`` recipe's, and on a 1M-word corpus it gives test ppl 91.8 in 3 epochs
+    where 0.004 gives 103.4 and 0.002 124.7 (``bench/regularization_grid.py``); half of it
+    for the smaller batch under 1M tokens; the ``char-cpu`` and ``wt2-gpu`` presets' rates
+    for characters and GPU shapes.
     """
     chars = tokenizer_kind in CHARACTER_TOKENIZERS
     size = f"{tokens:,}-token {'character' if chars else 'word'} corpus"
     if device_type == "cpu":
         if chars:
-            return Shape(64, 512, 1, 32, f"a {size} on a CPU")
+            return Shape(64, 512, 1, 32, f"a {size} on a CPU", lr=0.002)
         if tokens < LARGE_CORPUS:
-            return Shape(128, 256, 1, 32, f"a {size} (under {LARGE_CORPUS:,}) on a CPU")
-        return Shape(256, 256, 1, 64, f"a {size} on a CPU")
+            return Shape(128, 256, 1, 32, f"a {size} (under {LARGE_CORPUS:,}) on a CPU", lr=0.004)
+        return Shape(256, 256, 1, 64, f"a {size} on a CPU", lr=0.008)
     where = f"on {device_type}"
     if chars:
-        return Shape(128, 1024, 2, 64, f"a {size} {where}")
+        return Shape(128, 1024, 2, 64, f"a {size} {where}", lr=0.002)
     if tokens < LARGE_CORPUS:
-        return Shape(256, 512, 2, 32, f"a {size} (under {LARGE_CORPUS:,}) {where}")
+        return Shape(256, 512, 2, 32, f"a {size} (under {LARGE_CORPUS:,}) {where}", lr=0.003)
     if tokens < HUGE_CORPUS:
-        return Shape(650, 650, 2, 64, f"a {size} {where}")
-    return Shape(1024, 1024, 2, 128, f"a {size} {where}")
+        return Shape(650, 650, 2, 64, f"a {size} {where}", lr=0.003)
+    return Shape(1024, 1024, 2, 128, f"a {size} {where}", lr=0.003)
 
 
 def batch_limit(tokens: int, bptt: int) -> int:
@@ -84,8 +94,10 @@ def fit_job(job: TrainJob, tokens: int, tokenizer_kind: str, device_type: str, *
         return job
     notes = notes if notes is not None else []
     model, train = job.model, job.train
-    unset = [name for name in (*SHAPE_OPTIONS, "batch_size") if name not in job.origins
-             and not (fixed_shape and name in SHAPE_OPTIONS) and not (fixed_batch and name == "batch_size")]
+    # A rate goes with the shape it was measured for: a saved model's (--init-from, a resumed
+    # run) keeps the default.
+    unset = [name for name in FITTED_OPTIONS if name not in job.origins
+             and not (fixed_shape and name in (*SHAPE_OPTIONS, "lr")) and not (fixed_batch and name == "batch_size")]
     if unset:
         shape = shape_for(tokens, tokenizer_kind, device_type)
         chosen = {}
@@ -100,11 +112,25 @@ def fit_job(job: TrainJob, tokens: int, tokenizer_kind: str, device_type: str, *
             batch = min(shape.batch_size, _power_of_two_at_most(batch_limit(tokens, train.bptt)))
             train = dataclasses.replace(train, batch_size=batch)
             chosen["--batch-size"] = f"batch {batch}"
+        if "lr" in unset and train.optimizer in ("adam", "adamw"):  # an SGD rate is another scale
+            train = dataclasses.replace(train, lr=shape.lr)
+            chosen["--lr"] = f"--lr {shape.lr:g}"
         if chosen:
             notes.append(f"{', '.join(chosen.values())}: chosen for {shape.why} "
                          f"({'/'.join(chosen)} to choose yourself)")
     train = _fit_preset(job, train, tokens, notes, fixed_batch)
+    train = _epochs_for_the_clock(job, train, notes)
     return dataclasses.replace(job, model=model, train=train)
+
+
+def _epochs_for_the_clock(job: TrainJob, train, notes: list[str]):
+    """With a time limit and no step or epoch limit set, the clock ends the run: a fast machine
+    trains the whole --max-time instead of stopping at the default epochs, and the schedule
+    anneals over the time."""
+    if not train.max_time or {"epochs", "max_steps"} & set(job.origins):
+        return train
+    notes.append(f"--max-time {train.max_time:g} ends the run (the epochs are not bounded; --epochs bounds them)")
+    return dataclasses.replace(train, epochs=CLOCK_EPOCHS)
 
 
 def _fit_preset(job: TrainJob, train, tokens: int, notes: list[str], fixed_batch: bool):

@@ -38,6 +38,7 @@ from rnnlm_cli.models.lm import detach_state
 from rnnlm_cli.train.optimizers import load_optimizer_state, make_optimizer
 from rnnlm_cli.text.tokenview import TokenFileChangedError
 from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths, rotate_snapshots
+from rnnlm_cli.train.overfitting import levers
 from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rng, restore_rng
 from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 from rnnlm_cli.units import perplexity
@@ -95,6 +96,9 @@ class Trainer:
         self.wall_deadline, self.validations_after = wall_deadline, validations_after
         """With --max-wall-time: when the command must end (``time.monotonic``), and the
         validations that must still fit after training (the final one, and promotion's)."""
+        self._trained = torch.zeros(2, dtype=torch.float64, device=device)
+        """Training loss summed over the tokens since the last validation, and those tokens:
+        the training side of the overfitting watch (kept on the device, read at validation)."""
         self._time_spent = 0.0
         """Share of --max-time the run has used (earlier invocations' training included), as
         the ranks agreed after the last step; the cosine schedule anneals over it."""
@@ -291,6 +295,8 @@ class Trainer:
         progress.step += 1
         progress.train_tokens += y.numel()
         window.add(loss, norm, y.numel())
+        self._trained[0] += loss.detach().double() * y.numel()
+        self._trained[1] += y.numel()
         if progress.step % config.log_interval == 0:
             record = {"event": "train", "epoch": progress.epoch, "step": progress.step,
                       **window.summary(), "lr": self.optimizer.param_groups[0]["lr"],
@@ -349,10 +355,26 @@ class Trainer:
         if config.keep_checkpoints and self.dist.is_main:
             self._save_model(self.paths.snapshot(progress.step), summary)
             rotate_snapshots(self.paths, config.keep_checkpoints, progress.best_step)
+        self._watch_overfitting(loss)
         halt = self.schedule.after_validation(improved)
         if self.average is not None and self.average.after_validation(self.schedule.stalled):
             self.metrics.write({"event": "averaging", "epoch": progress.epoch, "step": progress.step})
         return halt
+
+    def _watch_overfitting(self, valid_loss: float) -> None:
+        """Hand the training and validation loss to the watch; log and report what it sees."""
+        progress = self.progress
+        trained, tokens = sum_all(self._trained.tolist(), self.dist, self.device)
+        self._trained.zero_()
+        if not tokens:  # validating again without a step in between (a resumed run's first)
+            return
+        seen = progress.overfit_watch.observe(progress.step, progress.epoch, trained / tokens, valid_loss,
+                                              levers(self.model.config, self.config))
+        if seen is None:
+            return
+        record = {"event": "overfitting", **seen}
+        self.metrics.write(record)
+        self.callbacks.on_overfitting(record)
 
     def _save_model(self, path: str, summary: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -388,7 +410,8 @@ class Trainer:
             best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
             steps=progress.step, epochs=epochs, train_tokens=progress.train_tokens, seconds=seconds,
             tokens_per_second=progress.train_tokens / max(seconds, 1e-9), skipped_steps=progress.skipped_steps,
-            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank, **progress.grad_norms.result_fields())
+            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank, **progress.grad_norms.result_fields(),
+            overfitting=progress.overfit_watch.seen)
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

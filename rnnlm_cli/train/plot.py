@@ -45,6 +45,8 @@ class Curves:
     valid_ppl: Series = field(default_factory=Series)
     lr: Series = field(default_factory=Series)
     clipped: Series = field(default_factory=Series)
+    overfitting: int | None = None
+    """The step from which the run memorised its corpus (training improving, validation not); None: not seen."""
 
     def best_valid(self) -> tuple[int, float] | None:
         """(step, perplexity) of the best finite validation; the first of equals, as training keeps it."""
@@ -85,6 +87,8 @@ def read_curves(metrics_path: str | os.PathLike) -> Curves:
                         curves.clipped.add(step, _number(record["clipped_share"]))
                 elif event == "valid":
                     curves.valid_ppl.add(step, _number(record["valid_ppl"]))
+                elif event == "overfitting":
+                    curves.overfitting = step
             except (ValueError, KeyError, TypeError) as exc:
                 raise DataError(f"{metrics_path}:{number}: not a metrics record ({exc})") from exc
     return curves
@@ -104,8 +108,9 @@ def _finite(values: list[float]) -> list[float]:
 
 
 def draw_curves(curves: Curves, title: str = ""):
-    """A matplotlib Figure: perplexity (log scale, train and valid) above the learning rate and,
-    when logged, the share of steps clipped, shaded on the rate's panel against its own axis."""
+    """A matplotlib Figure: perplexity (log scale, train and valid, and a line where overfitting
+    began) above the learning rate and, when logged, the share of steps clipped, shaded on the
+    rate's panel against its own axis."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -126,6 +131,10 @@ def draw_curves(curves: Curves, title: str = ""):
         ppl_axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ppl_axes.set_ylabel("perplexity")
     ppl_axes.grid(True, which="both", alpha=0.3)
+    if curves.overfitting is not None:
+        # Where the gap between the two curves began to grow: the steps after it memorised.
+        ppl_axes.axvline(curves.overfitting, color="tab:red", linestyle="--", linewidth=1,
+                         label="overfitting from here")
     ppl_axes.legend()
     if title:
         ppl_axes.set_title(title)

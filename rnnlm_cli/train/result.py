@@ -37,6 +37,9 @@ class TrainResult:
     """The largest total gradient norm before clipping over the run's steps; None before a step."""
     clip_diagnosis: str | None = None
     """With --clip: one line on whether it clipped most steps, none, or some."""
+    overfitting: dict[str, Any] | None = None
+    """Where the run began to memorise its corpus, its figures and the line that said so
+    (see :mod:`~rnnlm_cli.train.overfitting`); None when it was not seen."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": asdict(self.paths)}
@@ -55,6 +58,9 @@ class TrainCallbacks(Protocol):
     def on_wall_budget(self, budget: dict[str, Any]) -> None:
         """With --max-wall-time, before training: the seconds left, those kept for the
         validations and saves after training, and the training seconds that leaves."""
+    def on_overfitting(self, record: dict[str, Any]) -> None:
+        """Once, at the validation where training kept improving and validation did not;
+        ``record["message"]`` says so."""
 
 
 class SilentCallbacks:
@@ -77,4 +83,7 @@ class SilentCallbacks:
         pass
 
     def on_wall_budget(self, budget: dict[str, Any]) -> None:
+        pass
+
+    def on_overfitting(self, record: dict[str, Any]) -> None:
         pass

@@ -24,8 +24,10 @@ from rnnlm_cli.train.fitting import fit_job
 from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.job_files import check_job_files
 from rnnlm_cli.train.loop import OutputPaths, TrainCallbacks, Trainer, TrainResult
+from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_budget, unset_regularization
 from rnnlm_cli.train.resume import AUTO, load_resume_point, resume_path, track_best_on
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
+from rnnlm_cli.train.speed_probe import seconds_per_step
 from rnnlm_cli.train.start import (check_tokenizer_options, init_model, output_layer, saved_batch, why_not_resumed,
                                    word_knowledge)
 from rnnlm_cli.train.state import data_fingerprint, environment, seed_everything, set_deterministic
@@ -103,8 +105,14 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     job = fitted(len(data.train), data.tokenizer, saved is not None)  # every rank fits alike, from the same tokens
     if saved is not None:
         job = saved_batch(job, saved)
+    fresh = counted[0] if counted else None
+    if saved is None and initial is None and unset_regularization(job):
+        # A fresh model: its regularisation nobody set is fitted to the epochs it will see.
+        job = _fit_to_budget(job, data, fresh, device, context, started, notes)
+        if fresh is not None:
+            fresh = dataclasses.replace(fresh, **{name: getattr(job.model, name) for name in FITTED_REGULARIZATION})
     seed_everything(job.train.seed)
-    model = init_model(job, data, notes, saved, initial, fresh=counted[0] if counted else None)
+    model = init_model(job, data, notes, saved, initial, fresh=fresh)
     if context.enabled:
         # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
         # lengths) stays the same everywhere so the ranks cut their segments alike.
@@ -134,6 +142,25 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         if stop.requested is not None:
             _stopped_after_training(stop.requested, job, paths, result)
     return result
+
+
+def _fit_to_budget(job: TrainJob, data, fresh: ModelConfig | None, device, context, started: float,
+                   notes: list[str]) -> TrainJob:
+    """``job`` with its unset regularisation fitted to the epochs it plans, or to those its
+    time buys at the step speed timed here (the slowest rank's, so every rank fits alike)."""
+    from rnnlm_cli.train.distributed import max_all
+
+    train = job.train
+    limits = [train.max_time or None,
+              train.max_wall_time - (time.monotonic() - started) if train.max_wall_time else None]
+    seconds = min((limit for limit in limits if limit is not None), default=None)
+
+    def time_a_step() -> float:
+        config = fresh or output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
+        return max_all([seconds_per_step(config, train, data.train, device)], context, device)[0]
+
+    return fit_to_budget(job, len(data.train) // context.world_size, seconds, time_a_step,
+                         notes if context.is_main else [])
 
 
 def _promote(job: TrainJob, paths: OutputPaths, valid, device, stop, notes: list[str], result: TrainResult) -> None:

@@ -27,6 +27,7 @@ from rnnlm_cli.errors import CheckpointError
 from rnnlm_cli.store.checks import (DamagedState, check_int, check_mapping, check_number, check_sequence,
                                     check_tensor)
 from rnnlm_cli.train.grad_norms import NormTally
+from rnnlm_cli.train.overfitting import OverfitWatch
 from rnnlm_cli.train.schedules import LrSchedule, WeightAverage
 from rnnlm_cli.train.state_checks import check_hidden, check_optimizer, check_train_config, trainable_parameters
 
@@ -63,6 +64,8 @@ class RunPosition:
     """Seconds spent training (validation not included), over the whole run."""
     grad_norms: NormTally = field(default_factory=NormTally)
     """The steps' gradient norms, counted; how often --clip fired (see :mod:`.grad_norms`)."""
+    overfit_watch: OverfitWatch = field(default_factory=OverfitWatch)
+    """Training against validation loss at the last validations (see :mod:`.overfitting`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,8 +86,10 @@ class RunPosition:
         if "train_seconds" in data:
             check_number("progress.train_seconds", data["train_seconds"])
         tally = NormTally.from_dict(data["grad_norms"]) if "grad_norms" in data else NormTally()
-        position = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "grad_norms"},
-                       grad_norms=tally)
+        watch = OverfitWatch.from_dict(data["overfit_watch"]) if "overfit_watch" in data else OverfitWatch()
+        position = cls(**{k: data[k] for k in cls.__dataclass_fields__
+                          if k in data and k not in ("grad_norms", "overfit_watch")},
+                       grad_norms=tally, overfit_watch=watch)
         if "position" not in data:  # saved before positions were kept: fixed-length segments
             position.position = position.segment * bptt
         return position

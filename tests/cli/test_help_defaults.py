@@ -18,7 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
-from rnnlm_cli.cli.options import FITTED
+from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS
 from rnnlm_cli.config import TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.config import SamplingConfig
@@ -39,7 +39,10 @@ WORDS = {("train", "adaptive_softmax", ""): "full softmax",
          # A bare run fits these to its corpus and device (rnnlm_cli.train.fitting).
          **{("train", name, getattr(owner, name)): FITTED
             for owner, name in ((ModelConfig, "layers"), (ModelConfig, "hidden"), (ModelConfig, "emb"),
-                                (TrainConfig, "batch_size"))}, ("generate", "seed", None): "random",
+                                (TrainConfig, "batch_size"), (TrainConfig, "lr"))},
+         # ... and these to the epochs it plans (rnnlm_cli.train.regularization_fit).
+         **{("train", name, getattr(ModelConfig, name)): FITTED_TO_EPOCHS for name in ("dropout",)},
+         ("generate", "seed", None): "random",
          ("train", "valid", None): f"hold out the corpus' last {round(_HELD_OUT.valid_fraction * 100)}%, "
                                    f"at most {_HELD_OUT.valid_max_tokens // 10**6}M tokens"}
 # Fields set only in a --config file or a preset (too fine-grained for a flag).
@@ -98,7 +101,7 @@ def test_every_option_with_a_field_shows_its_default(command):
             expected = ["none"]
         else:
             expected = [str(default)]
-        if isinstance(default, float) and shown:
+        if isinstance(default, float) and shown and word is None:
             assert len(shown) == 1 and float(shown[0]) == default, (param.name, default, shown)
         else:
             assert shown == expected, (param.name, default, shown)

@@ -345,23 +345,35 @@ def test_missing_file_or_directory_is_66(command, case, tmp_path, out_dir, model
 # ---------------------------------------------------------------- special symbols
 
 
-def test_special_symbols_in_raw_text_are_read_as_unk_and_warned(tmp_path, out_dir, model):
+def test_special_symbols_in_raw_text_are_read_as_unk_and_only_eos_is_warned(tmp_path, out_dir, model):
     text = tmp_path / "specials.txt"
     text.write_text("the dog <eos> runs .\nthe <unk> dogs run .\n")
     result = run("tokenize", text, "--out", out_dir / "c.tok")
     assert result.exit_code == 0, result.stderr
-    warned = f"rnnlm: warning: {text}: 2 word(s) spelled <eos> or <unk> read as <unk> (only a real line end is <eos>)"
+    # Only the literal <eos> changes meaning (it is not a line end); a literal <unk> means <unk>.
+    warned = f"rnnlm: warning: {text}: 1 word(s) spelled <eos> read as <unk> (only a real line end is <eos>)"
     assert warnings(result.stderr) == [warned]
     tokens = open_token_file(out_dir / "c.tok")
     ids = tokens.tokens.tolist()
     assert ids.count(0) == 2 and ids[5] == ids[-1] == 0  # <eos> only at the two real line ends
     assert ids[2] == ids[7] == 1  # both literal words are <unk>
     # A literal <unk> is a known word, a literal <eos> is out of the vocabulary.
-    assert tokens.metadata["oov_tokens"] == 1 and tokens.metadata["literal_specials"] == 2
+    assert tokens.metadata["oov_tokens"] == 1 and tokens.metadata["literal_specials"] == 1
 
     scored = run("eval", model, text, "--json")
     assert scored.exit_code == 0, scored.stderr
     totals = json.loads(scored.stdout)
-    assert (totals["sentences"], totals["words"], totals["oovs"], totals["literal_specials"]) == (2, 10, 1, 2)
+    assert (totals["sentences"], totals["words"], totals["oovs"], totals["literal_specials"]) == (2, 10, 1, 1)
     assert totals["tokens"] == 10 - 1 + 2
     assert warnings(scored.stderr) == [warned]
+
+
+def test_a_corpus_that_spells_its_rare_words_unk_is_read_quietly(tmp_path, out_dir, model):
+    """Penn Treebank and WikiText write rare words as <unk> on purpose: nothing to warn about."""
+    text = tmp_path / "ptb.txt"
+    text.write_text(" the <unk> runs .\n <unk> <unk> dogs run .\n")
+    for args in (("tokenize", text, "--out", out_dir / "p.tok"), ("eval", model, text, "--json")):
+        result = run(*args)
+        assert result.exit_code == 0, result.stderr
+        assert warnings(result.stderr) == []
+    assert open_token_file(out_dir / "p.tok").metadata["literal_specials"] == 0

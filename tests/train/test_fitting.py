@@ -25,7 +25,10 @@ def shape(job):
 def test_a_bare_command_gets_a_shape_and_batch_for_its_corpus_and_device():
     job, notes = fitted()
     assert shape(job) == (1, 256, 256, 64)
-    assert len(notes) == 1 and "1x256 lstm, 256-wide embeddings, batch 64: chosen for a 2,000,000-token word corpus" in notes[0]
+    assert len(notes) == 1 and ("1x256 lstm, 256-wide embeddings, batch 64, --lr 0.008: chosen for a 2,000,000-token "
+                                "word corpus") in notes[0]
+    assert job.train.lr == 0.008 and fitted(tokens=300_000)[0].train.lr == 0.004
+    assert fitted(kind="char")[0].train.lr == 0.002 and fitted(device="cuda")[0].train.lr == 0.003
     assert shape(fitted(tokens=300_000)[0]) == (1, 256, 128, 32)
     assert shape(fitted(kind="char")[0]) == (1, 512, 64, 32)
     assert shape(fitted(device="cuda")[0]) == (2, 650, 650, 64)
@@ -43,14 +46,16 @@ def test_the_batch_leaves_each_stream_enough_segments():
 def test_what_the_user_gave_is_kept():
     job, notes = fitted({"hidden": 100, "cell": "gru"})
     assert (job.model.hidden, job.model.layers, job.model.emb) == (100, 1, 256)  # the others still fitted
-    assert notes[0].startswith("1x100 gru, 256-wide embeddings, batch 64: chosen for")
-    assert notes[0].endswith("(--layers/--emb/--batch-size to choose yourself)")
+    assert notes[0].startswith("1x100 gru, 256-wide embeddings, batch 64, --lr 0.008: chosen for")
+    assert notes[0].endswith("(--layers/--emb/--batch-size/--lr to choose yourself)")
     job, notes = fitted({"batch_size": 500}, tokens=20_000)  # too many streams: refused later, not changed
     assert job.train.batch_size == 500 and job.model.hidden == 256 and "batch" not in notes[0]
-    assert notes[0].endswith("(--layers/--hidden/--emb to choose yourself)")
-    everything = {"emb": 16, "hidden": 32, "layers": 3, "batch_size": 7}
+    assert notes[0].endswith("(--layers/--hidden/--emb/--lr to choose yourself)")
+    everything = {"emb": 16, "hidden": 32, "layers": 3, "batch_size": 7, "lr": 0.1}
     job, notes = fitted(everything)
-    assert shape(job) == (3, 32, 16, 7) and notes == []
+    assert shape(job) == (3, 32, 16, 7) and job.train.lr == 0.1 and notes == []
+    # An SGD rate is of another scale: the default stays.
+    assert fitted({"optimizer": "sgd"})[0].train.lr == TrainConfig().lr
 
 
 def test_a_tied_model_gets_embeddings_as_wide_as_its_output():
@@ -62,6 +67,7 @@ def test_a_saved_shape_is_not_chosen_but_the_batch_is():
     job, notes = fitted(fixed_shape=True)
     assert (job.model.hidden, job.model.layers, job.model.emb) == (256, 2, 128)  # the defaults, as resolved
     assert job.train.batch_size == 64 and notes[0].startswith("batch 64: chosen")
+    assert job.train.lr == TrainConfig().lr  # the rate goes with a shape the run did not choose
 
 
 def test_a_job_built_in_code_is_left_as_it_is():
@@ -106,7 +112,7 @@ def test_the_bare_command_trains_the_shape_it_says(corpus, tmp_path):
     config = load_checkpoint(out).model_config
     assert (config.layers, config.hidden, config.emb) == (1, 256, 128)
     # The corpus minus the held-out part: about 12,600 tokens, 7 streams of 50 segments -> 4.
-    assert "1x256 lstm, 128-wide embeddings, batch 4: chosen for a" in result.output
+    assert "1x256 lstm, 128-wide embeddings, batch 4, --lr 0.004: chosen for a" in result.output
     assert load_checkpoint(out).train_config["batch_size"] == 4
 
 
@@ -119,3 +125,11 @@ def test_a_resumed_run_keeps_its_own_batch(corpus, tmp_path):
     assert second.exit_code == 0, second.output
     assert "batch" not in second.output.split("resuming")[0].lower().replace("batch-size", "")
     assert load_checkpoint(str(out).replace(".pt", ".last.pt")).train_config["batch_size"] == 2
+
+
+def test_a_time_limit_alone_lets_the_clock_end_the_run():
+    job, notes = fitted({"max_time": 120.0})
+    assert job.train.epochs == 1000 and notes[-1].startswith("--max-time 120 ends the run")
+    assert fitted({"max_time": 120.0, "epochs": 3})[0].train.epochs == 3
+    assert fitted({"max_time": 120.0, "max_steps": 50})[0].train.epochs == TrainConfig().epochs
+    assert fitted()[0].train.epochs == TrainConfig().epochs  # no clock: the epochs bound the run

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
+from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import DataError, InputMissingError, UsageError
 from rnnlm_cli.train.plot import curve_path, read_curves, require_matplotlib
 
@@ -248,10 +249,10 @@ def test_summary_on_stderr_agrees_with_the_json_result(plotted_run):
     assert math.isclose(best["valid_ppl"], summary["best_valid_ppl"])
     assert rows["best valid ppl"] == f"{summary['best_valid_ppl']:.2f} at step {best['step']}"
     assert rows["skipped steps"] == str(summary["skipped_steps"]) == "0"
-    # The default --clip (0.25) over all 7 steps, and the verdict on it after the table.
+    # The default --clip over all 7 steps, and the verdict on it after the table.
     assert summary["clip_steps"] == 7 and summary["clipped_share"] == summary["clipped_steps"] / 7
     assert rows["clipped steps"].endswith(f"({summary['clipped_steps']} of 7)")
-    assert summary["clip_diagnosis"].startswith("--clip 0.25 ")
+    assert summary["clip_diagnosis"].startswith(f"--clip {TrainConfig().clip:g} ")
     assert result.stderr.splitlines()[-1] == summary["clip_diagnosis"]
     assert last_train["step"] == 6
     assert rows["last lr"] == f"{last_train['lr']:.4g} (step 6)"

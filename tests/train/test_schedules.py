@@ -46,7 +46,7 @@ def fake_validation(monkeypatch, losses):
 
 
 def test_warmup_is_linear_from_zero_then_the_rate():
-    schedule = LrSchedule(TrainConfig(lr=1.0, warmup_steps=4), total_steps=100)
+    schedule = LrSchedule(TrainConfig(lr=1.0, warmup_steps=4, schedule="constant"), total_steps=100)
     assert [schedule.lr(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
@@ -65,7 +65,7 @@ def test_cosine_follows_the_time_budget_when_it_runs_out_before_the_steps():
     assert schedule.lr(100, time_spent=0.5) == pytest.approx(0.5)
     assert schedule.lr(100, time_spent=0.05) == pytest.approx((1 + np.cos(np.pi * 0.1)) / 2)  # steps lead
     assert schedule.lr(100, time_spent=1.0) == pytest.approx(0.0)
-    constant = LrSchedule(TrainConfig(lr=0.3), total_steps=1000)
+    constant = LrSchedule(TrainConfig(lr=0.3, schedule="constant"), total_steps=1000)
     assert constant.lr(100, time_spent=0.9) == 0.3  # only annealing schedules follow the clock
 
 
@@ -167,7 +167,8 @@ def test_random_bptt_lengths_follow_the_rule():
 
 
 def test_random_bptt_scales_the_rate_by_the_segment_length(tmp_path):
-    model, train, valid, config, paths = setup(tmp_path, lr=0.2, random_bptt=True, max_steps=30, bptt=20)
+    model, train, valid, config, paths = setup(tmp_path, lr=0.2, random_bptt=True, max_steps=30, bptt=20,
+                                               schedule="constant")
     Trainer(model, train, valid, TOKENIZER, config, CPU, paths).run()
     logged = records(paths, "train")
     tokens = [0] + [r["tokens"] for r in logged]

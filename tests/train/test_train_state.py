@@ -132,8 +132,9 @@ def tiny_run(folder: Path, **train):
     np.random.seed(0)
     tokens = np.random.default_rng(0).integers(0, 20, size=1000).astype(np.uint16)
     model = build_model(ModelConfig(vocab_size=20, emb=8, hidden=8, layers=1, dropout=0.0))
+    # A constant rate: a run stopped at step 5 and resumed to 12 follows the same rates as one of 12.
     config = TrainConfig(**{"batch_size": 4, "bptt": 10, "epochs": 1, "device": "cpu", "log_interval": 100,
-                            **train})
+                            "schedule": "constant", **train})
     return model, tokens[:800], tokens[800:], config, OutputPaths.beside(str(folder / "m.pt"))
 
 
