@@ -97,8 +97,8 @@ class Trainer:
         """With --max-wall-time: when the command must end (``time.monotonic``), and the
         validations that must still fit after training (the final one, and promotion's)."""
         self._trained = torch.zeros(2, dtype=torch.float64, device=device)
-        """Training loss summed over the tokens since the last validation, and those tokens:
-        the training side of the overfitting watch (kept on the device, read at validation)."""
+        """Training cross-entropy summed over the tokens since the last validation, and those
+        tokens: the training side of the overfitting watch (kept on the device, read at validation)."""
         self._time_spent = 0.0
         """Share of --max-time the run has used (earlier invocations' training included), as
         the ranks agreed after the last step; the cosine schedule anneals over it."""
@@ -295,7 +295,8 @@ class Trainer:
         progress.step += 1
         progress.train_tokens += y.numel()
         window.add(loss, norm, y.numel())
-        self._trained[0] += loss.detach().double() * y.numel()
+        # The cross-entropy alone: --ar/--tar/--l1 penalties are not what validation measures.
+        self._trained[0] -= scores.detach().double().sum()
         self._trained[1] += y.numel()
         if progress.step % config.log_interval == 0:
             record = {"event": "train", "epoch": progress.epoch, "step": progress.step,

@@ -107,10 +107,10 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         job = saved_batch(job, saved)
     fresh = counted[0] if counted else None
     if saved is None and initial is None and unset_regularization(job):
-        # A fresh model: its regularisation nobody set is fitted to the epochs it will see.
+        # A fresh model: its regularisation (and width) nobody set is fitted to the epochs it will see.
         job = _fit_to_budget(job, data, fresh, device, context, started, notes)
         if fresh is not None:
-            fresh = dataclasses.replace(fresh, **{name: getattr(job.model, name) for name in FITTED_REGULARIZATION})
+            fresh = _fresh_config(job, data, fresh)
     seed_everything(job.train.seed)
     model = init_model(job, data, notes, saved, initial, fresh=fresh)
     if context.enabled:
@@ -155,12 +155,26 @@ def _fit_to_budget(job: TrainJob, data, fresh: ModelConfig | None, device, conte
               train.max_wall_time - (time.monotonic() - started) if train.max_wall_time else None]
     seconds = min((limit for limit in limits if limit is not None), default=None)
 
-    def time_a_step() -> float:
-        config = fresh or output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
+    def time_a_step(candidate: TrainJob) -> float:
+        config = _fresh_config(candidate, data, fresh)
         return max_all([seconds_per_step(config, train, data.train, device)], context, device)[0]
 
-    return fit_to_budget(job, len(data.train) // context.world_size, seconds, time_a_step,
-                         notes if context.is_main else [])
+    fitted = fit_to_budget(job, len(data.train) // context.world_size, seconds, time_a_step,
+                           notes if context.is_main else [], may_widen=device.type == "cpu")
+    if fitted.model.hidden != job.model.hidden:
+        config = _fresh_config(fitted, data, fresh)
+        check_model_size(config, train.max_params)
+        check_fits_in_memory(config, train, device)
+    return fitted
+
+
+def _fresh_config(job: TrainJob, data, fresh: ModelConfig | None) -> ModelConfig:
+    """The config of ``job``'s fresh model with its output layer chosen: ``fresh`` (rank 0's,
+    chosen once) reshaped as ``job`` says, or chosen here."""
+    if fresh is not None:
+        return dataclasses.replace(fresh, hidden=job.model.hidden,
+                                   **{name: getattr(job.model, name) for name in FITTED_REGULARIZATION})
+    return output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
 
 
 def _promote(job: TrainJob, paths: OutputPaths, valid, device, stop, notes: list[str], result: TrainResult) -> None:

@@ -19,7 +19,7 @@ def job(flags=None, preset=None, config=None):
     return resolve_train("corpus.txt", given, preset=preset, config_path=config)
 
 
-def never_timed():
+def never_timed(candidate):
     raise AssertionError("a run without a clock has no step to time")
 
 
@@ -59,14 +59,14 @@ def test_max_steps_counts_before_epochs():
                                                        (1200, 0.05, 1200 / 0.05 / STEPS_PER_EPOCH)])
 def test_a_clock_buys_the_epochs_its_seconds_train_at_the_timed_speed(seconds, per_step, epochs):
     notes = []
-    fitted = fit_to_budget(job({"epochs": 1000}), TOKENS, seconds, lambda: per_step, notes)
+    fitted = fit_to_budget(job({"epochs": 1000}), TOKENS, seconds, lambda candidate: per_step, notes)
     assert fitted.model.dropout == regularization_for(epochs).dropout
     assert f"about {epochs:.1f} epochs" in notes[0] and f"at {per_step:.3g} s a step, timed here" in notes[0]
 
 
 def test_a_clock_longer_than_the_planned_steps_does_not_add_epochs():
     notes = []
-    fit_to_budget(job({"epochs": 2}), TOKENS, 10_000, lambda: 0.01, notes)
+    fit_to_budget(job({"epochs": 2}), TOKENS, 10_000, lambda candidate: 0.01, notes)
     assert f"about 2.0 epochs ({2 * STEPS_PER_EPOCH:,} steps planned)" in notes[0]
 
 
@@ -97,3 +97,30 @@ def test_a_bare_run_records_the_fitted_rates_in_its_model(tmp_path):
     saved = load_checkpoint(str(out)).model_config
     assert {name: getattr(saved, name) for name in FITTED_REGULARIZATION} == {"dropout": 0.0}  # 3 steps: under an epoch
     assert saved.dropout != type(saved)(vocab_size=2).dropout  # not the class default
+
+
+def narrow_or_wide(per_step_narrow, per_step_wide):
+    return lambda candidate: per_step_wide if candidate.model.hidden > 256 else per_step_narrow
+
+
+def test_a_clock_for_many_epochs_on_a_cpu_trains_a_wider_model_held_back_harder():
+    notes = []
+    # 1,200 s at 0.05 s a step: 53.7 epochs of 1x256; at 0.11 s, 24.4 epochs of 1x512.
+    fitted = fit_to_budget(job({"epochs": 1000, "hidden": None}), TOKENS, 1200, narrow_or_wide(0.05, 0.11), notes,
+                           may_widen=True)
+    wide_epochs = 1200 / 0.11 / STEPS_PER_EPOCH
+    assert fitted.model.hidden == 512 and fitted.model.dropout == regularization_for(2 * wide_epochs).dropout
+    assert notes[0].startswith("width: --hidden 512, twice 256") and notes[1].startswith("regularisation: --dropout")
+
+
+@pytest.mark.parametrize("seconds, wide_step, given, may_widen", [
+    (300, 0.11, {}, True),  # 13 epochs of 1x256: not enough to widen
+    (1200, 0.5, {}, True),  # the wider model would see under 8 epochs
+    (1200, 0.11, {"hidden": 256}, True),  # a width someone set
+    (1200, 0.11, {}, False),  # not on this device
+])
+def test_the_width_stays_when_the_trade_does_not_hold(seconds, wide_step, given, may_widen):
+    notes = []
+    fitted = fit_to_budget(job({"epochs": 1000, **given}), TOKENS, seconds, narrow_or_wide(0.05, wide_step), notes,
+                           may_widen=may_widen)
+    assert fitted.model.hidden == 256 and not notes[0].startswith("width")
