@@ -52,7 +52,9 @@ def start(command: list[str], log_path: str, code: str | None, threads: int | No
     print(("" if code is None else f"[{code}] ") + "$ " + shown, flush=True)
     env = dict(os.environ)
     if code is not None:
-        env["PYTHONPATH"] = os.path.abspath(code)
+        # -m puts the working folder first on the path, before PYTHONPATH: a run from this
+        # checkout would import this checkout's rnnlm whatever PYTHONPATH says.
+        env["PYTHONPATH"], env["PYTHONSAFEPATH"] = os.path.abspath(code), "1"
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     log = open(log_path, "w", encoding="utf-8")
@@ -166,7 +168,9 @@ def draw(results: list[dict], path: str, data: str) -> None:
     axes.set_yscale("log")
     budgets = sorted({r["budget"] for r in results})
     axes.set_xticks(budgets, [f"{b:g}" for b in budgets])
-    axes.set_xlabel("training seconds (2 CPU cores)")
+    threads = {r.get("threads") for r in results}
+    axes.set_xlabel("training seconds (" + ("the machine's threads" if threads == {None} else
+                                            f"{'/'.join(str(t) for t in sorted(threads, key=str))} thread(s) a run") + ")")
     axes.set_ylabel("test perplexity (stream)")
     axes.set_title(os.path.basename(os.path.normpath(data)), fontsize=10)
     axes.grid(True, which="both", alpha=0.3)

@@ -6,8 +6,9 @@ lowers both; a model that memorises its corpus keeps lowering the first while th
 stalls or rises, so their gap grows. :class:`OverfitWatch` says so once, at the first
 validation where
 
-* the validation loss did not improve on the best before it,
-* the training loss fell since the previous validation, and
+* the training loss fell since the previous validation,
+* the validation loss did not improve on the best before it, or by less than a tenth of
+  what the training loss fell, and
 * the gap (validation minus training loss) grew at each of the last :data:`GROWING`
   validations,
 
@@ -33,7 +34,10 @@ GROWING = 2
 KEPT = GROWING + 1
 """Validations whose losses the watch keeps: enough to see :data:`GROWING` growths."""
 STALLED = 1e-3
-"""A validation loss less than this far (nats) below the best before it has not improved."""
+"""A validation loss less than this far (nats) below the best before it has not improved..."""
+STALLED_SHARE = 0.1
+"""...nor one that improved by less than this share of what the training loss fell meanwhile:
+a model that gains 0.2 nats on its corpus and 0.004 on new text is learning the corpus."""
 
 
 def levers(model, train) -> str:
@@ -44,8 +48,8 @@ def levers(model, train) -> str:
         dropouts += " or --weight-drop 0.2"
     if model.dropout_emb == 0:
         dropouts += " or --dropout-emb 0.1"
-    stop = ("--patience 1 stops a run here" if train.patience == 0
-            else f"--patience {train.patience} stops the run once validation has stalled that often")
+    stop = ("--patience N stops a run after N validations without a new best" if train.patience == 0
+            else f"--patience {train.patience} stops it after {train.patience} validations without a new best")
     return (f"raise {dropouts}, use a narrower model (--hidden {model.hidden} now) or more text, "
             f"or train less; {stop}. The best model is kept either way.")
 
@@ -77,15 +81,16 @@ class OverfitWatch:
             return None
         gaps = [valid - train for train, valid in self.history]
         growing = all(later > earlier for earlier, later in zip(gaps, gaps[1:]))
-        training_falls = self.history[-1][0] < self.history[-2][0]
-        stalled = valid_loss > best_before - STALLED
+        trained = self.history[-2][0] - self.history[-1][0]
+        training_falls = trained > 0
+        stalled = best_before - valid_loss < max(STALLED, STALLED_SHARE * trained)
         if not (growing and training_falls and stalled):
             return None
         seen = {"step": step, "epoch": epoch, "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
                 "best_valid_ppl": perplexity(best_before), "ratio_before": math.exp(gaps[0]), "ratio": math.exp(gaps[-1])}
         seen["message"] = (
             f"overfitting from step {step:,} (epoch {epoch}): training ppl {seen['train_ppl']:.1f} keeps falling "
-            f"while validation ppl {seen['valid_ppl']:.1f} no longer beats its best {seen['best_valid_ppl']:.1f}; "
+            f"while validation ppl stalls at {seen['valid_ppl']:.1f} (best before {seen['best_valid_ppl']:.1f}); "
             f"validation/training ppl grew from {seen['ratio_before']:.2f}x to {seen['ratio']:.2f}x over the last "
             f"{GROWING} validations. The model memorises its corpus" + (f": {levers}" if levers else "."))
         self.seen = seen

@@ -149,13 +149,26 @@ def check_tokenizer_options(job: TrainJob, tokenizer, notes: list[str]) -> None:
         notes.append(f"warning: {names} not used: the run keeps the tokenizer of {job.init_from}")
 
 
+KEPT_ON_RESUME = {"batch_size": int, "lr": float, "clip": float, "schedule": str}
+"""Options a resumed run keeps from the run it continues unless given again, with their types."""
+
+
 def saved_batch(job: TrainJob, saved) -> TrainJob:
-    """A resumed run keeps the batch it was started with unless one is given: a batch chosen
-    for the corpus and device could differ on another machine, and the saved state is only
-    valid with its own (given ones are checked against it)."""
-    config = saved.train_config
-    batch = config.get("batch_size") if isinstance(config, dict) else None
-    given = job.origins is None or job.origins.get("batch_size") in ("flag", "config")
-    if given or type(batch) is not int or batch < 1:
-        return job  # a damaged value is refused by the state's checks
-    return dataclasses.replace(job, train=dataclasses.replace(job.train, batch_size=batch))
+    """A resumed run keeps the batch, rate, clip and schedule it was started with unless given:
+    a batch (or rate) chosen for the corpus and device could differ on another machine, the
+    saved state is only valid with its own batch (a given one is checked against it), and a
+    run begun under an earlier rnnlm's defaults continues under them, not under today's."""
+    config = saved.train_config if isinstance(saved.train_config, dict) else {}
+    kept = {}
+    for name, kind in KEPT_ON_RESUME.items():
+        value = config.get(name)
+        given = job.origins is None or job.origins.get(name) in ("flag", "config")
+        if given or value is None or type(value) is not kind and not (kind is float and type(value) is int):
+            continue  # a damaged value is refused by the state's checks
+        kept[name] = value
+    if not kept:
+        return job
+    try:
+        return dataclasses.replace(job, train=dataclasses.replace(job.train, **kept))
+    except UsageError:
+        return job  # out of range: the state's checks say what is wrong with it

@@ -62,7 +62,8 @@ def _train_config():
     # that summed gradients, or used only its own, would move twice as far or elsewhere
     # (Adam and clipping would hide the scale).
     return TrainConfig(lr=LR, optimizer="sgd", clip=0.0, batch_size=STREAMS, bptt=BPTT, epochs=EPOCHS,
-                       device="cpu", deterministic=True, log_interval=1, eval_batch_size=2, amp="off")
+                       device="cpu", deterministic=True, log_interval=1, eval_batch_size=2, amp="off",
+                       schedule="constant")  # the same rate at every step: each process plans its own steps
 
 
 def _worker(rank: int, folder: Path) -> None:

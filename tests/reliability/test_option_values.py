@@ -406,8 +406,9 @@ def test_bad_embedding_files(text, error, says, tmp_path):
 def test_nan_embeddings_are_exit_65_before_training(files):
     vectors = files["tmp"] / "vectors.txt"
     vectors.write_text("the " + " ".join(["nan"] * 8) + "\n")
+    # The rate and dropout given: nothing fitted, so the error is the only line.
     result = run("train", files["corpus"], "--valid", files["valid"], "--out", files["out"] / "m.pt", *TINY_TRAIN,
-                 "--embeddings", vectors)
+                 "--lr", "0.002", "--dropout", "0", "--embeddings", vectors)
     assert result.exit_code == 65, result.stderr
     assert one_error_line(result.stderr).startswith(f"rnnlm: error: {vectors}:1: the vector of 'the' holds NaN")
     assert not (files["out"] / "m.pt").exists()

@@ -14,7 +14,7 @@ from rnnlm_cli.store.checkpoint import load_checkpoint
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"
 MODEL = ["--hidden", "16", "--emb", "8", "--layers", "1", "--batch-size", "4", "--bptt", "10",
-         "--device", "cpu", "--deterministic", "--dropout", "0.2"]
+         "--device", "cpu", "--deterministic", "--dropout", "0.2", "--schedule", "constant"]
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 
