@@ -55,6 +55,7 @@ def _held_out() -> str:
 
 
 _HELD_OUT = _held_out()
+"""What happens without --valid, in the words of --valid's help."""
 
 
 def _dropout_help() -> str:
@@ -66,7 +67,7 @@ def _dropout_help() -> str:
 
 
 _DROPOUT_HELP = _dropout_help()
-"""What happens without --valid, in the words of --valid's help."""
+"""--dropout's help, from the table the run fits it by."""
 
 
 class _Reporter:

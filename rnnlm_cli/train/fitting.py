@@ -40,7 +40,7 @@ class Shape:
     layers: int
     batch_size: int
     why: str
-    lr: float = 0.002
+    lr: float
     """Adam's rate for this shape and batch under the default cosine schedule."""
 
 

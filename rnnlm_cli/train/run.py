@@ -28,8 +28,8 @@ from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_bud
 from rnnlm_cli.train.resume import AUTO, load_resume_point, resume_path, track_best_on
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.train.speed_probe import seconds_per_step
-from rnnlm_cli.train.start import (check_tokenizer_options, init_model, output_layer, saved_batch, why_not_resumed,
-                                   word_knowledge)
+from rnnlm_cli.train.start import (check_tokenizer_options, init_model, output_layer, saved_settings,
+                                   why_not_resumed, word_knowledge)
 from rnnlm_cli.train.state import data_fingerprint, environment, seed_everything, set_deterministic
 
 
@@ -104,7 +104,7 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
         resume_from, saved = None, None
     job = fitted(len(data.train), data.tokenizer, saved is not None)  # every rank fits alike, from the same tokens
     if saved is not None:
-        job = saved_batch(job, saved)
+        job = saved_settings(job, saved)
     fresh = counted[0] if counted else None
     if saved is None and initial is None and unset_regularization(job):
         # A fresh model: its regularisation (and width) nobody set is fitted to the epochs it will see.

@@ -153,7 +153,7 @@ KEPT_ON_RESUME = {"batch_size": int, "lr": float, "clip": float, "schedule": str
 """Options a resumed run keeps from the run it continues unless given again, with their types."""
 
 
-def saved_batch(job: TrainJob, saved) -> TrainJob:
+def saved_settings(job: TrainJob, saved) -> TrainJob:
     """A resumed run keeps the batch, rate, clip and schedule it was started with unless given:
     a batch (or rate) chosen for the corpus and device could differ on another machine, the
     saved state is only valid with its own batch (a given one is checked against it), and a
