@@ -172,20 +172,26 @@ class Sample:
     tree: Tree
 
 
-_CUMULATIVE = {sym: [sum(p for p, _ in rules[: i + 1]) for i in range(len(rules))]
-               for sym, rules in GRAMMAR.items()}
+def _cumulative(g: Grammar) -> dict[str, list[float]]:
+    return {sym: [sum(p for p, _ in rules[: i + 1]) for i in range(len(rules))] for sym, rules in g.items()}
 
 
-def _expand(sym: str, rng: random.Random, out: list[str]) -> tuple[Tree, float]:
-    rules = GRAMMAR[sym]
-    cumulative = _CUMULATIVE[sym]
+# Per grammar, by identity; each entry keeps its grammar alive so that no id is reused.
+_CUMULATIVE = {id(GRAMMAR): (GRAMMAR, _cumulative(GRAMMAR))}
+
+
+def _expand(sym: str, rng: random.Random, out: list[str], g: Grammar) -> tuple[Tree, float]:
+    rules = g[sym]
+    if id(g) not in _CUMULATIVE:
+        _CUMULATIVE[id(g)] = (g, _cumulative(g))
+    cumulative = _CUMULATIVE[id(g)][1][sym]
     i = min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(rules) - 1)
     p, rhs = rules[i]
     logprob = math.log(p)
     children: list = []
     for child in rhs:
-        if child in GRAMMAR:
-            subtree, lp = _expand(child, rng, out)
+        if child in g:
+            subtree, lp = _expand(child, rng, out, g)
             children.append(subtree)
             logprob += lp
         else:
@@ -194,10 +200,15 @@ def _expand(sym: str, rng: random.Random, out: list[str]) -> tuple[Tree, float]:
     return (sym, children), logprob
 
 
-def sample_sentence(rng: random.Random) -> Sample:
+def sample_from(g: Grammar, start: str, rng: random.Random) -> Sample:
+    """One derivation of ``start`` in grammar ``g`` (a grammar built on this one's symbols)."""
     tokens: list[str] = []
-    tree, logprob = _expand("S", rng, tokens)
+    tree, logprob = _expand(start, rng, tokens, g)
     return Sample(tokens, logprob, tree)
+
+
+def sample_sentence(rng: random.Random) -> Sample:
+    return sample_from(GRAMMAR, "S", rng)
 
 
 def generate_sentences(seed: int | str, n: int) -> list[Sample]:
@@ -241,53 +252,72 @@ def _expectations(g: Grammar) -> dict[str, tuple[float, float]]:
     return memo
 
 
-def exact_entropy() -> Entropy:
-    h, words = _expectations(GRAMMAR)["S"]
+def exact_entropy(g: Grammar | None = None, start: str = "S") -> Entropy:
+    """The entropy rate of a stream of i.i.d. derivations of ``start`` (one <eos> each)."""
+    h, words = _expectations(GRAMMAR if g is None else g)[start]
     tokens = words + 1.0
     rate = h / tokens
     return Entropy(h, tokens, rate, rate / math.log(2), math.exp(rate))
 
 
 # --- Parsing: p(sentence) summed over all derivations ---------------------------------
-_LEXICAL = {sym: {rhs[0]: p for p, rhs in rules}
-            for sym, rules in GRAMMAR.items()
-            if all(len(rhs) == 1 and rhs[0] not in GRAMMAR for _, rhs in rules)}
+def _lexical(g: Grammar) -> dict[str, dict[str, float]]:
+    """Nonterminals whose every rule is one terminal: word -> probability, for one lookup."""
+    return {sym: {rhs[0]: p for p, rhs in rules}
+            for sym, rules in g.items()
+            if all(len(rhs) == 1 and rhs[0] not in g for _, rhs in rules)}
 
 
-def parse(tokens: list[str]) -> tuple[int, float]:
+_LEXICAL = {id(GRAMMAR): (GRAMMAR, _lexical(GRAMMAR))}
+
+
+def parse(tokens: list[str], g: Grammar | None = None, start: str = "S") -> tuple[int, float]:
     """(number of derivations, log p(sentence)) by exhaustive top-down chart parsing.
 
     Independent of the sampler: a correct grammar gives exactly one derivation for every
     sampled sentence, and zero (log p = -inf) for a sentence outside the language.
     """
+    g = GRAMMAR if g is None else g
+    if id(g) not in _LEXICAL:
+        _LEXICAL[id(g)] = (g, _lexical(g))
+    lexical = _LEXICAL[id(g)][1]
     memo: dict[tuple[str, int], dict[int, tuple[int, float]]] = {}
 
     def spans(sym: str, i: int) -> dict[int, tuple[int, float]]:
-        """end position -> (derivations, probability) for sym starting at token i."""
-        if sym not in GRAMMAR:
-            return {i + 1: (1, 1.0)} if i < len(tokens) and tokens[i] == sym else {}
-        if sym in _LEXICAL:
-            p = _LEXICAL[sym].get(tokens[i]) if i < len(tokens) else None
-            return {i + 1: (1, p)} if p else {}
+        """end position -> (derivations, log probability) for sym starting at token i.
+
+        Log space: a story of a few hundred tokens has a probability below the smallest float."""
+        if sym not in g:
+            return {i + 1: (1, 0.0)} if i < len(tokens) and tokens[i] == sym else {}
+        if sym in lexical:
+            p = lexical[sym].get(tokens[i]) if i < len(tokens) else None
+            return {i + 1: (1, math.log(p))} if p else {}
         if (sym, i) not in memo:
             out: dict[int, tuple[int, float]] = {}
-            for p, rhs in GRAMMAR[sym]:
-                states = {i: (1, p)}
+            for p, rhs in g[sym]:
+                states = {i: (1, math.log(p))}
                 for child in rhs:
                     nxt: dict[int, tuple[int, float]] = {}
                     for j, (c, q) in states.items():
                         for k, (c2, q2) in spans(child, j).items():
-                            c0, q0 = nxt.get(k, (0, 0.0))
-                            nxt[k] = (c0 + c * c2, q0 + q * q2)
+                            c0, q0 = nxt.get(k, (0, -math.inf))
+                            nxt[k] = (c0 + c * c2, _log_add(q0, q + q2))
                     states = nxt
                 for k, (c, q) in states.items():
-                    c0, q0 = out.get(k, (0, 0.0))
-                    out[k] = (c0 + c, q0 + q)
+                    c0, q0 = out.get(k, (0, -math.inf))
+                    out[k] = (c0 + c, _log_add(q0, q))
             memo[(sym, i)] = out
         return memo[(sym, i)]
 
-    count, prob = spans("S", 0).get(len(tokens), (0, 0.0))
-    return count, (math.log(prob) if prob > 0 else -math.inf)
+    return spans(start, 0).get(len(tokens), (0, -math.inf))
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without leaving log space."""
+    if a == -math.inf:
+        return b
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
 
 
 def sentence_logprob(tokens: list[str]) -> float:

@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from corpus_grammar import Sample, exact_entropy, parse, sample_sentence
+from corpus_grammar import Entropy, Sample, exact_entropy, parse, sample_sentence
 
 
 # --- Corpus statistics ---------------------------------------------------------------
@@ -53,6 +53,32 @@ def sample_split(seed: int, split: str, target_tokens: int) -> list[Sample]:
     return samples
 
 
+def entropy_report(seed: int, exact: Entropy, splits: dict[str, list[Sample]], unit: str) -> dict:
+    """The figures of ENTROPY.json: the exact rate, the Monte Carlo and unigram estimates over
+    train, and per split its ``unit`` count (lines), tokens and the true grammar's perplexity."""
+    train = splits["train"]
+    mc_rate, mc_stderr = monte_carlo_entropy(train)
+    unigram = unigram_entropy(train)
+    return {
+        "seed": seed,
+        "exact": {k: round(v, 6) for k, v in vars(exact).items()},
+        "monte_carlo_train": {"nats_per_token": round(mc_rate, 6),
+                              "stderr": round(mc_stderr, 6),
+                              unit: len(train)},
+        "unigram_train": {"nats_per_token": round(unigram, 6),
+                          "bits_per_token": round(unigram / math.log(2), 6),
+                          "perplexity": round(math.exp(unigram), 3)},
+        "vocabulary_size": len({t for s in train for t in s.tokens}) + 1,
+        "splits": {split: {unit: len(samples),
+                           "tokens_with_eos": sum(len(s.tokens) + 1 for s in samples),
+                           # The grammar's own cross-entropy on this file: what a perfect
+                           # model would score on it (the exact rate plus sampling luck).
+                           "true_nats_per_token": round(monte_carlo_entropy(samples)[0], 6),
+                           "true_perplexity": round(math.exp(monte_carlo_entropy(samples)[0]), 3)}
+                   for split, samples in splits.items()},
+    }
+
+
 def write_corpus(out_dir: Path, seed: int, sizes: dict[str, int]) -> dict:
     """Write <split>.txt for each split, ENTROPY.json and ENTROPY.md; return the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,28 +90,7 @@ def write_corpus(out_dir: Path, seed: int, sizes: dict[str, int]) -> dict:
     for split, samples in splits.items():
         text = "".join(" ".join(s.tokens) + "\n" for s in samples)
         (out_dir / f"{split}.txt").write_text(text, encoding="utf-8", newline="\n")
-    exact = exact_entropy()
-    train = splits["train"]
-    mc_rate, mc_stderr = monte_carlo_entropy(train)
-    unigram = unigram_entropy(train)
-    report = {
-        "seed": seed,
-        "exact": {k: round(v, 6) for k, v in vars(exact).items()},
-        "monte_carlo_train": {"nats_per_token": round(mc_rate, 6),
-                              "stderr": round(mc_stderr, 6),
-                              "sentences": len(train)},
-        "unigram_train": {"nats_per_token": round(unigram, 6),
-                          "bits_per_token": round(unigram / math.log(2), 6),
-                          "perplexity": round(math.exp(unigram), 3)},
-        "vocabulary_size": len({t for s in train for t in s.tokens}) + 1,
-        "splits": {split: {"sentences": len(samples),
-                           "tokens_with_eos": sum(len(s.tokens) + 1 for s in samples),
-                           # The grammar's own cross-entropy on this file: what a perfect
-                           # model would score on it (the exact rate plus sampling luck).
-                           "true_nats_per_token": round(monte_carlo_entropy(samples)[0], 6),
-                           "true_perplexity": round(math.exp(monte_carlo_entropy(samples)[0]), 3)}
-                   for split, samples in splits.items()},
-    }
+    report = entropy_report(seed, exact_entropy(), splits, "sentences")
     (out_dir / "ENTROPY.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out_dir / "ENTROPY.md").write_text(_entropy_markdown(report), encoding="utf-8")
     return report

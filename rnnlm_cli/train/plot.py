@@ -45,6 +45,10 @@ class Curves:
     valid_ppl: Series = field(default_factory=Series)
     lr: Series = field(default_factory=Series)
     clipped: Series = field(default_factory=Series)
+    grad_median: Series = field(default_factory=Series)
+    """Each interval's median gradient norm before clipping (empty for files from before it was logged)."""
+    grad_max: Series = field(default_factory=Series)
+    """Each interval's largest gradient norm before clipping: the spikes --clip cuts."""
     overfitting: int | None = None
     """The step from which the run memorised its corpus (training improving, validation not); None: not seen."""
 
@@ -85,6 +89,10 @@ def read_curves(metrics_path: str | os.PathLike) -> Curves:
                     curves.lr.add(step, _number(record["lr"]))
                     if "clipped_share" in record:
                         curves.clipped.add(step, _number(record["clipped_share"]))
+                    if "grad_norm_p50" in record:
+                        curves.grad_median.add(step, _number(record["grad_norm_p50"]))
+                    if "grad_norm_max" in record:
+                        curves.grad_max.add(step, _number(record["grad_norm_max"]))
                 elif event == "valid":
                     curves.valid_ppl.add(step, _number(record["valid_ppl"]))
                 elif event == "overfitting":
@@ -110,7 +118,8 @@ def _finite(values: list[float]) -> list[float]:
 def draw_curves(curves: Curves, title: str = ""):
     """A matplotlib Figure: perplexity (log scale, train and valid, and a line where overfitting
     began) above the learning rate and, when logged, the share of steps clipped, shaded on the
-    rate's panel against its own axis."""
+    rate's panel against its own axis; below them, when logged, the gradient norm before
+    clipping (each interval's median and largest, log scale), where explosions show as spikes."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -120,7 +129,10 @@ def draw_curves(curves: Curves, title: str = ""):
     # process-wide backend nor pyplot's list of open figures is touched.
     figure = Figure(figsize=(8, 6), layout="constrained")
     FigureCanvasAgg(figure)
-    ppl_axes, lr_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    if curves.grad_median.steps:
+        ppl_axes, lr_axes, grad_axes = figure.subplots(3, 1, sharex=True, height_ratios=(3, 1, 1))
+    else:
+        (ppl_axes, lr_axes), grad_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1)), None
     ppl_axes.plot(curves.train_ppl.steps, _finite(curves.train_ppl.values), label="train", color="tab:blue")
     ppl_axes.plot(curves.valid_ppl.steps, _finite(curves.valid_ppl.values), label="valid", color="tab:orange",
                   marker="o", markersize=3)
@@ -140,11 +152,27 @@ def draw_curves(curves: Curves, title: str = ""):
         ppl_axes.set_title(title)
     lr_axes.plot(curves.lr.steps, curves.lr.values, color="tab:green")
     lr_axes.set_ylabel("learning rate")
-    lr_axes.set_xlabel("step")
     lr_axes.grid(True, alpha=0.3)
+    if grad_axes is not None:
+        _draw_grad_norms(grad_axes, curves)
+    (grad_axes or lr_axes).set_xlabel("step")
     if curves.clipped.steps:
         _shade_clipped(lr_axes, curves.clipped)
     return figure
+
+
+def _draw_grad_norms(axes, curves: Curves) -> None:
+    """Median and largest gradient norm of each interval, before clipping: a tanh RNN without
+    --clip shows its explosions here as spikes orders of magnitude above the median."""
+    axes.plot(curves.grad_median.steps, _finite(curves.grad_median.values), color="tab:blue", label="median")
+    if curves.grad_max.steps:
+        axes.plot(curves.grad_max.steps, _finite(curves.grad_max.values), color="tab:red", linewidth=0.8,
+                  label="largest")
+    if any(math.isfinite(v) for v in _finite(curves.grad_median.values + curves.grad_max.values)):
+        axes.set_yscale("log")
+    axes.set_ylabel("gradient norm")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc="upper right", fontsize="small")
 
 
 def _shade_clipped(lr_axes, clipped: Series) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
@@ -59,7 +60,8 @@ BUDGET = "--max-steps 2"
 TINY = ["--layers", "1", "--emb", "16", "--hidden", "16", "--batch-size", "32", "--bptt", "20",
         "--lr", "0.01", "--max-steps", "60", "--seed", "1", "--device", "cpu", "--amp", "off"]
 MODEL_NAMES = ("model.pt", "runs/sample/model.pt", "models/current.pt", "runs/compare/cell=rnn/model.pt",
-               "runs/compare/cell=gru/model.pt", "runs/compare/cell=lstm/model.pt")
+               "runs/compare/cell=gru/model.pt", "runs/compare/cell=lstm/model.pt",
+               *(f"runs/stories/{cell}/seed1234/model.pt" for cell in ("rnn", "gru", "lstm")))
 COMPARE_CALL = re.compile(r"(?:\brnnlm|-m rnnlm_cli)\s+compare\b")
 # A comparison gets a second of training per run and a tiny shape (the file written by
 # ``prepared``), whatever its own --budget: it shows the runs train, are measured and drawn.
@@ -363,6 +365,9 @@ def prepared(tmp_path_factory) -> Path:
     tiny model under each model name the README uses."""
     base = tmp_path_factory.mktemp("readme")
     shutil.copytree(SAMPLE, base / "sample_data", ignore=shutil.ignore_patterns("*.py", "*.md", "*.json", "*.sh"))
+    for split in ("train", "valid", "test"):  # the stories' heads: the examples read them in seconds
+        stories = base / "sample_data" / "stories" / f"{split}.txt"
+        stories.write_text("".join(stories.read_text(encoding="utf-8").splitlines(keepends=True)[:400]))
     head = "".join(SAMPLE.joinpath("train.txt").read_text(encoding="utf-8").splitlines(keepends=True)[:CORPUS_LINES])
     for name in ("corpus.txt", "corpus/all.txt"):
         (base / name).parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +399,12 @@ def prepared(tmp_path_factory) -> Path:
 
 def run_example(example: Example, prepared: Path, folder: Path) -> subprocess.CompletedProcess:
     shutil.copytree(prepared, folder)
+    for variants in re.findall(r"--variants\s+(\S+)", example.command):
+        # One variant of the file, as one value of each --vary: the rest are the same path again.
+        path = folder / variants
+        named = yaml.safe_load(path.read_text(encoding="utf-8"))
+        first = next(name for name in named if name != "base")
+        path.write_text(yaml.safe_dump({name: named[name] for name in named if name in ("base", first)}))
     for name, text in example.files:
         if not (folder / name).exists():
             (folder / name).write_text(text, encoding="utf-8")
@@ -486,9 +497,18 @@ def check_written_files(command: str, call: str, folder: Path) -> None:
     if call == "compare":  # --out is a folder: a model per run, and the curves
         runs = folder / (outs[0] if outs else "runs/compare")
         assert (runs / "curves.png").is_file()
-        key, values = re.search(r"--vary\s+(\w+)=(\S+)", command).groups()
-        for value in values.split(","):
-            assert (runs / f"{key}={value}" / "result.json").is_file(), value
+        vary = re.search(r"--vary\s+(\w+)=(\S+)", command)
+        if vary:
+            key, values = vary.groups()
+            names = [f"{key}={value}" for value in values.split(",")]
+        else:  # --variants FILE: its names, less the shared options
+            variants = yaml.safe_load((folder / re.search(r"--variants\s+(\S+)", command).group(1)).read_text())
+            names = [name for name in variants if name != "base"]
+        repeat = re.search(r"--repeat\s+(\d+)", command)
+        seeds = [f"seed{1234 + i}" for i in range(int(repeat.group(1)))] if repeat else [""]
+        for name in names:
+            for seed in seeds:
+                assert (runs / name / seed / "result.json").is_file(), (name, seed)
         return
     for out in outs:
         assert (folder / out).is_file() and (folder / out).stat().st_size > 0, out

@@ -140,7 +140,7 @@ def test_the_share_clipped_is_shaded_on_its_own_axis_over_the_rate(tmp_path):
     from rnnlm_cli.train.plot import draw_curves
 
     figure = draw_curves(read_curves(write_metrics(tmp_path / "m.jsonl", CLIPPED)))
-    ppl_axes, lr_axes, clip_axes = figure.axes
+    ppl_axes, lr_axes, _grad_axes, clip_axes = figure.axes
     assert clip_axes.get_ylim() == (0, 100) and clip_axes.get_ylabel() == "% steps clipped"
     (shade,) = clip_axes.collections
     heights = {round(float(y), 9) for y in shade.get_paths()[0].vertices[:, 1]}
@@ -153,6 +153,21 @@ def test_the_share_clipped_is_shaded_on_its_own_axis_over_the_rate(tmp_path):
 
     plot_metrics(tmp_path / "m.jsonl", png)
     assert png_size(png) == (800, 600)
+
+
+def test_gradient_norms_get_their_own_log_panel_with_the_spikes(tmp_path):
+    records = [{**record, "grad_norm_max": 40.0 * (i == 0) + 0.5} for i, record in enumerate(CLIPPED)
+               if record["event"] == "train"]
+    curves = read_curves(write_metrics(tmp_path / "m.jsonl", records))
+    assert curves.grad_median.values == [3.0, 0.2, 0.1] and curves.grad_max.values == [40.5, 0.5, 0.5]
+    assert read_curves(write_metrics(tmp_path / "old.jsonl", RECORDS)).grad_max.steps == []
+    pytest.importorskip("matplotlib")
+    from rnnlm_cli.train.plot import draw_curves
+
+    grad_axes = draw_curves(curves).axes[2]
+    assert grad_axes.get_yscale() == "log" and grad_axes.get_ylabel() == "gradient norm"
+    median, largest = (line.get_ydata().tolist() for line in grad_axes.get_lines())
+    assert median == [3.0, 0.2, 0.1] and largest == [40.5, 0.5, 0.5]
 
 
 def test_plot_metrics_writes_a_png_and_leaves_no_temporary_file(tmp_path):
