@@ -176,22 +176,36 @@ def _cumulative(g: Grammar) -> dict[str, list[float]]:
     return {sym: [sum(p for p, _ in rules[: i + 1]) for i in range(len(rules))] for sym, rules in g.items()}
 
 
-# Per grammar, by identity; each entry keeps its grammar alive so that no id is reused.
-_CUMULATIVE = {id(GRAMMAR): (GRAMMAR, _cumulative(GRAMMAR))}
+def _lexical(g: Grammar) -> dict[str, dict[str, float]]:
+    """Nonterminals whose every rule is one terminal: word -> probability, for one lookup."""
+    return {sym: {rhs[0]: p for p, rhs in rules}
+            for sym, rules in g.items()
+            if all(len(rhs) == 1 and rhs[0] not in g for _, rhs in rules)}
 
 
-def _expand(sym: str, rng: random.Random, out: list[str], g: Grammar) -> tuple[Tree, float]:
+_TABLES: dict[int, tuple[Grammar, dict[str, list[float]], dict[str, dict[str, float]]]] = {}
+"""Per grammar, by identity: (the grammar, its cumulative rule weights, its lexical rules).
+Each entry keeps its grammar alive so that no id is reused."""
+
+
+def _tables(g: Grammar) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """The sampler's and the parser's lookup tables of ``g``, built once per grammar."""
+    if id(g) not in _TABLES:
+        _TABLES[id(g)] = (g, _cumulative(g), _lexical(g))
+    return _TABLES[id(g)][1:]
+
+
+def _expand(sym: str, rng: random.Random, out: list[str], g: Grammar,
+            cumulative: dict[str, list[float]]) -> tuple[Tree, float]:
     rules = g[sym]
-    if id(g) not in _CUMULATIVE:
-        _CUMULATIVE[id(g)] = (g, _cumulative(g))
-    cumulative = _CUMULATIVE[id(g)][1][sym]
-    i = min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(rules) - 1)
+    weights = cumulative[sym]
+    i = min(bisect.bisect_right(weights, rng.random() * weights[-1]), len(rules) - 1)
     p, rhs = rules[i]
     logprob = math.log(p)
     children: list = []
     for child in rhs:
         if child in g:
-            subtree, lp = _expand(child, rng, out, g)
+            subtree, lp = _expand(child, rng, out, g, cumulative)
             children.append(subtree)
             logprob += lp
         else:
@@ -203,7 +217,7 @@ def _expand(sym: str, rng: random.Random, out: list[str], g: Grammar) -> tuple[T
 def sample_from(g: Grammar, start: str, rng: random.Random) -> Sample:
     """One derivation of ``start`` in grammar ``g`` (a grammar built on this one's symbols)."""
     tokens: list[str] = []
-    tree, logprob = _expand(start, rng, tokens, g)
+    tree, logprob = _expand(start, rng, tokens, g, _tables(g)[0])
     return Sample(tokens, logprob, tree)
 
 
@@ -261,16 +275,6 @@ def exact_entropy(g: Grammar | None = None, start: str = "S") -> Entropy:
 
 
 # --- Parsing: p(sentence) summed over all derivations ---------------------------------
-def _lexical(g: Grammar) -> dict[str, dict[str, float]]:
-    """Nonterminals whose every rule is one terminal: word -> probability, for one lookup."""
-    return {sym: {rhs[0]: p for p, rhs in rules}
-            for sym, rules in g.items()
-            if all(len(rhs) == 1 and rhs[0] not in g for _, rhs in rules)}
-
-
-_LEXICAL = {id(GRAMMAR): (GRAMMAR, _lexical(GRAMMAR))}
-
-
 def parse(tokens: list[str], g: Grammar | None = None, start: str = "S") -> tuple[int, float]:
     """(number of derivations, log p(sentence)) by exhaustive top-down chart parsing.
 
@@ -278,9 +282,7 @@ def parse(tokens: list[str], g: Grammar | None = None, start: str = "S") -> tupl
     sampled sentence, and zero (log p = -inf) for a sentence outside the language.
     """
     g = GRAMMAR if g is None else g
-    if id(g) not in _LEXICAL:
-        _LEXICAL[id(g)] = (g, _lexical(g))
-    lexical = _LEXICAL[id(g)][1]
+    lexical = _tables(g)[1]
     memo: dict[tuple[str, int], dict[int, tuple[int, float]]] = {}
 
     def spans(sym: str, i: int) -> dict[int, tuple[int, float]]:

@@ -31,25 +31,26 @@ olga paul""".split()
 """The names a story opens and closes with, equally likely: a model that forgets the opening
 one can do no better than chance (1 in 16) at the closing one."""
 MAX_ITEMS = 18
-"""Items in a top-level story: n in 1..MAX_ITEMS with p(n) proportional to :func:`ITEM_WEIGHT`."""
+"""Items in a top-level story: n in 1..MAX_ITEMS with p(n) proportional to :func:`item_weight`."""
 NESTED_MAX_ITEMS = 6
-"""Items in a nested story (p(n) proportional to :func:`ITEM_WEIGHT` as well)."""
-ITEMS_POWER = 2.0
+"""Items in a nested story (p(n) proportional to :func:`item_weight` as well)."""
 
 
-def ITEM_WEIGHT(n: int) -> float:
-    """Weight of a story of n items: 1/n^2. Six in ten stories hold one sentence, the short
+def item_weight(n: int) -> float:
+    """Weight of a story of n items: 1/n². Six in ten stories hold one sentence, the short
     recalls from which a model learns to keep a name at all; one in twenty holds ten or more,
     200 tokens and beyond. (With 1/n, where every doubling of the distance is as common as
-    the one before, no cell learnt to recall a name in 3 minutes: see README.md.)"""
-    return 1.0 / n ** ITEMS_POWER
+    the one before, no cell learnt to recall a name in 3 minutes: see stories/README.md.)"""
+    return 1.0 / n ** 2
+
+
 NESTED_SHARE = 0.12
 """Chance that an item of a top-level story is a nested story rather than a sentence."""
 START = "STORY.0"
 
 
 def _items_rules(item: str, most: int) -> list[tuple[float, tuple[str, ...]]]:
-    weights = [ITEM_WEIGHT(n) for n in range(1, most + 1)]
+    weights = [item_weight(n) for n in range(1, most + 1)]
     total = sum(weights)
     return [(w / total, (item,) * n) for n, w in zip(range(1, most + 1), weights)]
 
@@ -63,8 +64,8 @@ def build_story_grammar() -> Grammar:
     g["ITEMS.0"] = _items_rules("ITEM.0", MAX_ITEMS)
     g["ITEMS.1"] = _items_rules("S", NESTED_MAX_ITEMS)
     g["ITEM.0"] = [(1.0 - NESTED_SHARE, ("S",)), (NESTED_SHARE, ("STORY.1",))]
-    overlap = set(NAMES) & {rhs[0] for rules in GRAMMAR.values() for _, rhs in rules if len(rhs) == 1}
-    if overlap or {"story", "end", "of"} & {t for rules in GRAMMAR.values() for _, rhs in rules for t in rhs}:
+    words = {token for rules in GRAMMAR.values() for _, rhs in rules for token in rhs}
+    if words & {*NAMES, "story", "end", "of"}:
         raise ValueError("the story words must not occur in the sentences, or a line could parse two ways")
     return _reachable(g, START)
 

@@ -57,7 +57,7 @@ def test_exact_entropy_agrees_with_monte_carlo(m, stories):
 def test_hand_computed_probability_of_a_one_sentence_story(m):
     sg = m.story_grammar
     sentence = "the dog runs .".split()
-    one_item = sg.ITEM_WEIGHT(1) / sum(sg.ITEM_WEIGHT(n) for n in range(1, sg.MAX_ITEMS + 1))
+    one_item = 1 / sum(1 / n ** 2 for n in range(1, sg.MAX_ITEMS + 1))  # p(n) proportional to 1/n²
     p = 1 / len(sg.NAMES) * one_item * (1 - sg.NESTED_SHARE)
     count, logprob = _parse(m, ["story", "of", "iris", ":", *sentence, "end", "of", "iris", "."])
     assert count == 1
