@@ -7,7 +7,7 @@ in a top-level story, a shorter story of its own, nested one level::
     story of anna : the dog runs . story of leo : few cats sleep . end of leo . is the king sad ? end of anna .
 
 Nothing between the two names says which name opened the story, so predicting the closing
-one means remembering the opening one across everything in between: 10 to 300 tokens, and
+one means remembering the opening one across everything in between: 8 to 300 tokens, and
 across another name when a story is nested inside. The sentences keep the local structure
 (agreement, brackets, questions) of the sample corpus, so perplexity still rewards a good
 local model.
