@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
+import time
+
 import pytest
 import torch
 
@@ -57,3 +62,65 @@ def saved_model(tmp_path, word_tokenizer):
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, word_tokenizer.to_dict(), metrics={"valid_ppl": 1.0})
     return path, model, word_tokenizer
+
+
+class Fifo:
+    """A named pipe at ``path`` whose first reader gets ``data``; later readers get end of file."""
+
+    def __init__(self, path, data: bytes) -> None:
+        self.path = str(path)
+        self.data = data
+        self.written = 0
+        self._stop = threading.Event()
+        os.mkfifo(self.path)
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+        self._thread.start()
+
+    def _open_writer(self) -> int | None:
+        while not self._stop.is_set():
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+                time.sleep(0.005)
+        return None
+
+    def _feed(self) -> None:
+        fd = self._open_writer()
+        if fd is None:
+            return
+        os.set_blocking(fd, True)
+        try:
+            view = memoryview(self.data)
+            while view:
+                sent = os.write(fd, view)
+                self.written += sent
+                view = view[sent:]
+        except BrokenPipeError:
+            pass  # the reader closed early: what it did not read is gone, as with a real pipe
+        finally:
+            os.close(fd)
+        # The writer is gone: any later reader sees end of file at once.
+        while (fd := self._open_writer()) is not None:
+            os.close(fd)
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    made: list[Fifo] = []
+
+    def make(data: bytes, name: str = "pipe") -> str:
+        folder = tmp_path / f"fifo{len(made)}"
+        folder.mkdir()
+        made.append(Fifo(folder / name, data))
+        return made[-1].path
+
+    yield make
+    for pipe in made:
+        pipe.close()

@@ -23,21 +23,25 @@
 # CARRY=best carries the model's state from each utterance's best hypothesis (by the decoder's
 # rank) to the next utterance, for lists of one conversation in order; CARRY=none (the default)
 # scores every hypothesis alone. RNNLM names the command (default: rnnlm).
-# Exit: 0, or the first failing command's code.
+# Exit: 0, or the first failing command's code. The four outputs are written beside DIR's
+# files under temporary names and renamed into place only when all are complete: a failure
+# leaves the previous outputs as they were, and no empty or partial file.
 set -eu
 model=${1:?usage: rescore_nbest.sh MODEL DIR [LM_WEIGHT [ACWT]]}
 dir=${2:?usage: rescore_nbest.sh MODEL DIR [LM_WEIGHT [ACWT]]}
 weight=${3:-0.5}
 acwt=${4:-0.1}
 rnnlm=${RNNLM:-rnnlm}
+tmp="$dir/.rescore_nbest.$$"
+trap 'rm -f "$tmp".tokens "$tmp".cost "$tmp".total "$tmp".best' EXIT
 
 # Ids become words through the symbol table (as utils/int2sym.pl -f 2- would map them);
 # <eps>, <s>, </s> and #N are not words and are dropped; a word the model lacks is <unk>.
 $rnnlm eval "$model" --nbest "$dir/words.ids" --nbest-format kaldi --symbols "$dir/words.txt" \
-    --output token-scores --carry-state "${CARRY:-none}" > "$dir/rnnlm.tokens"
+    --output token-scores --carry-state "${CARRY:-none}" > "$tmp.tokens"
 
 awk '{ s = 0; for (i = 2; i <= NF; i++) s += $i; printf "%s %.4f\n", $1, s }' \
-    "$dir/rnnlm.tokens" > "$dir/rnnlm.cost"
+    "$tmp.tokens" > "$tmp.cost"
 
 # Every key must be in all three tables: a missing one means the lists and costs do not match.
 awk -v w="$weight" -v acwt="$acwt" '
@@ -46,7 +50,7 @@ awk -v w="$weight" -v acwt="$acwt" '
     {
         if (!($1 in ac) || !($1 in lm)) { print "no cost for " $1 > "/dev/stderr"; exit 65 }
         printf "%s %.4f\n", $1, acwt * ac[$1] + (1 - w) * lm[$1] + w * $2
-    }' "$dir/ac.cost" "$dir/lm.cost" "$dir/rnnlm.cost" > "$dir/total.cost"
+    }' "$dir/ac.cost" "$dir/lm.cost" "$tmp.cost" > "$tmp.total"
 
 # The best key per utterance (UTT is the key without its last '-N'), then its words.
 awk '
@@ -60,4 +64,9 @@ awk '
     { words[$1] = ""; for (i = 2; i <= NF; i++) { w = id2word[$i]
         if (w != "<eps>" && w != "<s>" && w != "</s>" && w !~ /^#[0-9]+$/) words[$1] = words[$1] " " w } }
     END { for (i = 1; i <= n; i++) print order[i] words[best[order[i]]] }
-' "$dir/words.txt" "$dir/total.cost" "$dir/words.ids" > "$dir/best.text"
+' "$dir/words.txt" "$tmp.total" "$dir/words.ids" > "$tmp.best"
+
+mv -f "$tmp.tokens" "$dir/rnnlm.tokens"
+mv -f "$tmp.cost" "$dir/rnnlm.cost"
+mv -f "$tmp.total" "$dir/total.cost"
+mv -f "$tmp.best" "$dir/best.text"

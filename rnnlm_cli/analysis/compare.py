@@ -14,6 +14,9 @@ short from its ``.last.pt`` (its time budget counts the seconds already trained)
 starts the others. With several CUDA GPUs visible each run gets one, several at a time;
 otherwise the runs go one after another.
 
+What each folder's records must match for a run or its figures to be kept is
+:mod:`rnnlm_cli.analysis.compare_records`' concern.
+
 Unless the options set them, ``--max-steps 0`` and an unreachable ``--epochs`` let the clock
 alone end every run, so each gets the same budget (a cosine schedule anneals over it).
 """
@@ -21,114 +24,37 @@ alone end every run, so each gets the same budget (a cosine schedule anneals ove
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import yaml
 
-from rnnlm_cli.analysis.variants import Variant
-from rnnlm_cli.config import check_seed, check_values
-from rnnlm_cli.errors import DataError, RnnlmError, TrainingInterrupted, UsageError
+from rnnlm_cli.analysis.comparison import Comparison, Run, RunResult, plan_runs
+from rnnlm_cli.analysis.compare_records import (REACH_POSITIONS, check_same_run, input_digests, is_done,
+                                                measure_spec, read_result, read_trained, run_spec)
+from rnnlm_cli.errors import (DataError, InputMissingError, LockedError, OutputError, RnnlmError,
+                              TrainingInterrupted, UsageError)
 from rnnlm_cli.files.atomic import atomic_open
 
 UNREACHABLE_EPOCHS = 1_000_000
 """--epochs for runs the clock ends: large enough never to stop one first."""
 
-MAX_REPEAT = 1000
-"""Largest --repeat: seeds per variant."""
+def check_variants(comparison: Comparison) -> None:
+    """Every variant's options resolved as its ``rnnlm train`` will resolve them, before any run
+    trains: a bad value in the last variant must not surface after the first one's budget."""
+    from rnnlm_cli.train.job import resolve_train
 
-REACH_POSITIONS = 128
-"""Positions of the validation text the gradient reach is measured on, per run."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """What to train and how to measure it."""
-
-    corpus: str
-    valid: str
-    out: str
-    budget: float
-    """Seconds of training per run (``--max-time``)."""
-    variants: tuple[Variant, ...]
-    shared: dict[str, Any] = field(default_factory=dict)
-    """Train options every run gets (a --config file's, the variants file's ``base``)."""
-    preset: str | None = None
-    repeat: int = 1
-    """Runs per variant, with seeds seed, seed + 1, ..."""
-    seed: int = 1234
-    test: str | None = None
-    pairs: str | None = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_values(self)
-        if not self.budget > 0 or not math.isfinite(self.budget):
-            raise UsageError(f"--budget must be a positive number of seconds, got {self.budget}")
-        if not 1 <= self.repeat <= MAX_REPEAT:
-            raise UsageError(f"--repeat must be between 1 and {MAX_REPEAT}, got {self.repeat}")
-        check_seed(self.seed)
-        check_seed(self.seed + self.repeat - 1, "--seed plus --repeat")
-        if not self.variants:
-            raise UsageError("nothing to compare: give --vary KEY=V1,V2 or --variants FILE")
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise UsageError(f"variant names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One training run: a variant with one seed, in its own folder."""
-
-    variant: Variant
-    seed: int
-    folder: str
-
-    @property
-    def model(self) -> str:
-        return os.path.join(self.folder, "model.pt")
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.folder, name)
-
-
-@dataclass
-class RunResult:
-    """The measured figures of one run."""
-
-    variant: str
-    seed: int
-    folder: str
-    valid_ppl: float
-    """Best validation perplexity, as training kept the model."""
-    test_ppl: float | None
-    params: int
-    tokens_per_s: float
-    steps: int
-    train_seconds: float
-    reach: int | None
-    """Gradient reach on the validation text (None: beyond --max-distance)."""
-    pair_accuracy: float | None
-    pair_accuracy_by_distance: dict[str, float] | None = None
-
-
-def plan_runs(comparison: Comparison) -> list[Run]:
-    runs = []
     for variant in comparison.variants:
-        for index in range(comparison.repeat):
-            seed = int(variant.options.get("seed", comparison.shared.get("seed", comparison.seed))) + index
-            folder = os.path.join(comparison.out, variant.name)
-            if comparison.repeat > 1:
-                folder = os.path.join(folder, f"seed{seed}")
-            runs.append(Run(variant, seed, folder))
-    return runs
+        try:
+            resolve_train(comparison.corpus, {**comparison.shared, **variant.options}, preset=comparison.preset)
+        except UsageError as exc:
+            raise UsageError(f"variant {variant.name}: {exc}") from None
 
 
 def train_command(comparison: Comparison, run: Run) -> list[str]:
@@ -148,35 +74,6 @@ def train_command(comparison: Comparison, run: Run) -> list[str]:
     return command
 
 
-def run_spec(comparison: Comparison, run: Run) -> dict[str, Any]:
-    """What makes a run the same run: kept in its folder, checked when a comparison continues."""
-    return {"corpus": os.path.abspath(comparison.corpus), "valid": os.path.abspath(comparison.valid),
-            "budget": float(comparison.budget), "preset": comparison.preset, "seed": run.seed,
-            "options": {**comparison.shared, **run.variant.options}}
-
-
-def check_same_run(comparison: Comparison, run: Run) -> None:
-    """UsageError when ``run``'s folder holds a run of other data, budget or options: continuing
-    it, or keeping its figures, would put unlike runs side by side."""
-    path = run.file("spec.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            kept = json.load(handle)
-    except FileNotFoundError:
-        return
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); remove {run.folder} to train the run again") from exc
-    wanted = json.loads(json.dumps(run_spec(comparison, run)))  # as JSON would give it back
-    differs = sorted(key for key in wanted if kept.get(key) != wanted[key])
-    if differs:
-        raise UsageError(f"{run.folder} holds a run with another {', '.join(differs)}: give another --out, "
-                         "or remove that folder to train it again")
-
-
-def is_done(run: Run) -> bool:
-    return os.path.exists(run.file("result.json"))
-
-
 def run_comparison(comparison: Comparison, measure: Callable[[Comparison, Run, dict], RunResult],
                    say: Callable[[str], None] = lambda _: None, slots: list[dict[str, str]] | None = None) -> list[RunResult]:
     """Train the runs not yet done, measure them, and return every run's result in plan order.
@@ -185,25 +82,30 @@ def run_comparison(comparison: Comparison, measure: Callable[[Comparison, Run, d
     ``slots`` are the environments runs may use at once (one per GPU), default one: the
     current environment, runs one after another.
     """
+    check_variants(comparison)
     runs = plan_runs(comparison)
-    pending = [run for run in runs if not is_done(run)]
+    digests = input_digests(comparison)
+    measured_on = json.loads(json.dumps(measure_spec(comparison, digests)))  # as result.json gives it back
+    for run in runs:
+        check_same_run(comparison, run, digests)
+    pending = [run for run in runs if not is_done(run, measured_on)]
     done = len(runs) - len(pending)
     if done:
         say(f"{done} of {len(runs)} runs already done in {comparison.out}: kept")
-    for run in runs:
-        check_same_run(comparison, run)
     for run in pending:
         os.makedirs(run.folder, exist_ok=True)
         with atomic_open(run.file("options.yaml")) as handle:
             yaml.safe_dump({**comparison.shared, **run.variant.options}, handle, sort_keys=True)
         with atomic_open(run.file("spec.json")) as handle:
-            json.dump(run_spec(comparison, run), handle, indent=1, sort_keys=True)
+            json.dump(run_spec(comparison, run, digests), handle, indent=1, sort_keys=True)
     to_train = [run for run in pending if not os.path.exists(run.file("train.json"))]
+    trained_before = len(pending) - len(to_train)
+    if trained_before:
+        say(f"{trained_before} trained run(s) kept and measured (again): no figures for these inputs yet")
     _train_all(comparison, to_train, slots or [{}], say)
     for run in pending:
-        with open(run.file("train.json"), encoding="utf-8") as handle:
-            trained = json.load(handle)
-        result = measure(comparison, run, trained)
+        result = measure(comparison, run, read_trained(run))
+        result.measured_on = measured_on
         with atomic_open(run.file("result.json")) as handle:
             json.dump(asdict(result), handle, indent=1)
     return [read_result(run) for run in runs]
@@ -241,15 +143,6 @@ def measure_run(comparison: Comparison, run: Run, trained: dict[str, Any], devic
                      pair_accuracy_by_distance=by_distance)
 
 
-def read_result(run: Run) -> RunResult:
-    path = run.file("result.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return RunResult(**json.load(handle))
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: not a result of rnnlm compare ({exc}); remove it to measure the run again") from exc
-
-
 def _train_all(comparison: Comparison, runs: list[Run], slots: list[dict[str, str]], say: Callable[[str], None]) -> None:
     """Run the trainings, at most one per slot at a time; each writes train.json when it ends well."""
     waiting = list(runs)
@@ -272,6 +165,14 @@ def _train_all(comparison: Comparison, runs: list[Run], slots: list[dict[str, st
             if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 raise TrainingInterrupted(f"{run.folder}: training stopped by {signal.Signals(signum).name}, its state "
                                           "saved; run the same command again to continue where it stopped", signum)
+            if process.returncode == LockedError.exit_code:
+                raise LockedError(f"{run.folder}: another process is using this run's files (its message is "
+                                  "above); wait for it to end, or give another --out")
+            if process.returncode in PASSED_ON_EXITS:
+                failed = RnnlmError(f"{run.folder}: training refused its input with exit {process.returncode} "
+                                    "(its message is above)")
+                failed.exit_code = process.returncode
+                raise failed
             if process.returncode != 0:
                 raise RnnlmError(f"{run.folder}: training stopped with exit {process.returncode} (its log is above); "
                                  "run the same command again to continue where it stopped")
@@ -285,6 +186,10 @@ def _train_all(comparison: Comparison, runs: list[Run], slots: list[dict[str, st
         for _, process in busy.values():  # an interrupted comparison leaves no training behind
             process.terminate()
             process.wait()
+
+
+PASSED_ON_EXITS = (UsageError.exit_code, DataError.exit_code, InputMissingError.exit_code, OutputError.exit_code)
+"""A training's exits that say what is wrong with the input or output: the comparison ends with the same."""
 
 
 def _first_finished(busy: dict[int, tuple[Run, subprocess.Popen]]) -> tuple[int, tuple[Run, subprocess.Popen]]:

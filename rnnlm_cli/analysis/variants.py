@@ -18,6 +18,7 @@ Option names and values are those of ``rnnlm train --config`` files, checked the
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,10 @@ OWNED = ("out", "valid", "resume", "init_from", "promote_if_better", "plot", "ma
 """Options the comparison sets itself for every run: where it writes, the budget, resuming."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$")
+MAX_NAME = 128
+"""Longest variant name: a folder name, with room under the file systems' 255 bytes."""
+MAX_VARIANTS = 1000
+"""Most variants one comparison trains; a grid is refused before it is built beyond that."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ def grid(specs: list[str]) -> list[Variant]:
         if len({text for text, _ in parsed}) != len(parsed):
             raise UsageError(f"--vary {key}: a value is listed twice")
         axes.append((key, parsed))
+    size = math.prod(len(values) for _, values in axes)
+    if size > MAX_VARIANTS:
+        raise UsageError(f"--vary: the grid has {size:,} variants, more than {MAX_VARIANTS:,} a comparison trains; "
+                         "vary fewer options or values at a time")
     variants = []
     for combination in itertools.product(*(values for _, values in axes)):
         name = ",".join(f"{key}={text}" for (key, _), (text, _) in zip(axes, combination))
@@ -117,10 +126,15 @@ def read_variant_file(path: str) -> tuple[dict[str, Any], list[Variant]]:
             variants.append(Variant(_checked_name(name, path), flat))
     if not variants:
         raise UsageError(f"{path}: no variants (only '{BASE}')")
+    if len(variants) > MAX_VARIANTS:
+        raise UsageError(f"{path}: {len(variants):,} variants, more than {MAX_VARIANTS:,} a comparison trains")
     return base, variants
 
 
 def _checked_name(name: str, where: str) -> str:
+    if len(name) > MAX_NAME:
+        raise UsageError(f"{where}: the variant name {name[:40]!r}... has {len(name)} characters, more than a folder "
+                         f"name takes here ({MAX_NAME}); name the variants in a --variants file")
     if not _NAME.match(name) or name in (".", ".."):
         raise UsageError(f"{where}: {name!r} cannot name a folder: use letters, digits and _ . , = + -")
     return name

@@ -51,7 +51,7 @@ def gradients(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
 ) -> None:
     from rnnlm_cli.analysis.gradients import gradient_profile
-    from rnnlm_cli.cli.ui import Progress, print_json
+    from rnnlm_cli.cli.ui import Progress, print_json, print_text
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.files.roles import FileRole, check_file_roles
     from rnnlm_cli.files.spool import spooled
@@ -90,7 +90,7 @@ def gradients(
                                for label, path, cfg, profile in measured]})
         return
     for label, path, cfg, profile in measured:
-        typer.echo(render_profile(label, cfg, profile))
+        print_text(render_profile(label, cfg, profile))
 
 
 def model_labels(paths: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from rnnlm_cli.cli import export as export_command
 from rnnlm_cli.cli import generate as generate_command
 from rnnlm_cli.cli import tokenize as tokenize_command
 from rnnlm_cli.cli import train as train_command
-from rnnlm_cli.cli.ui import guarded_streams, silence_stdout
+from rnnlm_cli.cli.ui import guarded_streams, print_text, silence_stdout
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.cli.terminate import Terminated, raise_on_termination
 from rnnlm_cli.cli.options import switch
@@ -123,7 +123,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"rnnlm {__version__}")
+        print_text(f"rnnlm {__version__}")
         raise typer.Exit()
 
 

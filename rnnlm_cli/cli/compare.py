@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -49,21 +50,39 @@ def command(
     json_output: bool = switch(False, "--json", help="Print one JSON object: every run and the per-variant summary."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps: where runs train and are measured."),
 ) -> None:
-    from rnnlm_cli.analysis.compare import measure_run, run_comparison, summarize
-    from rnnlm_cli.analysis.variants import check_option_names, grid, read_variant_file
-    from rnnlm_cli.cli.ui import log, print_json, warn
-    from rnnlm_cli.config import load_yaml
-    from rnnlm_cli.device import resolve_device
     from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.text.reading import check_readable
 
     if bool(vary) == bool(variants):
         raise UsageError("give the variants by --vary KEY=V1,V2 or by --variants FILE (one of the two)")
-    for path in (corpus, valid, test, pairs, variants, config):
+    given = {"corpus": corpus, "valid": valid, "test": test, "pairs": pairs, "variants": variants, "config": config}
+    from_stdin = [name for name, path in given.items() if path == "-"]
+    if len(from_stdin) > 1:
+        raise UsageError(f"{' and '.join(from_stdin)} are both '-': standard input can be only one of them")
+    for path in given.values():
         if path is not None:
             check_readable(path)
+    with contextlib.ExitStack() as copies:
+        # Every run's training and measuring reads these again, in child processes: a pipe,
+        # stdin or <(...) gives its bytes once, so it is copied once, here.
+        readable = {name: None if path is None else copies.enter_context(spooled(path)) for name, path in given.items()}
+        _compare(readable, budget=budget, vary=vary, preset=preset, repeat=repeat, seed=seed, out=out,
+                 json_output=json_output, device=device, config_name=config)
+
+
+def _compare(inputs: dict, *, budget: float, vary, preset, repeat: int, seed: int, out: str, json_output: bool,
+             device: str, config_name: str | None) -> None:
+    from rnnlm_cli.analysis.compare import measure_run, run_comparison, summarize
+    from rnnlm_cli.analysis.variants import check_option_names, grid, read_variant_file
+    from rnnlm_cli.cli.ui import log, print_json, print_text
+    from rnnlm_cli.config import load_yaml
+    from rnnlm_cli.device import resolve_device
+
+    corpus, valid, test, pairs, variants, config = (inputs[name] for name in
+                                                    ("corpus", "valid", "test", "pairs", "variants", "config"))
     shared = load_yaml(config) if config else {}
-    check_option_names(shared, config or "--config")
+    check_option_names(shared, config_name or "--config")
     if variants:
         base, chosen = read_variant_file(variants)
         shared = {**shared, **base}
@@ -79,7 +98,7 @@ def command(
     results = run_comparison(comparison, lambda c, run, trained: measure_run(c, run, trained, target),
                              say=log, slots=slots)
     summaries = summarize(results)
-    picture = _draw(comparison, results, warn)
+    picture = _draw(comparison, results)
     if json_output:
         print_json({"budget": budget, "runs": [vars(r) for r in results],
                     "summary": [{"variant": s.variant, "runs": s.runs,
@@ -87,7 +106,7 @@ def command(
                                     for name, v in s.figures.items()}} for s in summaries],
                     "curves": picture})
         return
-    typer.echo(render_table(summaries, budget))
+    print_text(render_table(summaries, budget))
     if picture:
         log(f"validation curves: {picture}")
 
@@ -103,9 +122,10 @@ def _gpu_slots(device: str) -> list[dict[str, str]]:
     return [{"CUDA_VISIBLE_DEVICES": gpu.strip()} for gpu in ids]
 
 
-def _draw(comparison: Comparison, results, warn) -> str | None:
+def _draw(comparison: Comparison, results) -> str | None:
     """curves.png in the output folder; without matplotlib, a warning and no picture."""
     from rnnlm_cli.analysis.compare import valid_curve
+    from rnnlm_cli.cli.ui import warn
 
     try:
         from rnnlm_cli.analysis.figures import draw_comparison, save_png

@@ -206,6 +206,9 @@ def command(
         "of the vocabulary (3%,15%,45%), auto (from the training tokens' frequencies; the full softmax for "
         "a vocabulary under 4,000 or a --tied model) or '' (the full softmax)",
         ModelConfig, "adaptive_softmax", {"": "full softmax"})),
+    adaptive_div: Optional[float] = typer.Option(None, help=with_default(
+        "Adaptive softmax: each tail cluster's projection is this many times narrower than the one before "
+        "(torch's default and rnnlm 0.2's: 4)", ModelConfig, "adaptive_div")),
     optimizer: Optional[str] = typer.Option(None, metavar=choices(*OPTIMIZERS), help=with_default(
         "sgd, adam or adamw", TrainConfig, "optimizer")),
     lr: Optional[float] = typer.Option(None, help=fitted_default(
@@ -285,6 +288,9 @@ def command(
         raise UsageError("missing CORPUS: the training text, '-' for stdin, or a token file")
     job = resolve_train(corpus or "-", flags, preset, str(config) if config is not None else None)
     if show_config:
+        from rnnlm_cli.train.job_files import check_printing_apart
+
+        check_printing_apart(job, str(config) if config is not None else None)
         print(_config_yaml(job, preset, config))
         return
     if job.plot:

@@ -55,6 +55,13 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def print_text(text: str) -> None:
+    """Results as plain text on stdout, through the guarded stream: a destination that cannot
+    take them is exit 73, never a quiet exit 0 (``typer.echo`` writes past the guard)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     """Two columns, name and value, on stderr: a rich table on a terminal, aligned plain text otherwise."""
     if stderr_is_styled():

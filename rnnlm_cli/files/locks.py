@@ -71,6 +71,19 @@ def hold_lock(lock_path: str, what: str, wait_seconds: float = 0.0,
         os.close(fd)  # closing releases the flock
 
 
+def check_lock_usable(lock_path: str, what: str) -> None:
+    """OutputError now for a lock that :func:`hold_lock` could never take (a link, a folder
+    or a hard link at its name, or a folder where it cannot be created), for a lock taken
+    only at the end of a long job. A lock another process holds now is not an error: it may
+    be free by then."""
+    if os.path.lexists(lock_path):
+        os.close(_open_lock_file(lock_path, what))
+        return
+    folder = os.path.dirname(lock_path) or "."
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{lock_path}: cannot create the lock of {what} (Permission denied)")
+
+
 def _open_lock_file(lock_path: str, what: str) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:

@@ -180,11 +180,6 @@ def build_model(config: ModelConfig) -> RNNLM:
     return RNNLM(config)
 
 
-ADAPTIVE_DIV_VALUE = 4.0
-"""Each tail cluster's projection is this many times narrower than the previous one
-(Grave et al., 2017; torch's default), unless the features are too few for that."""
-
-
 def build_adaptive_softmax(features: int, config: ModelConfig) -> nn.AdaptiveLogSoftmaxWithLoss:
     """The adaptive softmax (Grave et al., 2017): frequent tokens in the head, rarer ones in
     clusters behind it, each computed only through a narrower projection. It needs ids
@@ -193,9 +188,8 @@ def build_adaptive_softmax(features: int, config: ModelConfig) -> nn.AdaptiveLog
     if cutoffs[-1] >= config.vocab_size:
         raise UsageError(f"--adaptive-softmax: the cutoff {cutoffs[-1]} is not below the vocabulary size "
                          f"({config.vocab_size}); use smaller cutoffs")
-    # torch sizes cluster i's projection features // div ** (i + 1): keep the last one >= 1.
-    div_value = min(ADAPTIVE_DIV_VALUE, features ** (1.0 / len(cutoffs)) * (1 - 1e-6))
-    return nn.AdaptiveLogSoftmaxWithLoss(features, config.vocab_size, list(cutoffs), div_value=max(div_value, 1.0))
+    return nn.AdaptiveLogSoftmaxWithLoss(features, config.vocab_size, list(cutoffs),
+                                         div_value=config.adaptive_div_value)
 
 
 def adaptive_target_logprobs(softmax: nn.AdaptiveLogSoftmaxWithLoss, features: Tensor, targets: Tensor) -> Tensor:

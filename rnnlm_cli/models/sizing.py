@@ -47,7 +47,7 @@ def estimated_parameters(config: ModelConfig) -> int:
     if not cutoffs:
         return count + features * config.vocab_size + config.vocab_size
     # torch's AdaptiveLogSoftmaxWithLoss as build_adaptive_softmax makes it, without biases.
-    div_value = max(min(4.0, features ** (1.0 / len(cutoffs)) * (1 - 1e-6)), 1.0)
+    div_value = config.adaptive_div_value
     bounds = (*cutoffs, config.vocab_size)
     count += features * (cutoffs[0] + len(cutoffs))
     for index in range(len(cutoffs)):

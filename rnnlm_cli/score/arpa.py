@@ -32,14 +32,14 @@ import re
 from collections.abc import Iterator, Sequence
 
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.text.reading import check_readable, display_name, iter_lines
+from rnnlm_cli.text.reading import check_readable, display_name, iter_lines, natural
 
 UNK = "<unk>"
 BOS = "<s>"
 EOS = "</s>"
 _NO_WORD = -1
 """Id of a context word outside the vocabulary of a model without ``<unk>``: no n-gram holds it."""
-_COUNT_LINE = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
+_COUNT_LINE = re.compile(r"ngram\s+([0-9]+)\s*=\s*([0-9]+)")
 
 Key = tuple[int, ...]
 _Lines = Iterator[tuple[int, str]]
@@ -174,7 +174,8 @@ def _read_header(lines: _Lines, name: str) -> tuple[list[int], tuple[int, str]]:
         match = _COUNT_LINE.fullmatch(text)
         if match is None:
             raise DataError(f"{name}:{number}: expected 'ngram N=count', found {text!r}")
-        order, count = int(match[1]), int(match[2])
+        where = f"{name}:{number}"
+        order, count = natural(match[1], where, "the order"), natural(match[2], where, "the count")
         if order != len(counts) + 1:
             raise DataError(f"{name}:{number}: expected the count of order {len(counts) + 1}, found order {order}")
         counts.append(count)

@@ -35,14 +35,13 @@ import torch
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.models.lm import select_state
-from rnnlm_cli.score.evaluate import Totals
 from rnnlm_cli.score.nbest import Hypothesis, NBestList, combined, iter_nbest, read_score_table
 from rnnlm_cli.score.rescoring import RescoreResult
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
-from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
+from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words, sentence_log10
 from rnnlm_cli.text.corpus import input_warnings
-from rnnlm_cli.text.reading import DecodeStats, display_name
+from rnnlm_cli.text.reading import MAX_DIGITS, DecodeStats, display_name
 from rnnlm_cli.text.symbol_tables import ESPNET_BLANK, ESPNET_EOS, is_kaldi_non_word, read_symbol_table
 from rnnlm_cli.units import LN10
 
@@ -66,7 +65,7 @@ def ids_to_words(nbest_list: NBestList, table: dict[int, str], is_non_word: Call
     for hyp in nbest_list.hypotheses:
         words = []
         for token in hyp.words:
-            symbol = table.get(int(token)) if _ID.fullmatch(token) else None
+            symbol = table.get(int(token)) if _ID.fullmatch(token) and len(token) <= MAX_DIGITS else None
             if symbol is None:
                 raise DataError(f"{list_name}:{hyp.line}: {token[:40]!r} in {hyp.key!r} is not an id of {table_name} "
                                 "(with --symbols, hypotheses are integer ids, as nbest-to-linear writes them)")
@@ -199,10 +198,9 @@ def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig
             words_of = dict(zip(texts, scorer.score(texts)))
             rows = []
             for hyp in nbest_list.hypotheses:
-                totals = Totals()
-                totals.add(words_of[hyp.text])
-                total = combined(hyp.acoustic, totals.logprob, config.lm_weight, config.word_penalty, len(hyp.words))
-                rows.append(ScoredHypothesis(hyp, words_of[hyp.text], totals.logprob, total))
+                lm = sentence_log10(words_of[hyp.text])
+                total = combined(hyp.acoustic, lm, config.lm_weight, config.word_penalty, len(hyp.words))
+                rows.append(ScoredHypothesis(hyp, words_of[hyp.text], lm, total))
             if nbest.carry_state == "best":
                 has_acoustic = scores is not None or nbest_list.hypotheses[0].old_lm is not None
                 scorer.advance(best_of(rows, by_total=has_acoustic).hypothesis.text)

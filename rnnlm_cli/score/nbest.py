@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rnnlm_cli.errors import DataError, UsageError
-from rnnlm_cli.text.reading import DecodeStats, check_readable, display_name, iter_lines
+from rnnlm_cli.text.reading import MAX_DIGITS, DecodeStats, check_readable, display_name, iter_lines, natural
 from rnnlm_cli.score.scoring_config import NBEST_FORMATS as FORMATS
 from rnnlm_cli.units import LN10
 
@@ -348,7 +348,7 @@ def _fits_srilm(fields: _Fields, with_id: bool) -> bool:
         return False
     acoustic, lm, count = fields.head[first:first + 3]
     return (bool(_NUMBER.fullmatch(acoustic)) and bool(_NUMBER.fullmatch(lm)) and bool(_COUNT.fullmatch(count))
-            and int(count) == fields.count - first - 3)
+            and len(count) <= MAX_DIGITS and int(count) == fields.count - first - 3)
 
 
 def _parse_srilm(fields: _Fields, with_id: bool, where: str) -> tuple[str, float, float, Sequence[str]]:
@@ -366,7 +366,7 @@ def _parse_srilm(fields: _Fields, with_id: bool, where: str) -> tuple[str, float
     if not _COUNT.fullmatch(count):
         raise DataError(f"{where}: NWORDS {count!r} is not a count (expected {layout} as on the first line)")
     words = fields.words(first + 3)
-    if int(count) != len(words):
+    if natural(count, where, "NWORDS") != len(words):
         raise DataError(f"{where}: NWORDS is {int(count)} but the line has {len(words)} words")
     utterance = fields.head[0] if with_id else _PLAIN_UTTERANCE
     return utterance, float(acoustic), float(lm), words
@@ -376,7 +376,7 @@ def _parse_kaldi(fields: _Fields, where: str) -> tuple[str, int, Sequence[str]]:
     match = _KEY.fullmatch(fields.head[0])
     if match is None:
         raise DataError(f"{where}: key {fields.head[0]!r} is not UTT-N with N a positive integer")
-    return match.group(1), int(match.group(2)), fields.words(1)
+    return match.group(1), natural(match.group(2), where, "the rank"), fields.words(1)
 
 
 def _wrong_rank(utterance: str, rank: int, expected: int, current: NBestList | None, where: str) -> None:

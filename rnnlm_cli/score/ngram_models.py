@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from rnnlm_cli.errors import DataError, UsageError
+from rnnlm_cli.files.spool import spooled
 from rnnlm_cli.score.arpa import BOS, EOS, read_arpa
 from rnnlm_cli.text.reading import check_readable, display_name
 
@@ -54,25 +55,29 @@ def is_kenlm_binary(path: str) -> bool:
 
 
 def load_ngram(path: str, backend: str = "auto", note: Callable[[str], None] = lambda _: None):
-    """The n-gram model at ``path`` (ARPA text, ``.gz``, ``-``, or a KenLM binary file).
+    """The n-gram model at ``path`` (ARPA text, ``.gz``, ``-``, a pipe, or a KenLM binary file).
 
-    ``auto`` takes KenLM when its module is installed and the file can be opened by name
-    (not stdin), else the ARPA reader; ``kenlm`` and ``python`` insist on one. ``note`` gets
-    a line when ``auto`` falls back from KenLM to the ARPA reader.
+    ``auto`` takes KenLM when its module is installed, else the ARPA reader; ``kenlm`` and
+    ``python`` insist on one. ``note`` gets a line when ``auto`` falls back from KenLM to the
+    ARPA reader. A read-once input (stdin, a FIFO, ``<(...)``) is copied once first: telling
+    a binary model from text reads its head, which a pipe gives only once.
     """
     if backend not in BACKENDS:
         raise UsageError(f"--mix-lm-backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     check_readable(path)
+    with spooled(path) as readable:
+        return _load_file(readable, backend, note)
+
+
+def _load_file(path: str, backend: str, note: Callable[[str], None]):
     binary = is_kenlm_binary(path)
     kenlm = kenlm_module()
     if backend == "python" and binary:
         raise UsageError(f"{display_name(path)} is a KenLM binary model: only the kenlm backend reads it")
-    if backend == "kenlm" or binary or (backend == "auto" and kenlm is not None and path != "-"):
+    if backend == "kenlm" or binary or (backend == "auto" and kenlm is not None):
         if kenlm is None:
             what = "a KenLM binary model" if binary else "--mix-lm-backend kenlm"
             raise UsageError(f"{display_name(path)}: {what} {KENLM_MISSING}")
-        if path == "-":
-            raise UsageError("--mix-lm-backend kenlm reads the model from a file, not from stdin")
         try:
             return KenlmModel(kenlm, path)
         except DataError as exc:

@@ -31,7 +31,7 @@ from rnnlm_cli.score.evaluate import TextScorer
 from rnnlm_cli.score.scoring_config import ScoringConfig
 from rnnlm_cli.score.word_scoring import NgramMix
 from rnnlm_cli.text.corpus import input_warnings
-from rnnlm_cli.text.reading import DecodeStats, check_readable, display_name, iter_lines
+from rnnlm_cli.text.reading import DecodeStats, check_readable, display_name, iter_lines, natural
 
 __all__ = ["Bucket", "DistanceTally", "Pair", "PairsResult", "Tally", "distance_bucket", "evaluate_pairs", "read_pairs"]
 
@@ -85,7 +85,7 @@ def _read(path: str, strict: bool, stats: DecodeStats | None) -> Iterator[Pair]:
         distance = fields[3].strip() if len(fields) > 3 else ""
         if distance and not _DISTANCE.fullmatch(distance):
             raise DataError(f"{name}:{number}: distance must be a non-negative integer, got {shown(distance)}")
-        yield Pair(good, bad, category or None, int(distance) if distance else None)
+        yield Pair(good, bad, category or None, natural(distance, f"{name}:{number}", "the distance") if distance else None)
 
 
 @dataclass(frozen=True, order=True)

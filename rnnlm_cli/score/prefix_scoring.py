@@ -29,7 +29,7 @@ import torch
 
 from rnnlm_cli.models.lm import select_state
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, RecentAnswers, score_sentences
-from rnnlm_cli.score.word_scoring import NgramMix, piece_words
+from rnnlm_cli.score.word_scoring import NgramMix, piece_words, sentence_log10
 from rnnlm_cli.units import LN10
 
 PREFIX_MODES = ("auto", "on", "off")
@@ -212,5 +212,5 @@ class HypothesisScorer:
             words = piece_words(piece, unk=self._unk)
             if self._mix is not None:
                 self._mix.apply(words)
-            self._known[text] = sum(word.log10 for word in words if not word.oov and not word.zeroprob)
+            self._known[text] = sentence_log10(words)
         return self._known.answers(texts)

@@ -102,7 +102,8 @@ class NgramMix:
 def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
                         piece_chars: int = 1 << 16, chunk_tokens: int = 256) -> float:
     """The log10 score of ``text`` as one sentence from a fresh state, as the total of
-    its words (OOVs and zero-probability words left out, as SRILM sums them).
+    its words: OOVs left out, as SRILM sums them, and ``-inf`` when a word has probability
+    zero (possible only in a mix), so that such a hypothesis ranks below every possible one.
 
     ``text`` is encoded and scored a piece of at most ``piece_chars`` characters at a time,
     cut after a space, so memory holds one piece's tokens and words, never the text's: for
@@ -114,8 +115,15 @@ def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True
         words = piece_words(piece, unk=unk)
         if mix is not None:
             mix.apply(words)
-        total += sum(word.log10 for word in words if not word.oov and not word.zeroprob)
+        total += sentence_log10(words)
     return total
+
+
+def sentence_log10(words) -> float:
+    """The log10 total of scored words as a hypothesis' score: OOVs left out, ``-inf`` for a
+    word of probability zero. (Perplexity totals leave that word out instead and count it
+    in ``zeroprobs``, as SRILM does; a score that ranks must not reward it.)"""
+    return sum(word.log10 for word in words if not word.oov)
 
 
 def _text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:

@@ -176,6 +176,10 @@ def _check_payload(path: str, payload: Any) -> Checkpoint:
     )
 
 
+ADAPTIVE_DIV_BEFORE_0_3 = 4.0
+"""The adaptive softmax's ``adaptive_div`` of checkpoints that do not record it (rnnlm 0.2 and earlier)."""
+
+
 def _model_config(path: str, data: Any) -> ModelConfig:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: checkpoint is damaged (the model config is not a mapping)")
@@ -189,6 +193,8 @@ def _model_config(path: str, data: Any) -> ModelConfig:
         if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             raise CheckpointError(f"{path}: checkpoint is damaged (model setting {key} is a "
                                   f"{type(value).__name__}, expected {types[-1].__name__})")
+    # A model saved before the setting existed was built with torch's div_value.
+    data = {"adaptive_div": ADAPTIVE_DIV_BEFORE_0_3, **data}
     try:
         return ModelConfig(**data)
     except (TypeError, RnnlmError) as exc:

@@ -50,6 +50,20 @@ class DecodeStats:
     """C0 control characters other than TAB, and DEL, kept in the text as they are."""
 
 
+MAX_DIGITS = 18
+"""Most digits of an integer field in a text file (an id, a count, a rank, a distance): every
+such value then fits a 64-bit integer, and a field of thousands of digits is refused by name
+instead of reaching Python's limit on converting long digit strings."""
+
+
+def natural(digits: str, where: str, label: str) -> int:
+    """The value of ``digits`` (ASCII digits, already matched as such); DataError naming
+    ``where`` and ``label`` when there are more than :data:`MAX_DIGITS` of them."""
+    if len(digits) > MAX_DIGITS:
+        raise DataError(f"{where}: {label} {digits[:12]}... has {len(digits):,} digits; at most {MAX_DIGITS}")
+    return int(digits)
+
+
 def display_name(path: str) -> str:
     return "stdin" if path == STDIN else path
 

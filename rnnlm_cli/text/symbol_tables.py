@@ -23,7 +23,7 @@ import re
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.files.atomic import atomic_open
-from rnnlm_cli.text.reading import check_readable, display_name, iter_lines
+from rnnlm_cli.text.reading import check_readable, display_name, iter_lines, natural
 from rnnlm_cli.text.tokenizer_base import EOS, SPECIALS
 
 KALDI_NON_WORDS = frozenset({"<eps>", "<s>", "</s>"})
@@ -62,7 +62,7 @@ def read_symbol_table(path: str, strict: bool = False) -> tuple[str, list[tuple[
             if len(fields) != 2 or not _ID.fullmatch(fields[1]):
                 raise DataError(f"{where}: expected 'SYMBOL ID' (a Kaldi symbol table, as line 1), "
                                 f"found {line.strip()[:80]!r}")
-            symbol, symbol_id = fields[0], int(fields[1])
+            symbol, symbol_id = fields[0], natural(fields[1], where, "the id")
         else:
             if len(fields) != 1:
                 raise DataError(f"{where}: expected one token per line (an ESPnet token list, as line 1), "

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 
 from rnnlm_cli.errors import UsageError
-from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+from rnnlm_cli.files.locks import check_lock_usable, target_lock_path
+from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file, check_stdout_apart
 from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.outputs import OutputPaths
+from rnnlm_cli.train.promote import resolve_target
 from rnnlm_cli.train.resume import AUTO
 from rnnlm_cli.store.tokenizer_sources import tokenizer_to_learn
 from rnnlm_cli.text.tokenfile import is_token_file
@@ -44,6 +46,8 @@ def check_job_files(job: TrainJob) -> None:
         inputs.append(FileRole("--resume", job.resume))
     if job.promote_to is not None:
         check_output_file(job.promote_to, "--promote-if-better")
+        # Its lock is taken after training: one that can never be taken is said now.
+        check_lock_usable(target_lock_path(resolve_target(job.promote_to)), f"the promotion target {job.promote_to}")
         inputs.append(FileRole("--promote-if-better", job.promote_to, writes=True))
     for role in inputs:
         if job.train.keep_checkpoints and role.path and _is_snapshot_name(role.path, paths):
@@ -51,6 +55,17 @@ def check_job_files(job: TrainJob) -> None:
                              "rotates away; copy it elsewhere first")
     check_file_roles(inputs + outputs, may_share=[("--init-from", "--promote-if-better"),
                                                   ("--resume", "the state file")])
+
+
+def check_printing_apart(job: TrainJob, config_path: str | None) -> None:
+    """UsageError when stdout is redirected into a file the job names (``--show-config
+    --init-from m.pt >> m.pt`` would append YAML to the model)."""
+    named = [("CORPUS", job.corpus if job.corpus != "-" else ""), ("--valid", job.valid or ""),
+             ("--init-from", job.init_from or ""), ("--resume", job.resume if job.resume not in (None, AUTO) else ""),
+             ("--out", job.out), ("--promote-if-better", job.promote_to or ""),
+             ("--tokenizer", job.tokenizer or ""), ("--embeddings", job.train.embeddings),
+             ("--synonyms", job.train.synonyms), ("--config", config_path or "")]
+    check_stdout_apart([FileRole(name, path) for name, path in named])
 
 
 def _is_snapshot_name(path: str, paths: OutputPaths) -> bool:

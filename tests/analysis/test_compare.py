@@ -120,8 +120,15 @@ def calls(folder):
         return len(handle.read())
 
 
+def inputs(tmp_path, corpus="a b c\n", valid="a b\n"):
+    """Paths of a corpus and a validation text with these contents."""
+    (tmp_path / "c.txt").write_text(corpus)
+    (tmp_path / "v.txt").write_text(valid)
+    return dict(corpus=str(tmp_path / "c.txt"), valid=str(tmp_path / "v.txt"))
+
+
 def test_a_second_run_keeps_what_is_done(tmp_path, fake_trainer):
-    comparison = Comparison(corpus="c", valid="v", out=str(tmp_path / "out"), budget=1,
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1,
                             variants=(Variant("a", {"cell": "rnn"}), Variant("b", {"cell": "gru"})))
     first = run_comparison(comparison, fake_measure)
     assert [r.valid_ppl for r in first] == [20.0, 20.0]
@@ -131,13 +138,13 @@ def test_a_second_run_keeps_what_is_done(tmp_path, fake_trainer):
     assert valid_curve(os.path.join(plan_runs(comparison)[0].folder, "model.metrics.jsonl")) == ([1.0, 2.0], [30.0, 20.0])
 
     # The same folder with another budget is another comparison: refused, not mixed in.
-    other = Comparison(corpus="c", valid="v", out=str(tmp_path / "out"), budget=2, variants=comparison.variants)
+    other = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=2, variants=comparison.variants)
     with pytest.raises(UsageError, match="another budget"):
         run_comparison(other, fake_measure)
 
 
 def test_a_failed_run_stops_the_comparison_and_the_next_call_retries_it(tmp_path, fake_trainer):
-    comparison = Comparison(corpus="c", valid="v", out=str(tmp_path / "out"), budget=1,
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1,
                             variants=(Variant("a", {}), Variant("fail", {}), Variant("c", {})))
     with pytest.raises(RnnlmError, match="exit 9.*run the same command again"):
         run_comparison(comparison, fake_measure)
@@ -152,7 +159,7 @@ def test_a_failed_run_stops_the_comparison_and_the_next_call_retries_it(tmp_path
 def test_an_interrupted_run_stops_the_comparison_as_an_interruption(tmp_path, fake_trainer):
     from rnnlm_cli.errors import TrainingInterrupted
 
-    comparison = Comparison(corpus="c", valid="v", out=str(tmp_path / "out"), budget=1,
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1,
                             variants=(Variant("interrupted", {}),))
     with pytest.raises(TrainingInterrupted, match="stopped by SIGINT.*run the same command again") as caught:
         run_comparison(comparison, fake_measure)
@@ -160,7 +167,7 @@ def test_an_interrupted_run_stops_the_comparison_as_an_interruption(tmp_path, fa
 
 
 def test_slots_run_trainings_side_by_side(tmp_path, fake_trainer):
-    comparison = Comparison(corpus="c", valid="v", out=str(tmp_path / "out"), budget=1,
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1,
                             variants=tuple(Variant(n, {}) for n in "abc"))
     results = run_comparison(comparison, fake_measure, slots=[{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}])
     assert [r.variant for r in results] == ["a", "b", "c"]
@@ -193,3 +200,139 @@ def test_compare_end_to_end(tmp_path, tiny_corpus):
         assert run["reach"] is None or 1 <= run["reach"] <= 100
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert math.isfinite(report["summary"][0]["valid_ppl"]["mean"])
+
+
+# ---------------------------------------------------------------- what makes figures stale, and what is refused
+
+
+def counting_measure(comparison, run, trained):
+    """Figures that depend on the test file: its line count as the test perplexity."""
+    with open(comparison.test) as handle:
+        lines = len(handle.readlines())
+    return result(run.variant.name, run.seed, valid_ppl=trained["best_valid_ppl"], test_ppl=float(lines))
+
+
+def test_another_test_file_is_measured_again_without_training_again(tmp_path, fake_trainer):
+    test = tmp_path / "test.txt"
+    test.write_text("x\n" * 3)
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1, test=str(test),
+                            variants=(Variant("a", {}),))
+    assert [r.test_ppl for r in run_comparison(comparison, counting_measure)] == [3.0]
+    test.write_text("x\n" * 5)  # the same name, other contents
+    said = []
+    assert [r.test_ppl for r in run_comparison(comparison, counting_measure, say=said.append)] == [5.0]
+    assert calls(plan_runs(comparison)[0].folder) == 1  # trained once, measured twice
+    assert any("kept and measured" in line for line in said)
+    # The same contents under another name: the figures stand.
+    moved = tmp_path / "moved.txt"
+    moved.write_text("x\n" * 5)
+    again = Comparison(**{**vars(comparison), "test": str(moved)})
+    said.clear()
+    assert [r.test_ppl for r in run_comparison(again, counting_measure, say=said.append)] == [5.0]
+    assert any("1 of 1 runs already done" in line for line in said)
+
+
+def test_a_corpus_changed_in_place_is_another_comparison(tmp_path, fake_trainer):
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1, variants=(Variant("a", {}),))
+    run_comparison(comparison, fake_measure)
+    inputs(tmp_path, corpus="a b c d\n")
+    with pytest.raises(UsageError, match="another corpus"):
+        run_comparison(comparison, fake_measure)
+
+
+@pytest.mark.parametrize("bad", [{"dropout": 7}, {"seed": 1.5}, {"hidden": "wide"}, {"cell": "nope"}])
+def test_a_bad_value_in_any_variant_is_refused_before_any_run_trains(tmp_path, fake_trainer, bad):
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1,
+                            variants=(Variant("good", {"dropout": 0.1}), Variant("bad", bad)))
+    with pytest.raises(UsageError, match="variant bad"):
+        run_comparison(comparison, fake_measure)
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+def test_grids_and_names_too_large_are_refused_before_they_are_built():
+    # Five options of 60 values: 777,600,000 variants, refused from the counts alone.
+    specs = [f"{key}={','.join(str(i) for i in range(1, 61))}" for key in ("hidden", "emb", "bptt", "layers", "seed")]
+    with pytest.raises(UsageError, match="777,600,000 variants"):
+        grid(specs)
+    with pytest.raises(UsageError, match="300 characters"):
+        grid(["cell=" + "a" * 295])
+
+
+def test_an_empty_out_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--out"):
+        Comparison(**inputs(tmp_path), out="", budget=1, variants=(Variant("a", {}),))
+
+
+@pytest.mark.parametrize("name, text", [("spec.json", "[1, 2]"), ("train.json", '{"best_valid_ppl": "x"}'),
+                                        ("train.json", "[]")])
+def test_a_damaged_record_is_refused_by_name(tmp_path, fake_trainer, name, text):
+    from rnnlm_cli.errors import DataError
+
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1, variants=(Variant("a", {}),))
+    run_comparison(comparison, fake_measure)
+    run = plan_runs(comparison)[0]
+    os.remove(run.file("result.json"))
+    with open(run.file(name), "w") as handle:
+        handle.write(text)
+    with pytest.raises(DataError, match=name):
+        run_comparison(comparison, fake_measure)
+
+
+@pytest.mark.parametrize("text", ['{"valid_ppl": "x"}', '{"variant": 1}', "[]", "{", '{"valid_ppl": NaN}'])
+def test_a_damaged_result_is_measured_again(tmp_path, fake_trainer, text):
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1, variants=(Variant("a", {}),))
+    first = run_comparison(comparison, fake_measure)
+    run = plan_runs(comparison)[0]
+    with open(run.file("result.json"), "w") as handle:
+        handle.write(text)
+    assert run_comparison(comparison, fake_measure) == first
+    assert calls(run.folder) == 1
+
+
+@pytest.mark.parametrize("code, kind", [(75, "LockedError"), (65, "RnnlmError"), (2, "RnnlmError")])
+def test_a_trainings_input_and_lock_exits_are_the_comparisons(tmp_path, monkeypatch, code, kind):
+    script = tmp_path / "exit.py"
+    script.write_text(f"import sys; sys.exit({code})")
+    monkeypatch.setattr(compare, "train_command", lambda comparison, run: [sys.executable, str(script)])
+    comparison = Comparison(**inputs(tmp_path), out=str(tmp_path / "out"), budget=1, variants=(Variant("a", {}),))
+    with pytest.raises(RnnlmError) as caught:
+        run_comparison(comparison, fake_measure)
+    assert caught.value.exit_code == code and type(caught.value).__name__ == kind
+
+
+READING_TRAINER = r"""
+import json, os, sys
+out, corpus, valid = sys.argv[1], sys.argv[2], sys.argv[3]
+folder = os.path.dirname(out)
+with open(os.path.join(folder, "seen"), "w") as f:
+    json.dump([open(corpus).read(), open(valid).read()], f)
+print(json.dumps({"best_valid_ppl": 20.0, "tokens_per_second": 500.0, "steps": 3, "seconds": 2.0}))
+"""
+
+
+def test_compare_reads_stdin_and_pipes_once_for_every_run(tmp_path, monkeypatch, fifo):
+    """The corpus from stdin, the validation text and --config from read-once files: every
+    run's training sees all of each, and the shared options arrive."""
+    script = tmp_path / "reading_train.py"
+    script.write_text(READING_TRAINER)
+    monkeypatch.setattr(compare, "train_command",
+                        lambda c, run: [sys.executable, str(script), run.model, c.corpus, c.valid])
+    shared = []
+    monkeypatch.setattr(compare, "measure_run",
+                        lambda c, run, trained, device: shared.append(dict(c.shared)) or fake_measure(c, run, trained))
+    valid_pipe, config_pipe = fifo(b"v1 v2\n", "valid"), fifo(b"hidden: 32\n", "config")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["compare", "-", "--valid", str(valid_pipe), "--config", str(config_pipe),
+                                      "--budget", "1", "--vary", "cell=rnn,gru", "--out", str(out), "--json"],
+                                input="w1 w2 w3\n" * 3, env={"RNNLM_DEBUG": None})
+    assert result.exit_code == 0, result.stderr
+    for variant in ("cell=rnn", "cell=gru"):
+        assert json.loads((out / variant / "seen").read_text()) == ["w1 w2 w3\n" * 3, "v1 v2\n"]
+    assert shared == [{"hidden": 32}, {"hidden": 32}]
+
+
+def test_two_inputs_from_stdin_are_refused_up_front(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "-", "--valid", "-", "--budget", "1", "--vary", "cell=rnn",
+                                      "--out", str(tmp_path / "out")], input="a\n", env={"RNNLM_DEBUG": None})
+    assert result.exit_code == 2 and "standard input" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -69,6 +69,41 @@ def test_cutoffs_are_checked():
     assert ModelConfig(vocab_size=40).cutoffs == ()
 
 
+def tail_widths(model):
+    """The features each tail cluster's projection keeps."""
+    return [cluster[0].out_features for cluster in model.decoder.tail]
+
+
+def test_each_tail_cluster_is_half_as_wide_as_the_one_before():
+    config = ModelConfig(vocab_size=400, emb=8, hidden=256, layers=1, adaptive_softmax="20,100,200")
+    assert tail_widths(build_model(config)) == [128, 64, 32]
+    wider = ModelConfig(vocab_size=400, emb=8, hidden=256, layers=1, adaptive_softmax="20,100,200", adaptive_div=4.0)
+    assert tail_widths(build_model(wider)) == [64, 16, 4]
+    # Where the ratio would leave the last cluster no feature, it is lowered until one is left.
+    narrow = ModelConfig(vocab_size=400, emb=8, hidden=6, layers=1, adaptive_softmax="20,100,200,300")
+    assert min(tail_widths(build_model(narrow))) >= 1
+    with pytest.raises(UsageError, match="--adaptive-div"):
+        ModelConfig(vocab_size=400, adaptive_div=0.5)
+
+
+def test_a_model_saved_before_the_ratio_was_recorded_loads_with_torchs_four(tmp_path, word_tokenizer):
+    from rnnlm_cli.store.checkpoint import load_checkpoint, save_checkpoint
+
+    config = ModelConfig(vocab_size=word_tokenizer.vocab_size, emb=8, hidden=64, layers=1,
+                         adaptive_softmax="4,8", adaptive_div=4.0)
+    model = build_model(config)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model, word_tokenizer.to_dict())
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["adaptive_div"]  # as rnnlm 0.2 wrote it
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.model_config.adaptive_div == 4.0
+    rebuilt = build_model(loaded.model_config)
+    rebuilt.load_state_dict(loaded.state_dict)  # every tail weight has its saved shape
+    assert tail_widths(rebuilt) == [16, 4]
+
+
 def test_training_loss_is_the_cross_entropy_of_the_distribution():
     from rnnlm_cli.config import TrainConfig
     from rnnlm_cli.train.objective import Objective
@@ -120,6 +155,23 @@ def test_train_eval_generate_and_export_from_the_command_line(tmp_path, tiny_cor
     tied = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(tmp_path / "t.pt"), "--adaptive-softmax", "3",
                                "--tied", "--max-steps", "1"])
     assert tied.exit_code == 2 and "cannot be --tied" in tied.stderr
+
+
+def test_adaptive_div_is_an_option_of_train_kept_in_the_model(tmp_path, tiny_corpus):
+    from rnnlm_cli.store.checkpoint import load_model
+
+    out, valid = tmp_path / "m.pt", tmp_path / "valid.txt"
+    valid.write_text(tiny_corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    common = ["--valid", str(valid), "--adaptive-softmax", "3,6", "--emb", "8", "--hidden", "16", "--layers", "1", "--batch-size", "2",
+              "--bptt", "5", "--max-steps", "2"]
+    train = CliRunner().invoke(app, ["train", str(tiny_corpus), "--out", str(out), "--adaptive-div", "4", *common])
+    assert train.exit_code == 0, train.stderr
+    model, _, checkpoint = load_model(str(out))
+    assert checkpoint.model_config.adaptive_div == 4.0 and tail_widths(model) == [4, 1]
+    # The shape is the model's: continuing it with another ratio is refused.
+    again = CliRunner().invoke(app, ["train", str(tiny_corpus), "--valid", str(valid), "--out", str(tmp_path / "n.pt"),
+                                     "--init-from", str(out), "--adaptive-div", "2", "--max-steps", "1"])
+    assert again.exit_code == 2 and "--adaptive-div" in again.stderr
 
 
 @pytest.mark.skipif(not cpu_bf16_kernels(), reason="this CPU's kernels cannot compute in bf16")

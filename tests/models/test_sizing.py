@@ -14,6 +14,9 @@ from rnnlm_cli.models.sizing import check_fits_in_memory, estimated_parameters, 
     dict(cell="lstm", emb=8, hidden=8, layers=1, tied=True),
     dict(cell="gru", emb=8, hidden=16, layers=3),
     dict(cell="rnn", emb=5, hidden=7, layers=2),
+    dict(cell="lstm", emb=8, hidden=64, layers=1, adaptive_softmax="4,10,20"),
+    dict(cell="lstm", emb=8, hidden=64, layers=1, adaptive_softmax="4,10,20", adaptive_div=4.0),
+    dict(cell="gru", emb=8, hidden=6, layers=1, adaptive_softmax="4,10,20,30"),  # the div lowered
 ])
 def test_estimated_parameters_match_the_built_model(shape):
     config = ModelConfig(vocab_size=37, **shape)

@@ -189,3 +189,30 @@ def test_results_to_a_full_disk_are_73_in_one_line(small_fs, saved_model, tiny_c
     assert done.returncode == 73, done.stderr
     line = one_line(done.stderr)
     assert line.startswith("rnnlm: error: stdout") and "No space left on device" in line, line
+
+
+def test_every_results_command_writes_through_the_guarded_stdout():
+    """Results written past the guarded sys.stdout (click's echo finds the stream underneath it)
+    are lost without an error on a full disk; print and the ui's functions go through it."""
+    import pathlib
+    import re
+
+    folder = pathlib.Path(__file__).parents[2] / "rnnlm_cli" / "cli"
+    unguarded = re.compile(r"\b(?:typer|click)\.s?echo\(")
+    found = {path.name: unguarded.findall(path.read_text()) for path in folder.glob("*.py")}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+
+
+@pytest.mark.parametrize("command", ["analyze", "version"])
+def test_analysis_results_to_dev_full_are_73(saved_model, tiny_corpus, tmp_path, command):
+    text = tmp_path / "long.txt"
+    text.write_text(tiny_corpus.read_text() * 20)  # long enough for the gradient windows
+    args = {"analyze": ["analyze", "gradients", str(saved_model[0]), str(text), "--positions", "4",
+                        "--max-distance", "5"],
+            "version": ["--version"]}[command]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RNNLM_DEBUG", None)
+    with open("/dev/full", "wb") as stdout:
+        done = subprocess.run([*RNNLM, *args], stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=120)
+    assert done.returncode == 73, done.stderr
+    assert one_line(done.stderr).startswith("rnnlm: error: stdout")

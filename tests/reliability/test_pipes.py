@@ -10,7 +10,6 @@ command on a regular file holding the same bytes, or with counts known in advanc
 
 from __future__ import annotations
 
-import errno
 import gzip
 import json
 import os
@@ -18,8 +17,6 @@ import re
 import stat
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -33,68 +30,6 @@ RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 WORDS = "the a dog cat runs sees big small house tree".split()
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--batch-size", "2", "--bptt", "4",
               "--max-steps", "1", "--device", "cpu"]
-
-
-class Fifo:
-    """A named pipe at ``path`` whose first reader gets ``data``; later readers get end of file."""
-
-    def __init__(self, path, data: bytes) -> None:
-        self.path = str(path)
-        self.data = data
-        self.written = 0
-        self._stop = threading.Event()
-        os.mkfifo(self.path)
-        self._thread = threading.Thread(target=self._feed, daemon=True)
-        self._thread.start()
-
-    def _open_writer(self) -> int | None:
-        while not self._stop.is_set():
-            try:
-                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-                time.sleep(0.005)
-        return None
-
-    def _feed(self) -> None:
-        fd = self._open_writer()
-        if fd is None:
-            return
-        os.set_blocking(fd, True)
-        try:
-            view = memoryview(self.data)
-            while view:
-                sent = os.write(fd, view)
-                self.written += sent
-                view = view[sent:]
-        except BrokenPipeError:
-            pass  # the reader closed early: what it did not read is gone, as with a real pipe
-        finally:
-            os.close(fd)
-        # The writer is gone: any later reader sees end of file at once.
-        while (fd := self._open_writer()) is not None:
-            os.close(fd)
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-@pytest.fixture
-def fifo(tmp_path):
-    made: list[Fifo] = []
-
-    def make(data: bytes, name: str = "pipe") -> str:
-        folder = tmp_path / f"fifo{len(made)}"
-        folder.mkdir()
-        made.append(Fifo(folder / name, data))
-        return made[-1].path
-
-    yield make
-    for pipe in made:
-        pipe.close()
 
 
 def rnnlm(*args, input: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -240,6 +175,22 @@ def test_eval_a_model_from_a_fifo(tmp_path, fifo, saved_model):
     text = write(tmp_path / "t.txt", TEXT)
     expected = scores(rnnlm("eval", model, text, "--json", "--device", "cpu"))
     assert scores(rnnlm("eval", fifo(model.read_bytes()), text, "--json", "--device", "cpu")) == expected
+
+
+BIGRAM_ARPA = ("\\data\\\nngram 1=6\nngram 2=2\n\n\\1-grams:\n-1.0 </s>\n-99 <s> -0.3\n-0.5 the -0.2\n"
+               "-0.8 dog\n-2.0 <unk>\n-1.2 .\n\n\\2-grams:\n-0.1 <s> the\n-0.3 the dog\n\n\\end\\\n").encode()
+
+
+def test_eval_mixes_an_ngram_model_read_from_a_fifo_or_stdin(tmp_path, fifo, saved_model):
+    # Telling a KenLM binary from ARPA text reads the file's head: from a pipe, only once.
+    model = saved_model[0]
+    text = write(tmp_path / "t.txt", TEXT)
+    mix = ["--lambda", "0.5", "--json", "--device", "cpu"]
+    expected = scores(rnnlm("eval", model, text, "--mix-lm", write(tmp_path / "lm.arpa", BIGRAM_ARPA), *mix))
+    assert scores(rnnlm("eval", model, text, "--mix-lm", fifo(BIGRAM_ARPA), *mix)) == expected
+    assert scores(rnnlm("eval", model, text, "--mix-lm", "-", *mix, input=BIGRAM_ARPA)) == expected
+    plain = scores(rnnlm("eval", model, text, "--json", "--device", "cpu"))
+    assert plain["ppl"] != expected["ppl"]  # the n-gram model was read and mixed in
 
 
 def test_generate_from_a_model_in_a_fifo(fifo, saved_model):

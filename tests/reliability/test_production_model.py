@@ -100,6 +100,24 @@ def test_out_and_promote_target_naming_one_file_are_refused_before_a_byte_is_wri
     assert folder_digest(prod) == before  # no token file, no state, no metrics, target whole
 
 
+@pytest.mark.parametrize("kind", ["folder", "symlink"])
+def test_a_promotion_lock_that_can_never_be_taken_is_refused_before_training(tmp_path, models, kind):
+    # The target's lock is taken only after training: a name it can never take is said at once.
+    prod = tmp_path / "prod"
+    prod.mkdir()
+    target = prod / "current.pt"
+    shutil.copyfile(models["weak"], target)
+    lock = prod / ".current.pt.rnnlm.lock"
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        lock.symlink_to(tmp_path / "elsewhere")
+    out = tmp_path / "run" / "model.pt"
+    result = cli("train", models["corpus"], "--out", out, *COMMON, "--max-steps", 2, "--promote-if-better", target)
+    assert result.exit_code == 73, result.stderr
+    assert "lock" in error_line(result.stderr) and not out.exists()
+
+
 @pytest.mark.parametrize("pair", ["out=corpus", "out=valid", "corpus=valid", "out=init-from", "out=resume",
                                   "token-file=corpus", "metrics=valid", "promote=corpus", "resume=init-from"])
 def test_any_two_train_roles_naming_one_file_are_refused(tmp_path, models, pair):

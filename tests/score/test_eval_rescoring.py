@@ -181,6 +181,24 @@ def test_lambda_zero_makes_words_the_ngram_lacks_zeroprobs(uniform_lm, arpa, tmp
     assert report["logprob"] == pytest.approx(-0.2 - 1.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("output", ["sentence-scores", "nbest-best"])
+def test_a_hypothesis_with_a_zero_probability_word_ranks_last(uniform_lm, arpa, tmp_path, output):
+    # "." has probability zero under the n-gram model alone: u1-2 is impossible, however
+    # short, and must not gain from the word being left out of its sum.
+    # u1-1's log10 is -2.2 under the n-gram model; u1-2's possible words sum to -1.2.
+    nbest = write(tmp_path / "h.txt", "u1-1 the dog runs the dog runs\nu1-2 the .\nu2-1 the .\n")
+    args = ["--nbest", nbest, "--nbest-format", "kaldi", "--mix-lm", arpa, "--lambda", "0"]
+    if output == "nbest-best":
+        assert ok(uniform_lm, *args, "--nbest-best").stdout == "u1 the dog runs the dog runs\nu2 the .\n"
+        # The same in SRILM's layout (acoustic 0, old LM score, word count, words).
+        srilm = write(tmp_path / "h.nbest", "u1 0 0 6 the dog runs the dog runs\nu1 0 0 2 the .\n")
+        rows = ok(uniform_lm, "--nbest", srilm, "--mix-lm", arpa, "--lambda", "0").stdout.splitlines()
+        assert [float(row.split()[3]) for row in rows] == [pytest.approx(-2.2), -math.inf]
+        return
+    scores = [float(line) for line in ok(uniform_lm, *args, "--output", "sentence-scores").stdout.split()]
+    assert scores == [pytest.approx(-2.2), -math.inf, -math.inf]
+
+
 def grid_best_weight(ngram: list[float]) -> float:
     """The weight of the uniform model that maximises the likelihood, on a grid of 1e-4."""
     return max((sum(mixed(step / 10_000, q) for q in ngram), step / 10_000) for step in range(1, 10_000))[1]

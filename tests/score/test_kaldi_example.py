@@ -55,3 +55,20 @@ def test_the_example_chain_gives_costs_and_best_text(random_lm, tmp_path):
     assert min(abs(totals["u1-1"] - totals["u1-2"]), abs(totals["u2-1"] - totals["u2-2"])) > 0.01
     expected = "".join(f"{utt} {' '.join(table[i] for i in IDS[key])}\n" for utt, key in best.items())
     assert (tmp_path / "best.text").read_text() == expected
+
+
+@pytest.mark.slow  # one subprocess: a Python start and a torch import
+def test_a_failing_chain_leaves_the_previous_outputs_whole(random_lm, tmp_path):
+    write(tmp_path / "words.txt", TABLE)
+    write(tmp_path / "words.ids", "".join(f"{k} {' '.join(map(str, v))}\n" for k, v in IDS.items()))
+    write(tmp_path / "ac.cost", "".join(f"{k} {v}\n" for k, v in AC.items() if k != "u2-2"))  # u2-2 has no cost
+    write(tmp_path / "lm.cost", "".join(f"{k} {v}\n" for k, v in LM.items()))
+    previous = {name: f"previous {name}\n" for name in ("rnnlm.tokens", "rnnlm.cost", "total.cost", "best.text")}
+    for name, text in previous.items():
+        write(tmp_path / name, text)
+    env = {**os.environ, "RNNLM": f"{sys.executable} -m rnnlm_cli", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["sh", str(SCRIPT), str(random_lm), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 65 and "no cost for u2-2" in done.stderr
+    assert {name: (tmp_path / name).read_text() for name in previous} == previous
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left

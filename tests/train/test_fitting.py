@@ -24,12 +24,14 @@ def shape(job):
 
 def test_a_bare_command_gets_a_shape_and_batch_for_its_corpus_and_device():
     job, notes = fitted()
-    assert shape(job) == (1, 256, 256, 64)
-    assert len(notes) == 1 and ("1x256 lstm, 256-wide embeddings, batch 64, --lr 0.008: chosen for a 2,000,000-token "
+    assert shape(job) == (1, 256, 256, 32)
+    assert len(notes) == 1 and ("1x256 lstm, 256-wide embeddings, batch 32, --lr 0.008: chosen for a 2,000,000-token "
                                 "word corpus") in notes[0]
     assert job.train.lr == 0.008 and fitted(tokens=300_000)[0].train.lr == 0.004
     assert fitted(kind="char")[0].train.lr == 0.002 and fitted(device="cuda")[0].train.lr == 0.003
     assert shape(fitted(tokens=300_000)[0]) == (1, 256, 128, 32)
+    # From half a million tokens (a PTB-sized corpus among them) the wide embeddings pay.
+    assert shape(fitted(tokens=600_000)[0]) == (1, 256, 256, 32) and fitted(tokens=600_000)[0].train.lr == 0.008
     assert shape(fitted(kind="char")[0]) == (1, 512, 64, 32)
     assert shape(fitted(device="cuda")[0]) == (2, 650, 650, 64)
     assert shape(fitted(device="cuda", tokens=200_000_000)[0]) == (2, 1024, 1024, 128)
@@ -46,7 +48,7 @@ def test_the_batch_leaves_each_stream_enough_segments():
 def test_what_the_user_gave_is_kept():
     job, notes = fitted({"hidden": 100, "cell": "gru"})
     assert (job.model.hidden, job.model.layers, job.model.emb) == (100, 1, 256)  # the others still fitted
-    assert notes[0].startswith("1x100 gru, 256-wide embeddings, batch 64, --lr 0.008: chosen for")
+    assert notes[0].startswith("1x100 gru, 256-wide embeddings, batch 32, --lr 0.008: chosen for")
     assert notes[0].endswith("(--layers/--emb/--batch-size/--lr to choose yourself)")
     job, notes = fitted({"batch_size": 500}, tokens=20_000)  # too many streams: refused later, not changed
     assert job.train.batch_size == 500 and job.model.hidden == 256 and "batch" not in notes[0]
@@ -66,7 +68,7 @@ def test_a_tied_model_gets_embeddings_as_wide_as_its_output():
 def test_a_saved_shape_is_not_chosen_but_the_batch_is():
     job, notes = fitted(fixed_shape=True)
     assert (job.model.hidden, job.model.layers, job.model.emb) == (256, 2, 128)  # the defaults, as resolved
-    assert job.train.batch_size == 64 and notes[0].startswith("batch 64: chosen")
+    assert job.train.batch_size == 32 and notes[0].startswith("batch 32: chosen")
     assert job.train.lr == TrainConfig().lr  # the rate goes with a shape the run did not choose
 
 
@@ -76,21 +78,21 @@ def test_a_job_built_in_code_is_left_as_it_is():
 
 
 def test_a_preset_too_big_for_a_small_corpus_says_what_it_changed():
-    job, notes = fitted(preset="wt2-cpu-quick", tokens=60_000)
+    job, notes = fitted(preset="wt2-cpu-quick", tokens=30_000)
     notes = [note for note in notes if note.startswith("preset")]  # the preset leaves its width to the run
-    # 60,000 tokens fill 34 streams of 50 segments: 32; 2 epochs would be 106 steps of the 1,800 planned.
-    assert job.train.batch_size == 32 and job.train.epochs == 34
-    assert "its batch of 64 streams" in notes[0] and "using 32" in notes[0]
-    assert "2 epochs of this small corpus are 106 steps, not the 1,800 it plans; training 34 epochs" in notes[1]
+    # 30,000 tokens fill 17 streams of 50 segments: 16; 2 epochs would be 106 steps of the 3,600 planned.
+    assert job.train.batch_size == 16 and job.train.epochs == 68
+    assert "its batch of 32 streams" in notes[0] and "using 16" in notes[0]
+    assert "2 epochs of this small corpus are 106 steps, not the 3,600 it plans; training 68 epochs" in notes[1]
     assert (job.model.hidden, job.model.emb) == (256, 256)  # the preset's shape stays
 
 
 def test_a_preset_on_a_large_corpus_says_how_little_of_it_the_budget_covers():
     job, notes = fitted(preset="wt2-cpu-quick", tokens=50_000_000)
     notes = [note for note in notes if note.startswith("preset")]  # the preset leaves its width to the run
-    assert job.train.batch_size == 64 and job.train.max_steps == 1800
-    steps_per_epoch = (50_000_000 - 1) // 64 // 35
-    assert notes == [f"preset wt2-cpu-quick: its 1,800 steps cover {1800 / steps_per_epoch:.2f} epochs of this large "
+    assert job.train.batch_size == 32 and job.train.max_steps == 3600
+    steps_per_epoch = (50_000_000 - 1) // 32 // 35
+    assert notes == [f"preset wt2-cpu-quick: its 3,600 steps cover {3600 / steps_per_epoch:.2f} epochs of this large "
                      "corpus; give --max-steps 0 and --max-time SECONDS to train longer"]
 
 
