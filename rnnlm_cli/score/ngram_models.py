@@ -45,8 +45,8 @@ def kenlm_module():
 
 
 def is_kenlm_binary(path: str) -> bool:
-    if path == "-":
-        return False
+    """Whether the file at ``path`` (a regular file: :func:`load_ngram` copies a pipe first)
+    starts as KenLM's binary models do."""
     try:
         with open(path, "rb") as handle:
             return handle.read(len(_BINARY_MAGIC)) == _BINARY_MAGIC

@@ -38,12 +38,7 @@ def check_job_files(job: TrainJob) -> None:
         outputs.append(FileRole("the validation token file", f"{stem}.valid.tok", writes=True))
     for role in outputs[1:]:
         check_output_file(role.path, role.name)
-    inputs = [FileRole("CORPUS", job.corpus), FileRole("--valid", job.valid or ""),
-              FileRole("--init-from", job.init_from or ""),
-              FileRole("--tokenizer", job.tokenizer if job.tokenizer and not tokenizer_to_learn(job.tokenizer) else ""),
-              FileRole("--embeddings", job.train.embeddings), FileRole("--synonyms", job.train.synonyms)]
-    if job.resume not in (None, AUTO):
-        inputs.append(FileRole("--resume", job.resume))
+    inputs = _input_roles(job)
     if job.promote_to is not None:
         check_output_file(job.promote_to, "--promote-if-better")
         # Its lock is taken after training: one that can never be taken is said now.
@@ -60,12 +55,19 @@ def check_job_files(job: TrainJob) -> None:
 def check_printing_apart(job: TrainJob, config_path: str | None) -> None:
     """UsageError when stdout is redirected into a file the job names (``--show-config
     --init-from m.pt >> m.pt`` would append YAML to the model)."""
-    named = [("CORPUS", job.corpus if job.corpus != "-" else ""), ("--valid", job.valid or ""),
-             ("--init-from", job.init_from or ""), ("--resume", job.resume if job.resume not in (None, AUTO) else ""),
-             ("--out", job.out), ("--promote-if-better", job.promote_to or ""),
-             ("--tokenizer", job.tokenizer or ""), ("--embeddings", job.train.embeddings),
-             ("--synonyms", job.train.synonyms), ("--config", config_path or "")]
-    check_stdout_apart([FileRole(name, path) for name, path in named])
+    check_stdout_apart(_input_roles(job) + [FileRole("--out", job.out), FileRole("--promote-if-better", job.promote_to or ""),
+                                            FileRole("--config", config_path or "")])
+
+
+def _input_roles(job: TrainJob) -> list[FileRole]:
+    """The files the job reads, by the option naming each ("" where none is named)."""
+    roles = [FileRole("CORPUS", job.corpus), FileRole("--valid", job.valid or ""),
+             FileRole("--init-from", job.init_from or ""),
+             FileRole("--tokenizer", job.tokenizer if job.tokenizer and not tokenizer_to_learn(job.tokenizer) else ""),
+             FileRole("--embeddings", job.train.embeddings), FileRole("--synonyms", job.train.synonyms)]
+    if job.resume not in (None, AUTO):
+        roles.append(FileRole("--resume", job.resume))
+    return roles
 
 
 def _is_snapshot_name(path: str, paths: OutputPaths) -> bool:
