@@ -250,9 +250,12 @@ class SamplingConfig:
 
 
 def load_yaml(path: str) -> dict[str, Any]:
-    """Read a YAML mapping of option names (dashes or underscores) to single values."""
-    if not os.path.isfile(path):
+    """Read a YAML mapping of option names (dashes or underscores) to single values from a
+    file, a pipe (a FIFO, ``<(...)``) or stdin (``-``), read once."""
+    if path != "-" and not os.path.exists(path):
         raise InputMissingError(f"{path}: no such config file")
+    if os.path.isdir(path):
+        raise InputMissingError(f"{path}: is a directory, expected a config file")
     return read_options(path)
 
 

@@ -13,6 +13,7 @@ much memory nor how much time reading it takes:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
@@ -49,10 +50,13 @@ _OptionLoader.yaml_implicit_resolvers = {
 
 
 def read_options(path: str) -> dict[str, Any]:
-    """The options in the YAML file ``path``; a missing file is the caller's to report."""
+    """The options in the YAML file ``path`` (``-``: stdin); a missing file is the caller's to report."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the config file ({exc.strerror})") from exc
     return parse_options(raw, path)

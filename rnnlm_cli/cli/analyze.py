@@ -56,7 +56,7 @@ def gradients(
     from rnnlm_cli.files.roles import FileRole, check_file_roles
     from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.store.checkpoint import load_model
-    from rnnlm_cli.text.reading import check_readable
+    from rnnlm_cli.text.reading import check_readable, display_name
 
     config = GradientConfig(max_distance=max_distance, positions=positions, warmup=warmup, batch=batch, seed=seed)
     if plot is not None:
@@ -85,7 +85,7 @@ def gradients(
 
         plot_profiles([(f"{label} ({cfg.cell})", profile) for label, _, cfg, profile in measured], plot)
     if json_output:
-        print_json({"models": [{"label": label, "model": path, "cell": cfg.cell, "layers": cfg.layers,
+        print_json({"models": [{"label": label, "model": display_name(path), "cell": cfg.cell, "layers": cfg.layers,
                                 "hidden": cfg.hidden, **profile.to_dict()}
                                for label, path, cfg, profile in measured]})
         return
@@ -96,7 +96,7 @@ def gradients(
 def model_labels(paths: list[str]) -> list[str]:
     """Short names for the models: the file's stem, or its folder where stems repeat
     (``runs/rnn/model.pt`` and ``runs/gru/model.pt`` -> ``rnn``, ``gru``), or both."""
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    stems = ["stdin" if p == "-" else os.path.splitext(os.path.basename(p))[0] for p in paths]
     if len(set(stems)) == len(stems):
         return stems
     folders = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in paths]

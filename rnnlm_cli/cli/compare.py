@@ -51,15 +51,15 @@ def command(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps: where runs train and are measured."),
 ) -> None:
     from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.files.roles import FileRole, check_one_stdin
     from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.text.reading import check_readable
 
     if bool(vary) == bool(variants):
         raise UsageError("give the variants by --vary KEY=V1,V2 or by --variants FILE (one of the two)")
     given = {"corpus": corpus, "valid": valid, "test": test, "pairs": pairs, "variants": variants, "config": config}
-    from_stdin = [name for name, path in given.items() if path == "-"]
-    if len(from_stdin) > 1:
-        raise UsageError(f"{' and '.join(from_stdin)} are both '-': standard input can be only one of them")
+    check_one_stdin([FileRole("CORPUS" if name == "corpus" else f"--{name}", path)
+                     for name, path in given.items() if path is not None])
     for path in given.values():
         if path is not None:
             check_readable(path)

@@ -355,7 +355,7 @@ def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: boo
 
 
 def _score_lists(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
-    from rnnlm_cli.score.kaldi import score_nbest_lists, sentence_line, token_line
+    from rnnlm_cli.score.kaldi import score_nbest_lists, sentence_line, token_line_parts
     from rnnlm_cli.score.nbest import best_line, format_line
 
     with Progress("scoring n-best lists") as progress:
@@ -365,7 +365,9 @@ def _score_lists(lm, tokenizer, path: str, device, config, lists, ngram, strict:
                 rows = []
             for row in rows:
                 if lists.output == "token-scores":
-                    sys.stdout.write(token_line(row) + "\n")
+                    for part in token_line_parts(row):  # a line may be megabytes
+                        sys.stdout.write(part)
+                    sys.stdout.write("\n")
                 elif lists.output == "sentence-scores":
                     sys.stdout.write(sentence_line(row, as_cost=lists.cost) + "\n")
                 else:

@@ -39,7 +39,8 @@ def command(
         "Use a recogniser's vocabulary instead of learning one: a Kaldi symbol table ('word id' lines, "
         "words.txt) or an ESPnet token list (one token per line, id = line number). Its words keep their "
         "order; <eos> is 0 and <unk> 1 as in every vocabulary; <eps>, <s>, </s>, #N, <blank> and <sos/eos> "
-        "are not words. The table is kept in the tokenizer, for 'rnnlm export --format symbols'.")),
+        "are not words. The table must be UTF-8, and is kept in the tokenizer: 'rnnlm export --format symbols' "
+        "writes it back byte for byte.")),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
     save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
@@ -55,18 +56,18 @@ def command(
     from rnnlm_cli.text.corpus import encode_corpus, input_warnings, learn_tokenizer
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
-    from rnnlm_cli.text.symbol_tables import tokenizer_from_table
+    from rnnlm_cli.text.tokenizers import tokenizer_from_table
     from rnnlm_cli.text.reading import check_readable, display_name
 
     if print_as not in (None, "ids", "pieces"):
         raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
     if symbols is not None and tokenizer is not None:
         raise UsageError("--symbols and --tokenizer each give the tokenizer: pick one")
-    _check_files(corpus, tokenizer or symbols, out, save_tokenizer)
+    _check_files(corpus, "--symbols" if symbols else "--tokenizer", tokenizer or symbols, out, save_tokenizer)
     if decode:
         if tokenizer is None and symbols is None:
             raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file) or --symbols")
-        _decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols, strict),
+        _decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols),
                       corpus, strict)
         return
     if not (out or save_tokenizer or print_as):
@@ -80,7 +81,7 @@ def command(
     config = TokenizerConfig(**{k: v for k, v in learning.items() if v is not None})
     check_readable(corpus)
     given = (tokenizer_from_file(tokenizer) if tokenizer else
-             tokenizer_from_table(symbols, strict) if symbols else None)
+             tokenizer_from_table(symbols) if symbols else None)
     if print_as and given is None and not out and corpus == "-":
         raise UsageError("printing from stdin needs --tokenizer, or --out to learn from it first")
 
@@ -122,14 +123,14 @@ def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, 
             _warn_all(notes)
 
 
-def _check_files(corpus: str, tokenizer: str | None, out: str | None, save_tokenizer: str | None) -> None:
+def _check_files(corpus: str, source_flag: str, source: str | None, out: str | None, save_tokenizer: str | None) -> None:
     """Outputs that can be written, and none of them an input, before anything is read."""
     from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
 
     for name, path in (("--out", out), ("--save-tokenizer", save_tokenizer)):
         if path is not None:
             check_output_file(path, name)
-    check_file_roles([FileRole("CORPUS", corpus), FileRole("--tokenizer", tokenizer or ""),
+    check_file_roles([FileRole("CORPUS", corpus), FileRole(source_flag, source or ""),
                       FileRole("--out", out or "", writes=True),
                       FileRole("--save-tokenizer", save_tokenizer or "", writes=True)])
 

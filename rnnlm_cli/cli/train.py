@@ -277,6 +277,7 @@ def command(
 ) -> None:
     started = time.monotonic()  # --max-wall-time counts from here
     from rnnlm_cli.errors import NotPromotedError, UsageError
+    from rnnlm_cli.files.roles import FileRole, check_one_stdin
     from rnnlm_cli.train.job import resolve_train
     from rnnlm_cli.train.run import run_training
 
@@ -286,6 +287,10 @@ def command(
     flags["out"] = str(out) if out is not None else None
     if corpus is None and not show_config:
         raise UsageError("missing CORPUS: the training text, '-' for stdin, or a token file")
+    # --config is read while the job is resolved, before the job's own files are checked.
+    check_one_stdin([FileRole("CORPUS", corpus or ""), FileRole("--config", str(config or "")),
+                     *(FileRole("--" + name.replace("_", "-"), flags.get(name) or "")
+                       for name in ("valid", "tokenizer", "init_from", "embeddings", "synonyms", "resume"))])
     job = resolve_train(corpus or "-", flags, preset, str(config) if config is not None else None)
     if show_config:
         from rnnlm_cli.train.job_files import check_printing_apart

@@ -42,6 +42,8 @@ def check_file_roles(roles: Iterable[FileRole], may_share: Iterable[tuple[str, s
     the validation text is as much a mistake as writing over the corpus. A regular file
     behind standard output (``>> model.pt``) counts as one more output.
     """
+    roles = list(roles)
+    check_one_stdin(roles)
     given = [role for role in roles if role.path and role.path != STDIN]
     if check_stdout:
         stdout = _stdout_file()
@@ -64,10 +66,23 @@ def check_file_roles(roles: Iterable[FileRole], may_share: Iterable[tuple[str, s
                          f"give {role.name} another path")
 
 
+def check_one_stdin(roles: Iterable[FileRole]) -> None:
+    """UsageError when two roles are ``-``: standard input is read once, by one of them (the
+    other would find it empty, or a pipe's bytes split between the two)."""
+    from_stdin = [role.name for role in roles if role.path == STDIN]
+    if len(from_stdin) > 1:
+        raise UsageError(f"{' and '.join(from_stdin)} are all '-': standard input can be only one of them"
+                         if len(from_stdin) > 2 else
+                         f"{' and '.join(from_stdin)} are both '-': standard input can be only one of them")
+
+
 def check_stdout_apart(roles: Iterable[FileRole]) -> None:
-    """UsageError when standard output is redirected into one of ``roles``' files (``>> model.pt``).
+    """UsageError when two roles read standard input, or standard output is redirected into
+    one of ``roles``' files (``>> model.pt``).
 
     For commands whose inputs may repeat (scoring the text a mix weight was fitted on)."""
+    roles = list(roles)
+    check_one_stdin(roles)
     stdout = _stdout_file()
     if stdout is None:
         return

@@ -27,7 +27,9 @@ next utterance's scoring. It never resets: give each recording's lists as its ow
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,11 +37,11 @@ import torch
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.models.lm import select_state
-from rnnlm_cli.score.nbest import Hypothesis, NBestList, combined, iter_nbest, read_score_table
+from rnnlm_cli.score.nbest import LONG_TEXT, Hypothesis, NBestList, WordRun, combined, iter_nbest, read_score_table
 from rnnlm_cli.score.rescoring import RescoreResult
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
-from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words, sentence_log10
+from rnnlm_cli.score.word_scoring import NgramMix, WordScore, long_sentence_words, piece_words, text_pieces
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import MAX_DIGITS, DecodeStats, display_name
 from rnnlm_cli.text.symbol_tables import ESPNET_BLANK, ESPNET_EOS, is_kaldi_non_word, read_symbol_table
@@ -48,11 +50,11 @@ from rnnlm_cli.units import LN10
 _ID = re.compile(r"[0-9]+")
 
 
-def read_id_table(path: str, strict: bool = False) -> tuple[dict[int, str], Callable[[str], bool]]:
+def read_id_table(path: str) -> tuple[dict[int, str], Callable[[str], bool]]:
     """id -> symbol of a Kaldi symbol table or an ESPnet token list, and the test for the
     symbols that are not words (Kaldi's ``<eps>``, ``<s>``, ``</s>``, ``#N``; ESPnet's
     ``<blank>`` and ``<sos/eos>``)."""
-    layout, entries = read_symbol_table(path, strict)
+    layout, entries = read_symbol_table(path)
     if layout == "kaldi":
         return {symbol_id: symbol for symbol, symbol_id in entries}, is_kaldi_non_word
     return {symbol_id: symbol for symbol, symbol_id in entries}, lambda symbol: symbol in (ESPNET_BLANK, ESPNET_EOS)
@@ -60,19 +62,30 @@ def read_id_table(path: str, strict: bool = False) -> tuple[dict[int, str], Call
 
 def ids_to_words(nbest_list: NBestList, table: dict[int, str], is_non_word: Callable[[str], bool], table_name: str,
                  list_name: str) -> NBestList:
-    """The list with each hypothesis' integer ids replaced by the table's words, non-words dropped."""
+    """The list with each hypothesis' integer ids replaced by the table's words, non-words
+    dropped; a long hypothesis (:class:`WordRun`) stays one text."""
     hypotheses = []
     for hyp in nbest_list.hypotheses:
-        words = []
-        for token in hyp.words:
-            symbol = table.get(int(token)) if _ID.fullmatch(token) and len(token) <= MAX_DIGITS else None
-            if symbol is None:
-                raise DataError(f"{list_name}:{hyp.line}: {token[:40]!r} in {hyp.key!r} is not an id of {table_name} "
-                                "(with --symbols, hypotheses are integer ids, as nbest-to-linear writes them)")
-            if not is_non_word(symbol):
-                words.append(symbol)
-        hypotheses.append(dataclasses.replace(hyp, words=tuple(words)))
+        words = (_symbol(token, hyp, table, table_name, list_name) for token in hyp.words)
+        kept = (word for word in words if not is_non_word(word))
+        if isinstance(hyp.words, WordRun):
+            text, count = io.StringIO(), 0
+            for word in kept:
+                text.write(" " if count else "")
+                text.write(word)
+                count += 1
+            hypotheses.append(dataclasses.replace(hyp, words=WordRun(text.getvalue(), count)))
+        else:
+            hypotheses.append(dataclasses.replace(hyp, words=tuple(kept)))
     return NBestList(nbest_list.utterance, hypotheses)
+
+
+def _symbol(token: str, hyp: Hypothesis, table: dict[int, str], table_name: str, list_name: str) -> str:
+    symbol = table.get(int(token)) if _ID.fullmatch(token) and len(token) <= MAX_DIGITS else None
+    if symbol is None:
+        raise DataError(f"{list_name}:{hyp.line}: {token[:40]!r} in {hyp.key!r} is not an id of {table_name} "
+                        "(with --symbols, hypotheses are integer ids, as nbest-to-linear writes them)")
+    return symbol
 
 
 @dataclass(frozen=True)
@@ -80,10 +93,11 @@ class ScoredHypothesis:
     """One hypothesis with its model scores."""
 
     hypothesis: Hypothesis
-    words: list[WordScore]
-    """Its words, then ``</s>`` (the sentence end), each with its log10 probability."""
+    word_log10: Sequence[float]
+    """The log10 probability of each word, then of ``</s>`` (the sentence end); a compact
+    ``array('d')`` for a hypothesis of over :data:`LONG_TEXT` characters."""
     lm: float
-    """log10 probability of the hypothesis (the sum over ``words``; a zero-probability word left out)."""
+    """log10 probability of the hypothesis: the sum of ``word_log10`` (``-inf`` when a word has probability zero)."""
     total: float
     """``acoustic + lm_weight * lm + word_penalty * words``, log10 (:func:`rnnlm_cli.score.nbest.combined`)."""
 
@@ -93,6 +107,9 @@ class StateScorer:
 
     Each hypothesis is one sentence: ``<eos> w1 ... wN`` is read to predict
     ``w1 ... wN <eos>``, as every line is scored elsewhere. OOV words are scored as ``<unk>``.
+    Hypotheses of up to :data:`LONG_TEXT` characters are batched together; a longer one is
+    read a piece at a time, so memory holds a piece's tokens and 8 bytes a word, never a
+    Python object per token.
     """
 
     def __init__(self, model, tokenizer, device, *, mix: NgramMix | None = None, batch_tokens: int = 4096,
@@ -106,8 +123,21 @@ class StateScorer:
         self.state = None
         """The state scoring starts from; None: a fresh (zero) state."""
 
-    def score(self, texts: Sequence[str]) -> list[list[WordScore]]:
-        """Each text's scored words, ``</s>`` last."""
+    def score(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """Each text's log10 word probabilities, ``</s>``'s last."""
+        short = [text for text in texts if len(text) <= LONG_TEXT]
+        found = {text: [word.log10 for word in words] for text, words in zip(short, self._score_short(short))}
+        return [found[text] if text in found else self._score_long(text) for text in texts]
+
+    def _score_long(self, text: str) -> array:
+        scores = array("d")
+        for words in long_sentence_words(self._model, self._tokenizer, text, self._device, mix=self._mix,
+                                         piece_chars=LONG_TEXT, chunk_tokens=self._chunk_tokens,
+                                         state=self._start(1)):
+            scores.extend(word.log10 for word in words)
+        return scores
+
+    def _score_short(self, texts: Sequence[str]) -> list[list[WordScore]]:
         encoder = PieceEncoder(self._tokenizer)
         pieces = [encoder.encode(text, True, context=self._tokenizer.eos_id) for text in texts]
         batch: list[Piece] = []
@@ -132,12 +162,18 @@ class StateScorer:
     @torch.no_grad()
     def advance(self, text: str) -> None:
         """Move the state on over ``<eos>`` and ``text``'s tokens: the context the next sentence is read in."""
-        ids = [self._tokenizer.eos_id, *self._tokenizer.encode(text)]
         state = self._start(1)
-        for start in range(0, len(ids), self._chunk_tokens):
-            x = torch.tensor(ids[start:start + self._chunk_tokens], device=self._device).unsqueeze(1)  # (T, 1)
-            _, state = self._model.hidden_states(x, state)
-        self.state = state
+        ids = [self._tokenizer.eos_id]
+        for piece, _ in text_pieces(text, LONG_TEXT):
+            ids.extend(self._tokenizer.encode(piece))
+            while len(ids) >= self._chunk_tokens:
+                state = self._read(ids[:self._chunk_tokens], state)
+                del ids[:self._chunk_tokens]
+        self.state = self._read(ids, state) if ids else state
+
+    def _read(self, ids: list[int], state):
+        x = torch.tensor(ids, device=self._device).unsqueeze(1)  # (T, 1)
+        return self._model.hidden_states(x, state)[1]
 
     def _start(self, batch: int):
         if self.state is None:
@@ -182,7 +218,7 @@ def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig
     """
     if config.cache or config.dynamic:
         raise ValueError("n-best hypotheses are scored as sentences: the cache and dynamic evaluation do not apply")
-    table, is_non_word = read_id_table(nbest.symbols, strict) if nbest.symbols is not None else (None, None)
+    table, is_non_word = read_id_table(nbest.symbols) if nbest.symbols is not None else (None, None)
     table_stats, stats = DecodeStats(), DecodeStats()
     scores = read_score_table(nbest.acoustic, strict=strict, stats=table_stats) if nbest.acoustic is not None else None
     lists: Iterator[NBestList] = iter_nbest(path, nbest.format, scores, strict=strict, stats=stats)
@@ -195,12 +231,13 @@ def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig
             if table is not None:
                 nbest_list = ids_to_words(nbest_list, table, is_non_word, nbest.symbols, name)
             texts = list(dict.fromkeys(hyp.text for hyp in nbest_list.hypotheses))
-            words_of = dict(zip(texts, scorer.score(texts)))
+            scores_of = dict(zip(texts, scorer.score(texts)))
             rows = []
             for hyp in nbest_list.hypotheses:
-                lm = sentence_log10(words_of[hyp.text])
+                # OOVs are scored as <unk>, so every word counts, and one of probability zero makes -inf.
+                lm = sum(scores_of[hyp.text])
                 total = combined(hyp.acoustic, lm, config.lm_weight, config.word_penalty, len(hyp.words))
-                rows.append(ScoredHypothesis(hyp, words_of[hyp.text], lm, total))
+                rows.append(ScoredHypothesis(hyp, scores_of[hyp.text], lm, total))
             if nbest.carry_state == "best":
                 has_acoustic = scores is not None or nbest_list.hypotheses[0].old_lm is not None
                 scorer.advance(best_of(rows, by_total=has_acoustic).hypothesis.text)
@@ -228,5 +265,13 @@ def sentence_line(row: ScoredHypothesis, as_cost: bool = False) -> str:
 
 def token_line(row: ScoredHypothesis) -> str:
     """``KEY c1 ... cN cEOS``: each word's cost and the sentence end's, 4 decimals."""
-    return " ".join([row.hypothesis.key, *(f"{cost(word.log10):.4f}" for word in row.words)])
+    return "".join(token_line_parts(row))
+
+
+def token_line_parts(row: ScoredHypothesis, words: int = 4096) -> Iterator[str]:
+    """:func:`token_line` in parts of ``words`` costs, to write a line of megabytes without holding it."""
+    yield row.hypothesis.key
+    scores = row.word_log10
+    for start in range(0, len(scores), words):
+        yield "".join(f" {cost(log10):.4f}" for log10 in scores[start:start + words])
 

@@ -128,14 +128,15 @@ class StreamScorer:
     """
 
     def __init__(self, model, device, chunk_tokens: int, *, eager: bool = False, cache=None,
-                 dynamic=None) -> None:
+                 dynamic=None, state=None) -> None:
+        """``state``: the state the stream starts from (None: a fresh one)."""
         self._model = model
         self._device = device
         self._chunk = chunk_tokens
         self._eager = eager
         self._cache = cache
         self._dynamic = dynamic
-        self._state = model.init_state(1, device=device)
+        self._state = model.init_state(1, device=device) if state is None else state
         self._open: deque[_Open] = deque()
         self._inputs: list[int] = []
         self._targets: list[int] = []
@@ -199,9 +200,10 @@ class StreamScorer:
 
 
 def score_stream(model, pieces: Iterable[Piece], device, chunk_tokens: int, *, eager: bool = False,
-                 cache=None, dynamic=None) -> Iterator[Piece]:
-    """Yield pieces in order with ``logprobs`` filled, the state carried across every line."""
-    scorer = StreamScorer(model, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic)
+                 cache=None, dynamic=None, state=None) -> Iterator[Piece]:
+    """Yield pieces in order with ``logprobs`` filled, the state carried across every line
+    (from ``state``; None: a fresh one)."""
+    scorer = StreamScorer(model, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic, state=state)
     for piece in pieces:
         yield from scorer.feed(piece)
     yield from scorer.finish()

@@ -109,14 +109,20 @@ def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True
     cut after a space, so memory holds one piece's tokens and words, never the text's: for
     a hypothesis of megabytes.
     """
-    total = 0.0
-    pieces = PieceEncoder(tokenizer).pieces(_text_pieces(text, piece_chars))
-    for piece in score_stream(model, pieces, device, chunk_tokens):
+    return sum(sentence_log10(words) for words in long_sentence_words(
+        model, tokenizer, text, device, unk=unk, mix=mix, piece_chars=piece_chars, chunk_tokens=chunk_tokens))
+
+
+def long_sentence_words(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
+                        piece_chars: int = 1 << 16, chunk_tokens: int = 256, state=None) -> Iterator[list[WordScore]]:
+    """The scored words of ``text`` as one sentence, a piece of at most ``piece_chars``
+    characters at a time (``</s>`` ends the last), from ``state`` (None: a fresh state)."""
+    pieces = PieceEncoder(tokenizer).pieces(text_pieces(text, piece_chars))
+    for piece in score_stream(model, pieces, device, chunk_tokens, state=state):
         words = piece_words(piece, unk=unk)
         if mix is not None:
             mix.apply(words)
-        total += sentence_log10(words)
-    return total
+        yield words
 
 
 def sentence_log10(words) -> float:
@@ -126,7 +132,7 @@ def sentence_log10(words) -> float:
     return sum(word.log10 for word in words if not word.oov)
 
 
-def _text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:
+def text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:
     """``(piece, ends_line)`` for consecutive pieces of ``text``, each cut after its last
     space (inside a word only when a word is longer than ``size``), as
     :func:`rnnlm_cli.text.reading.iter_segments` cuts a long line."""

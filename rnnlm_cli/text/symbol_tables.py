@@ -11,6 +11,10 @@ Two layouts are read:
     from 0. ``<blank>`` (CTC's blank) is not a token of text and ``<sos/eos>`` is the end of
     a sentence.
 
+A table is read whole and strictly as UTF-8, and a tokenizer keeps its exact text when
+writing its entries back would not give the same bytes (a byte-order mark, CRLF line ends,
+tabs), so ``rnnlm export --format symbols`` returns the recogniser's file as it was.
+
 The model keeps the project's own ids: ``<eos>`` 0 and ``<unk>`` 1 (the table's ``<unk>``,
 or ``<sos/eos>``, becomes them), then the table's other words in the table's id order. The
 table itself travels with the tokenizer (``WordTokenizer.symbols``), so the model can write
@@ -20,10 +24,11 @@ it back unchanged (:func:`write_symbol_table`) and a recogniser's ids still mean
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.files.atomic import atomic_open
-from rnnlm_cli.text.reading import check_readable, display_name, iter_lines, natural
+from rnnlm_cli.text.reading import STDIN, display_name, natural, open_binary
 from rnnlm_cli.text.tokenizer_base import EOS, SPECIALS
 
 KALDI_NON_WORDS = frozenset({"<eps>", "<s>", "</s>"})
@@ -32,6 +37,7 @@ ESPNET_BLANK = "<blank>"
 ESPNET_EOS = "<sos/eos>"
 _DISAMBIGUATION = re.compile(r"#[0-9]+")
 _ID = re.compile(r"[0-9]+")
+BOM = "\ufeff"
 
 
 def is_kaldi_non_word(symbol: str) -> bool:
@@ -39,19 +45,47 @@ def is_kaldi_non_word(symbol: str) -> bool:
     return symbol in KALDI_NON_WORDS or bool(_DISAMBIGUATION.fullmatch(symbol))
 
 
-def read_symbol_table(path: str, strict: bool = False) -> tuple[str, list[tuple[str, int]]]:
-    """``(layout, [(symbol, id), ...])`` of a Kaldi symbol table or an ESPnet token list, in file order.
+def read_symbol_table(path: str) -> tuple[str, list[tuple[str, int]]]:
+    """``(layout, [(symbol, id), ...])`` of a Kaldi symbol table or an ESPnet token list, in file order."""
+    return parse_symbol_table(read_table_text(path), display_name(path))
+
+
+def read_table_text(path: str) -> str:
+    """The whole text of a symbol table, exactly as written (a byte-order mark and CRLF line
+    ends included), so that it can be written back byte for byte.
+
+    A table is always read strictly: a word with a replaced character would no longer be
+    the recogniser's word, so invalid UTF-8 is bad data, with its line.
+    """
+    name = display_name(path)
+    stream = open_binary(path)
+    try:
+        raw = stream.read()
+    finally:
+        if path != STDIN:
+            stream.close()
+    if b"\0" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\0")) + 1
+        raise DataError(f"{name}:{line}: NUL byte: binary data, not a symbol table")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{name}:{line}: invalid UTF-8: a symbol table's words must be UTF-8 text, as the "
+                        "recogniser writes them") from None
+
+
+def parse_symbol_table(text: str, name: str) -> tuple[str, list[tuple[str, int]]]:
+    """The layout and entries of a table's text (:func:`read_symbol_table`).
 
     The first line decides the layout: two fields, the second an integer, is Kaldi's; one
     field is ESPnet's. Ids and symbols must be unique; anything else is bad data, with its line.
     """
-    check_readable(path)
-    name = display_name(path)
     layout: str | None = None
     entries: list[tuple[str, int]] = []
     ids: dict[int, str] = {}
     symbols: dict[str, int] = {}
-    for number, line in enumerate(iter_lines(path, strict), start=1):
+    for number, line in enumerate(text.removeprefix(BOM).split("\n"), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -75,9 +109,27 @@ def read_symbol_table(path: str, strict: bool = False) -> tuple[str, list[tuple[
         ids[symbol_id] = symbol
         symbols[symbol] = symbol_id
         entries.append((symbol, symbol_id))
-    if not entries:
+    if layout is None:
         raise DataError(f"{name}: empty symbol table")
     return layout, entries
+
+
+def check_stored_table(table: dict[str, Any], pieces: list[str], where: str) -> None:
+    """A table kept in a tokenizer holds what reading its file would give: unique ids and
+    symbols (ESPnet's numbered by line), the tokenizer's vocabulary, and, when its exact
+    text is kept, the entries that text reads as. Otherwise DataError naming ``where``."""
+    layout, entries = table["layout"], [tuple(entry) for entry in table["entries"]]
+    text = table.get("text")
+    if text is None:
+        text = "".join(line + "\n" for line in _lines(layout, entries))
+    try:
+        found = parse_symbol_table(text, "the stored table")
+    except DataError as exc:
+        raise DataError(f"{where}: its symbol table is not one rnnlm reads ({exc})") from None
+    if found != (layout, entries):
+        raise DataError(f"{where}: its symbol table's text and entries differ")
+    if table_words(layout, entries) != pieces:
+        raise DataError(f"{where}: its symbol table and its vocabulary differ")
 
 
 def table_words(layout: str, entries: list[tuple[str, int]]) -> list[str]:
@@ -92,17 +144,6 @@ def table_words(layout: str, entries: list[tuple[str, int]]) -> list[str]:
     return [*SPECIALS, *(symbol for symbol, _ in sorted(entries, key=lambda e: e[1]) if not is_special(symbol))]
 
 
-def tokenizer_from_table(path: str, strict: bool = False):
-    """A word tokenizer whose vocabulary is the table's, the table kept for export."""
-    from rnnlm_cli.text.tokenizers import WordTokenizer
-
-    layout, entries = read_symbol_table(path, strict)
-    pieces = table_words(layout, entries)
-    if len(pieces) == len(SPECIALS):
-        raise DataError(f"{display_name(path)}: the table holds no words, only special symbols")
-    return WordTokenizer(pieces, symbols={"layout": layout, "entries": [list(e) for e in entries]})
-
-
 def symbol_lines(tokenizer) -> list[str]:
     """The lines of the tokenizer's table: the one it was built from, or a Kaldi ``words.txt``
     made from its vocabulary (``<eps>`` 0, its words from 1 in id order, ``<unk>`` among
@@ -111,16 +152,34 @@ def symbol_lines(tokenizer) -> list[str]:
         raise ValueError(f"a symbol table lists words: a {tokenizer.kind} tokenizer has none")
     table = getattr(tokenizer, "symbols", None)
     if table is not None:
-        if table["layout"] == "espnet":
-            return [symbol for symbol, _ in table["entries"]]
-        return [f"{symbol} {symbol_id}" for symbol, symbol_id in table["entries"]]
+        return _lines(table["layout"], table["entries"])
     words = [piece for piece in tokenizer.pieces if piece != EOS]
     symbols = ["<eps>", *words, "#0", "<s>", "</s>"]
     return [f"{symbol} {index}" for index, symbol in enumerate(symbols)]
 
 
+def _lines(layout: str, entries) -> list[str]:
+    if layout == "espnet":
+        return [symbol for symbol, _ in entries]
+    return [f"{symbol} {symbol_id}" for symbol, symbol_id in entries]
+
+
+def table_text(tokenizer) -> str:
+    """The table as its file was, byte for byte when the tokenizer kept its text; otherwise
+    :func:`symbol_lines`, one a line."""
+    table = getattr(tokenizer, "symbols", None)
+    if table is not None and table.get("text") is not None:
+        return table["text"]
+    return "".join(line + "\n" for line in symbol_lines(tokenizer))
+
+
+def kept_text(text: str, layout: str, entries) -> str | None:
+    """``text`` when writing the entries one a line would not give it back (a byte-order mark,
+    CRLF, tabs, blank lines); None when it would, so most tables are kept once."""
+    return None if text == "".join(line + "\n" for line in _lines(layout, entries)) else text
+
+
 def write_symbol_table(tokenizer, path: str) -> None:
-    lines = symbol_lines(tokenizer)
-    with atomic_open(path, "w") as handle:
-        handle.write("".join(line + "\n" for line in lines))
+    with atomic_open(path, "wb") as handle:
+        handle.write(table_text(tokenizer).encode("utf-8"))
 

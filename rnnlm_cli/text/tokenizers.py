@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from rnnlm_cli.files.atomic import atomic_open
 from rnnlm_cli.errors import DataError, InputMissingError
+from rnnlm_cli.text.reading import display_name
+from rnnlm_cli.text.symbol_tables import check_stored_table, kept_text, parse_symbol_table, read_table_text, table_words
 from rnnlm_cli.text.tokenizer_base import (EOS, EOS_ID, FORMAT_VERSION, SPECIALS, UNK, UNK_ID, EncodedLine,
                                           StreamingDecoder, Tokenizer, word_owners)
 
@@ -60,7 +62,8 @@ class WordTokenizer:
         self.index = {word: i for i, word in enumerate(self.pieces) if i != EOS_ID}
         self.symbols = symbols
         """The recogniser's table the vocabulary came from (:mod:`rnnlm_cli.text.symbol_tables`):
-        ``{"layout": "kaldi"|"espnet", "entries": [[symbol, id], ...]}``; None for a learned one."""
+        ``{"layout": "kaldi"|"espnet", "entries": [[symbol, id], ...]}``, with ``"text"``, the
+        file's exact text, when the entries alone would not write it back; None for a learned one."""
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, max_size: int = 0) -> WordTokenizer:
@@ -96,6 +99,8 @@ class WordTokenizer:
         if self.symbols is not None:
             # Only when present, so a learned tokenizer's fingerprint stays what it was.
             data["symbols"] = {"layout": self.symbols["layout"], "entries": [list(e) for e in self.symbols["entries"]]}
+            if self.symbols.get("text") is not None:
+                data["symbols"]["text"] = self.symbols["text"]
         return data
 
 
@@ -250,12 +255,28 @@ def tokenizer_from_dict(data: Any) -> Tokenizer:
             if kind != "word":
                 raise DataError(f"{kind} tokenizer: only a word tokenizer carries a symbol table")
             tokenizer.symbols = _symbols(data["symbols"])
+            check_stored_table(tokenizer.symbols, tokenizer.pieces, "word tokenizer")
         return tokenizer
     if kind == "sentencepiece":
         from rnnlm_cli.text.sentencepiece_tokenizer import SentencePieceTokenizer
 
         return SentencePieceTokenizer.from_dict(data)
     raise DataError(f"unknown tokenizer kind {_brief(kind)}")
+
+
+def tokenizer_from_table(path: str) -> WordTokenizer:
+    """A word tokenizer whose vocabulary is a recogniser's table (a Kaldi ``words.txt`` or an
+    ESPnet token list), the table kept for export (:mod:`rnnlm_cli.text.symbol_tables`)."""
+    text = read_table_text(path)
+    layout, entries = parse_symbol_table(text, display_name(path))
+    pieces = table_words(layout, entries)
+    if len(pieces) == len(SPECIALS):
+        raise DataError(f"{display_name(path)}: the table holds no words, only special symbols")
+    symbols = {"layout": layout, "entries": [list(e) for e in entries]}
+    exact = kept_text(text, layout, entries)
+    if exact is not None:
+        symbols["text"] = exact
+    return WordTokenizer(pieces, symbols=symbols)
 
 
 def _brief(value: Any) -> str:
@@ -293,10 +314,14 @@ def _symbols(table: Any) -> dict[str, Any]:
     if (not isinstance(table, dict) or table.get("layout") not in ("kaldi", "espnet")
             or not isinstance(table.get("entries"), list)
             or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and _is_unicode(e[0])
-                       and e[0].split() == [e[0]] and type(e[1]) is int and e[1] >= 0 for e in table["entries"])):
+                       and e[0].split() == [e[0]] and type(e[1]) is int and e[1] >= 0 for e in table["entries"])
+            or not (table.get("text") is None or isinstance(table["text"], str) and _is_unicode(table["text"]))):
         raise DataError("word tokenizer: 'symbols' must be {\"layout\": \"kaldi\"|\"espnet\", "
-                        "\"entries\": [[symbol, id], ...]}")
-    return {"layout": table["layout"], "entries": [list(e) for e in table["entries"]]}
+                        "\"entries\": [[symbol, id], ...]} and an optional \"text\"")
+    checked = {"layout": table["layout"], "entries": [list(e) for e in table["entries"]]}
+    if table.get("text") is not None:
+        checked["text"] = table["text"]
+    return checked
 
 
 def _is_unicode(text: str) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnlm_cli.score.token_scoring import Piece
-from rnnlm_cli.score.word_scoring import (SENTENCE_END, NgramMix, WordScore, _text_pieces, long_sentence_log10,
+from rnnlm_cli.score.word_scoring import (SENTENCE_END, NgramMix, WordScore, text_pieces, long_sentence_log10,
                                           piece_words)
 
 from conftest import tiny_model
@@ -105,10 +105,10 @@ def test_a_mix_weight_outside_the_unit_interval_is_refused(weight):
         NgramMix(RecordingNgram(2, {}), weight)
 
 
-def test_text_pieces_cut_after_a_space_or_inside_a_word_longer_than_a_piece():
-    assert list(_text_pieces("aaa bbb ccc", 5)) == [("aaa ", False), ("bbb ", False), ("ccc", True)]
-    assert list(_text_pieces("abcdefgh", 3)) == [("abc", False), ("def", False), ("gh", True)]
-    assert list(_text_pieces("short", 10)) == [("short", True)]
+def testtext_pieces_cut_after_a_space_or_inside_a_word_longer_than_a_piece():
+    assert list(text_pieces("aaa bbb ccc", 5)) == [("aaa ", False), ("bbb ", False), ("ccc", True)]
+    assert list(text_pieces("abcdefgh", 3)) == [("abc", False), ("def", False), ("gh", True)]
+    assert list(text_pieces("short", 10)) == [("short", True)]
 
 
 def by_hand_log10(model, tokenizer, text):

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from rnnlm_cli.cli import app
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.text.symbol_tables import symbol_lines, tokenizer_from_table
+from rnnlm_cli.text.symbol_tables import symbol_lines
+from rnnlm_cli.text.tokenizers import tokenizer_from_table
 from rnnlm_cli.text.tokenizers import WordTokenizer, fingerprint, tokenizer_from_dict
 
 # A Kaldi table as prepare_lang.sh writes one: ids not in the order the words are listed here.
@@ -76,13 +77,18 @@ def test_a_stored_table_that_is_not_one_is_refused():
         tokenizer_from_dict({**data, "symbols": {"layout": "kaldi", "entries": [["a", -1]]}})
 
 
-def test_a_model_trained_on_a_kaldi_table_exports_it_and_rescores_ids(tmp_path):
-    (tmp_path / "words.txt").write_text(KALDI)
+def exported_after_training(tmp_path, table: bytes) -> bytes:
+    """The bytes `export --format symbols` writes for a model trained on the table's vocabulary."""
+    (tmp_path / "words.txt").write_bytes(table)
     (tmp_path / "corpus.txt").write_text(CORPUS)
     ok("tokenize", tmp_path / "corpus.txt", "--symbols", tmp_path / "words.txt", "--out", tmp_path / "c.tok")
     ok("train", tmp_path / "c.tok", "--valid", tmp_path / "corpus.txt", "--out", tmp_path / "m.pt", *TRAIN)
     ok("export", tmp_path / "m.pt", "--format", "symbols", "--out", tmp_path / "back.txt")
-    assert (tmp_path / "back.txt").read_text() == KALDI
+    return (tmp_path / "back.txt").read_bytes()
+
+
+def test_a_model_trained_on_a_kaldi_table_exports_it_and_rescores_ids(tmp_path):
+    assert exported_after_training(tmp_path, KALDI.encode()) == KALDI.encode()
 
     # Hypotheses as Kaldi ids (2 = the, 3 = dog, 4 = cat, 5 = runs); "a" was never in the table.
     (tmp_path / "text.ids").write_text("u-1 2 3 5 6\nu-2 8 2 4 5 9\n")
@@ -129,3 +135,64 @@ def test_an_espnet_nbest_of_bpe_pieces_is_scored_per_piece(tmp_path):
             logits, _ = model(torch.tensor([0, *ids]).unsqueeze(1))  # (T, 1, V)
             logp = torch.log_softmax(logits[:, 0].double(), -1)[torch.arange(len(ids) + 1), torch.tensor([*ids, 0])]
             assert [float(x) for x in line.split()[1:]] == pytest.approx((-logp).tolist(), abs=6e-5)
+
+
+@pytest.mark.parametrize("table", [
+    b"\xef\xbb\xbf<eps> 0\r\n<unk> 1\r\nthe 2\r\ndog 3\r\n",  # a byte-order mark and CRLF, as Windows tools write
+    b"<eps>\t0\nthe\t1\n\ndog\t2\n",  # tabs and a blank line
+    b"the 1\ndog 2",  # no line end after the last entry
+    "<blank>\n<unk>\n\u2581b\u00e4r\r\n<sos/eos>\n".encode(),  # an ESPnet list, one CRLF
+])
+def test_export_gives_the_table_back_byte_for_byte(tmp_path, table):
+    assert exported_after_training(tmp_path, table) == table
+
+
+def test_a_plain_table_is_stored_once():
+    tok = WordTokenizer(["<eos>", "<unk>", "the"], symbols={"layout": "kaldi", "entries": [["<eps>", 0], ["the", 1]]})
+    assert "text" not in tok.to_dict()["symbols"]
+
+
+@pytest.mark.parametrize("table,line", [(b"<eps> 0\nthe 1\nd\xffg 2\n", 3), (b"\xe4 0\n", 1)])
+def test_a_table_of_invalid_utf8_is_bad_data_with_its_line(tmp_path, table, line):
+    (tmp_path / "words.txt").write_bytes(table)
+    with pytest.raises(DataError, match=f"words.txt:{line}: invalid UTF-8"):
+        tokenizer_from_table(str(tmp_path / "words.txt"))
+    result = cli("tokenize", "-", "--symbols", tmp_path / "words.txt", "--print", "ids", input="the\n")
+    assert result.exit_code == 65 and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_eval_refuses_a_table_of_invalid_utf8(saved_model, tmp_path):
+    (tmp_path / "words.txt").write_bytes(b"<eps> 0\nthe 1\nd\xffg 2\n")
+    result = cli("eval", saved_model[0], "--nbest", "-", "--nbest-format", "kaldi", "--symbols",
+                 tmp_path / "words.txt", "--device", "cpu", input="u-1 1 2\n")
+    assert result.exit_code == 65 and "words.txt:3: invalid UTF-8" in result.stderr, result.stderr
+
+
+def _stored(symbols):
+    data = WordTokenizer(["<eos>", "<unk>", "the", "dog"]).to_dict()
+    return {**data, "symbols": symbols}
+
+
+@pytest.mark.parametrize("symbols,reason", [
+    ({"layout": "kaldi", "entries": [["<eps>", 0], ["the", 1], ["dog", 1]]}, "id 1 is given twice"),
+    ({"layout": "kaldi", "entries": [["<eps>", 0], ["the", 1], ["the", 2]]}, "symbol 'the' is given twice"),
+    ({"layout": "espnet", "entries": [["the", 0], ["dog", 3]]}, "text and entries differ"),
+    ({"layout": "kaldi", "entries": [["<eps>", 0], ["dog", 1], ["the", 2]]}, "vocabulary differ"),
+    ({"layout": "kaldi", "entries": [["<eps>", 0], ["the", 1], ["dog", 2]], "text": "<eps> 0\nthe 1\ncat 2\n"},
+     "text and entries differ"),
+])
+def test_a_stored_table_that_reading_its_file_would_refuse_is_refused(symbols, reason):
+    with pytest.raises(DataError, match=reason):
+        tokenizer_from_dict(_stored(symbols))
+
+
+def test_training_refuses_a_tokenizer_file_whose_table_repeats_an_id(tmp_path):
+    import json
+
+    (tmp_path / "tok.json").write_text(json.dumps(_stored(
+        {"layout": "kaldi", "entries": [["<eps>", 0], ["the", 1], ["dog", 1]]})))
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    result = cli("train", tmp_path / "corpus.txt", "--tokenizer", tmp_path / "tok.json", "--out", tmp_path / "m.pt",
+                 *TRAIN)
+    assert result.exit_code == 65 and "id 1 is given twice" in result.stderr, result.stderr
+    assert not (tmp_path / "m.pt").exists()
