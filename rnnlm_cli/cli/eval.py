@@ -53,13 +53,13 @@ def command(
                                "scores and total (one score with --per-sentence); totals go to stderr."),
     query_format: str = typer.Option("srilm", "--format", metavar=choices(*QUERY_FORMATS), help=(
         "--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER log10, "
-        "OOVs as <unk> with id 0, its perplexity summary on stdout) \\[default: srilm].")),
+        "OOVs as <unk> with id 0, its perplexity summary on stdout).")),
     unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
     mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="N-gram model to mix with, per word: ARPA (plain "
                                          "or .gz), or a KenLM binary file (with the kenlm extra)."),
     mix_lm_backend: str = typer.Option("auto", "--mix-lm-backend", metavar=choices(*NGRAM_BACKENDS), help=(
         "Who reads --mix-lm: kenlm (the kenlm module: less memory, fast loading), python (the built-in ARPA "
-        "reader), or auto (kenlm when installed) \\[default: auto].")),
+        "reader), or auto (kenlm when installed).")),
     mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
         "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
     fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",

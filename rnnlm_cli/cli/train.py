@@ -117,7 +117,7 @@ class _Reporter:
             # The clock ends the run: the steps it would otherwise take (for a run the clock
             # alone bounds, millions) say nothing, where it stops says what the run will do.
             stop_at = estimate["planned_steps"] - remaining + int(left / estimate["seconds_per_step"])
-            line += (f"--max-time stops the run after {_about(left)} of training, near step {stop_at:,} of the "
+            line += (f"{estimate['clock']} stops the run after {_about(left)} of training, near step {stop_at:,} of the "
                      f"{estimate['planned_steps']:,} planned")
         else:
             line += f"the {remaining:,} steps left take about {_about(seconds)} of training"

@@ -108,5 +108,6 @@ class RunBudget:
             "seconds_per_step": per_step, "seconds_per_epoch": per_step * self.steps_per_epoch,
             "planned_steps": self.planned_steps, "remaining_steps": remaining, "remaining_seconds": per_step * remaining,
             "max_time_left": max(self.limit - spent, 0.0) if self.limit is not None else None,
+            "clock": "--max-wall-time" if self.time_reason() == "max_wall_time" else "--max-time",
             "timed_steps": taken,
         })

@@ -161,44 +161,13 @@ def scores(result: subprocess.CompletedProcess) -> dict:
 TEXT = b"the dog runs .\nthe cats see a dog .\n" * 30
 
 
-def test_eval_text_from_a_fifo_scores_like_the_file(tmp_path, fifo, saved_model):
+def test_eval_reads_dev_stdin_like_the_file(tmp_path, saved_model):
+    # A FIFO and '-' for every input of every command: test_input_kinds.py.
     model = saved_model[0]
     regular = write(tmp_path / "t.txt", TEXT)
     expected = scores(rnnlm("eval", model, regular, "--json", "--device", "cpu"))
     assert expected["sentences"] == 60
-    assert scores(rnnlm("eval", model, fifo(TEXT), "--json", "--device", "cpu")) == expected
     assert scores(rnnlm("eval", model, "/dev/stdin", "--json", "--device", "cpu", input=TEXT)) == expected
-
-
-def test_eval_a_model_from_a_fifo(tmp_path, fifo, saved_model):
-    model = saved_model[0]
-    text = write(tmp_path / "t.txt", TEXT)
-    expected = scores(rnnlm("eval", model, text, "--json", "--device", "cpu"))
-    assert scores(rnnlm("eval", fifo(model.read_bytes()), text, "--json", "--device", "cpu")) == expected
-
-
-BIGRAM_ARPA = ("\\data\\\nngram 1=6\nngram 2=2\n\n\\1-grams:\n-1.0 </s>\n-99 <s> -0.3\n-0.5 the -0.2\n"
-               "-0.8 dog\n-2.0 <unk>\n-1.2 .\n\n\\2-grams:\n-0.1 <s> the\n-0.3 the dog\n\n\\end\\\n").encode()
-
-
-def test_eval_mixes_an_ngram_model_read_from_a_fifo_or_stdin(tmp_path, fifo, saved_model):
-    # Telling a KenLM binary from ARPA text reads the file's head: from a pipe, only once.
-    model = saved_model[0]
-    text = write(tmp_path / "t.txt", TEXT)
-    mix = ["--lambda", "0.5", "--json", "--device", "cpu"]
-    expected = scores(rnnlm("eval", model, text, "--mix-lm", write(tmp_path / "lm.arpa", BIGRAM_ARPA), *mix))
-    assert scores(rnnlm("eval", model, text, "--mix-lm", fifo(BIGRAM_ARPA), *mix)) == expected
-    assert scores(rnnlm("eval", model, text, "--mix-lm", "-", *mix, input=BIGRAM_ARPA)) == expected
-    plain = scores(rnnlm("eval", model, text, "--json", "--device", "cpu"))
-    assert plain["ppl"] != expected["ppl"]  # the n-gram model was read and mixed in
-
-
-def test_generate_from_a_model_in_a_fifo(fifo, saved_model):
-    model = saved_model[0]
-    args = ["--max-tokens", "20", "--seed", "3", "--device", "cpu"]
-    expected = ok(rnnlm("generate", model, *args)).stdout
-    assert expected.strip()
-    assert ok(rnnlm("generate", fifo(model.read_bytes()), *args)).stdout == expected
 
 
 # ---------------------------------------------------------------- the library underneath

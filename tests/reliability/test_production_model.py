@@ -482,15 +482,18 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_
     assert "training on" not in result.stderr
 
 
-def test_sighup_stops_training_like_sigterm_but_not_under_nohup(tmp_path, models):
+def test_sighup_stops_training_like_sigterm_but_not_under_nohup():
     from rnnlm_cli.train.run_control import StopSignals
 
-    with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(0.05)
-    assert stop.requested == signal.SIGHUP
-    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    # The suite itself may run under nohup (SIGHUP ignored, as the second half sets it): each
+    # half sets the disposition it is about, and the one the suite found is put back.
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal session leaves it
     try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert stop.requested == signal.SIGHUP
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
         with StopSignals() as stop:
             os.kill(os.getpid(), signal.SIGHUP)
             time.sleep(0.05)

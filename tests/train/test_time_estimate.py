@@ -82,3 +82,12 @@ def test_train_prints_the_estimate_and_where_max_time_stops_it(tiny_corpus, tmp_
     stop = re.search(r"--max-time stops the run after .+ of training, near step ([\d,]+) of the ([\d,]+) planned", line)
     assert stop and int(stop.group(1).replace(",", "")) < int(stop.group(2).replace(",", "")), line
     assert "steps left take" not in line
+
+
+@pytest.mark.parametrize("limits, clock", [({"max_time": 1000}, "--max-time"),
+                                           ({"max_time": 1000, "max_wall_time": 500}, "--max-wall-time"),
+                                           ({"max_wall_time": 500}, "--max-wall-time")])
+def test_the_estimate_names_the_clock_that_ends_the_run(tiny_corpus, tmp_path, ticking_clock, limits, clock):
+    recorder = Recorder()
+    run_training(_job(tiny_corpus, tmp_path, max_steps=60, **limits), recorder)
+    assert recorder.estimates[0]["clock"] == clock

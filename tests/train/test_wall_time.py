@@ -79,6 +79,7 @@ def test_the_command_says_what_the_wall_clock_leaves_for_training(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--max-wall-time: " in result.stderr and "keeping " in result.stderr
     assert "steps planned" in result.stderr and "of training left" in result.stderr  # for the whole run
+    assert "--max-wall-time stops the run after" in result.stderr and "--max-time stops" not in result.stderr
     valid = re.search(r"valid: loss ([\d.]+) ppl [\d.]+ per token, ([\d.]+) bits per token", result.stderr)
     assert valid and float(valid.group(2)) == pytest.approx(float(valid.group(1)) / math.log(2), abs=1e-3)
     assert json.loads(result.stdout)["stop_reason"] == "max_wall_time"
