@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from rnnlm_cli.models.registry import CELLS
+
 from rnnlm_cli.device import resolve_device
 
 from conftest import tiny_model
@@ -14,7 +16,7 @@ def test_auto_picks_cuda():
     assert resolve_device("auto").type == "cuda"
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_fused_gpu_model_matches_cpu(cell):
     model = tiny_model(30, cell=cell)
     tokens = torch.randint(0, 30, (9, 4))

@@ -8,6 +8,7 @@ from torch import nn
 
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.lm import build_model
+from rnnlm_cli.models.registry import CELLS
 from rnnlm_cli.models import regularization as reg
 
 
@@ -103,7 +104,7 @@ def test_weight_drop_equals_lstm_with_the_dropped_matrix_and_reaches_the_raw_wei
         name for name, _ in build_model(_config(layers=1)).named_parameters())
 
 
-@pytest.mark.parametrize("cell", ("lstm", "gru", "rnn", "mogrifier"))
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_weight_drop_fused_equals_reference_and_is_off_in_eval(cell):
     torch.manual_seed(6)
     config = _config(cell=cell, weight_drop=0.4, locked_dropout=True, dropout=0.3, dropout_emb=0.2,
