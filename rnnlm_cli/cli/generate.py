@@ -42,7 +42,7 @@ def command(
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.files.roles import FileRole, check_stdout_apart
-    from rnnlm_cli.models.generate import sample_tokens
+    from rnnlm_cli.models.generate import sample_text
 
     config = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             num_samples=num_samples, stop_at_eos=stop_at_eos, seed=seed)
@@ -51,52 +51,10 @@ def command(
     check_stdout_apart([FileRole("MODEL", model)])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
-    prompt_ids = tokenizer.encode(prompt)
-    _report_unknown(prompt, prompt_ids, tokenizer)
-    out = sys.stdout
-
-    def start(decoder) -> str:
-        # The prompt is echoed as given; its tokens still go through the decoder so the
-        # continuation is joined to it the way the tokenizer joins tokens.
-        for token in prompt_ids:
-            decoder.push(token)
-        return prompt
-
-    if num_samples == 1:
-        decoder = tokenizer.streaming_decoder()
-        tail = start(decoder)  # the last text written, to end with exactly one line end
-        out.write(tail)
-        out.flush()
-        for step in sample_tokens(lm, prompt_ids, tokenizer.eos_id, config, target):
-            token = int(step[0])
-            chunk = "" if stop_at_eos and token == tokenizer.eos_id else decoder.push(token)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                tail = chunk
-        chunk = decoder.flush()
-        out.write(chunk)
-        tail = chunk or tail
-        out.write("" if tail.endswith("\n") else "\n")
-        out.flush()
-        return
-
-    samples: list[list[int]] = [[] for _ in range(num_samples)]
-    done = [False] * num_samples
-    for step in sample_tokens(lm, prompt_ids, tokenizer.eos_id, config, target):
-        for index, token in enumerate(step.tolist()):
-            if done[index]:
-                continue
-            if stop_at_eos and token == tokenizer.eos_id:
-                done[index] = True
-            else:
-                samples[index].append(token)
-    for index, sample in enumerate(samples):
-        decoder = tokenizer.streaming_decoder()
-        text = start(decoder) + "".join(decoder.push(t) for t in sample) + decoder.flush()
-        separator = "\n" if stop_at_eos or index == num_samples - 1 else "\n\n"
-        out.write(text.rstrip("\n") + separator)
-    out.flush()
+    _report_unknown(prompt, tokenizer.encode(prompt), tokenizer)
+    for chunk in sample_text(lm, tokenizer, prompt, config, target):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()  # each token as it is drawn
 
 
 def _report_unknown(prompt: str, ids: list[int], tokenizer) -> None:

@@ -77,3 +77,52 @@ def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generat
     logits = filter_logits(shifted / temperature, config.top_k, config.top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def sample_text(model: torch.nn.Module, tokenizer, prompt: str, config: SamplingConfig,
+                device: torch.device | str = "cpu") -> Iterator[str]:
+    """The text of ``config.num_samples`` samples continuing ``prompt``, in chunks to write as
+    they come: one sample streams a chunk per decoded token; several, drawn as one batch, come
+    once drawn, one after another, separated by a blank line (a line end with ``stop_at_eos``).
+
+    Each sample starts with the prompt as given; its tokens still go through the decoder, so the
+    continuation joins it the way the tokenizer joins tokens. The output ends with one line end.
+    """
+    prompt_ids = tokenizer.encode(prompt)
+    eos = tokenizer.eos_id
+
+    def started():
+        decoder = tokenizer.streaming_decoder()
+        for token in prompt_ids:
+            decoder.push(token)
+        return decoder
+
+    if config.num_samples == 1:
+        decoder, tail = started(), prompt  # tail: the last text given, to end with exactly one line end
+        yield prompt
+        for step in sample_tokens(model, prompt_ids, eos, config, device):
+            token = int(step[0])
+            chunk = "" if config.stop_at_eos and token == eos else decoder.push(token)
+            if chunk:
+                tail = chunk
+                yield chunk
+        chunk = decoder.flush()
+        tail = chunk or tail
+        yield chunk + ("" if tail.endswith("\n") else "\n")
+        return
+
+    samples: list[list[int]] = [[] for _ in range(config.num_samples)]
+    done = [False] * config.num_samples
+    for step in sample_tokens(model, prompt_ids, eos, config, device):
+        for index, token in enumerate(step.tolist()):
+            if done[index]:
+                continue
+            if config.stop_at_eos and token == eos:
+                done[index] = True
+            else:
+                samples[index].append(token)
+    for index, sample in enumerate(samples):
+        decoder = started()
+        text = prompt + "".join(decoder.push(t) for t in sample) + decoder.flush()
+        separator = "\n" if config.stop_at_eos or index == config.num_samples - 1 else "\n\n"
+        yield text.rstrip("\n") + separator

@@ -62,3 +62,39 @@ def test_bad_sampling_options_are_usage_errors():
     for bad in ({"top_p": 0.0}, {"temperature": -1.0}, {"max_tokens": 0}, {"top_k": -1}, {"num_samples": 0}):
         with pytest.raises(UsageError):
             SamplingConfig(**bad)
+
+
+def _word_model(seed: int):
+    from rnnlm_cli.text.tokenizers import WordTokenizer
+
+    tokenizer = WordTokenizer(["<eos>", "<unk>", "the", "dog", "runs", "."])
+    return tiny_model(tokenizer.vocab_size, seed=seed), tokenizer
+
+
+def test_one_sample_streams_the_prompt_then_a_chunk_per_word_and_one_line_end():
+    from rnnlm_cli.models.generate import sample_text
+
+    model, tokenizer = _word_model(5)
+    config = SamplingConfig(max_tokens=12, seed=3)
+    chunks = list(sample_text(model, tokenizer, "the dog", config, CPU))
+    tokens = [int(t[0]) for t in sample_tokens(model, tokenizer.encode("the dog"), 0, config, CPU)]
+    # The words drawn, as a word tokenizer writes them: spaces between words, a line end for <eos>.
+    expected = "the dog"
+    for token in tokens:
+        expected += "\n" if token == 0 else ("" if expected.endswith("\n") else " ") + tokenizer.pieces[token]
+    text = "".join(chunks)
+    assert chunks[0] == "the dog" and text.rstrip("\n") == expected.rstrip("\n")
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    assert len(chunks) >= len([t for t in tokens if t != 0])
+
+
+def test_several_samples_stopped_at_eos_are_one_line_each():
+    from rnnlm_cli.models.generate import sample_text
+
+    model, tokenizer = _word_model(6)
+    with torch.no_grad():
+        model.decoder.bias[0] = 3.0  # <eos> likely: short lines
+    config = SamplingConfig(max_tokens=50, num_samples=4, stop_at_eos=True, seed=1)
+    lines = "".join(sample_text(model, tokenizer, "the", config, CPU)).split("\n")
+    assert lines[-1] == "" and len(lines) == 5
+    assert all(line.split()[0] == "the" for line in lines[:-1])
