@@ -41,6 +41,7 @@ EPILOG = (
 
 
 def command(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
     file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), a token file, or '-' for stdin."),
     context: Optional[str] = typer.Option(
@@ -112,98 +113,32 @@ def command(
     strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
     from rnnlm_cli.device import resolve_device
-    from rnnlm_cli.errors import UsageError
     from rnnlm_cli.files.roles import FileRole, check_stdout_apart
-    from rnnlm_cli.score.scoring_config import DEBUG_LEVELS
+    from rnnlm_cli.score.eval_request import EvalRequest
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.text.reading import check_readable
 
-    if debug not in DEBUG_LEVELS:
-        raise UsageError(f"--debug must be 0, 1 or 2, got {debug}")
-    outputs = [name for name, on in (("--json", json_output), ("--per-sentence", per_sentence and not query),
-                                     ("--debug", debug > 0), ("--query", query), ("--nbest", nbest is not None)) if on]
-    if len(outputs) > 1:
-        raise UsageError(f"{' and '.join(outputs)} choose different outputs: pick one")
-    if query_format not in QUERY_FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(QUERY_FORMATS)}, got {query_format!r}")
-    kenlm = query_format == "kenlm"
-    if kenlm and (not query or per_sentence):
-        raise UsageError("--format kenlm is a layout of --query's per-word answers: give --query (without --per-sentence)")
-    if nbest is not None and file is not None:
-        raise UsageError("--nbest reads its own file: give FILE or --nbest, not both")
-    if nbest is not None and (context is not None or cache or dynamic):
-        raise UsageError("--nbest scores each hypothesis alone: --context, --cache and --dynamic do not apply")
-    _refuse_with_pairs(pairs, {"FILE": file is not None, "--nbest": nbest is not None, "--query": query,
-                               "--per-sentence": per_sentence, "--debug": debug > 0, "--context": context is not None,
-                               "--cache": cache > 0, "--dynamic": dynamic})
-    _needs(mix_lm is not None, "--mix-lm", {"--lambda": mix_lambda, "--fit-lambda": fit_lambda,
-                                            "--mix-lm-backend": None if mix_lm_backend == "auto" else mix_lm_backend})
-    _needs(cache > 0, "--cache N", {"--cache-theta": cache_theta, "--cache-lambda": cache_lambda})
-    _needs(dynamic, "--dynamic", {"--dynamic-lr": dynamic_lr, "--dynamic-decay": dynamic_decay,
-                                  "--dynamic-segment": dynamic_segment})
-    _needs(nbest is not None, "--nbest", {"--nbest-format": nbest_format, "--nbest-acoustic": nbest_acoustic,
-                                          "--lm-weight": lm_weight, "--word-penalty": word_penalty,
-                                          "--nbest-sort": nbest_sort or None, "--nbest-best": nbest_best or None,
-                                          "--output": nbest_output, "--cost": nbest_cost or None, "--symbols": symbols,
-                                          "--carry-state": carry_state})
-    if file is None and nbest is None and pairs is None and fit_lambda is None:
-        raise UsageError("missing FILE: the text to score ('-' for stdin)")
-    given = {"cache_theta": cache_theta, "cache_lambda": cache_lambda, "dynamic_lr": dynamic_lr,
-             "dynamic_decay": dynamic_decay, "dynamic_segment": dynamic_segment, "mix_weight": mix_lambda,
-             "lm_weight": lm_weight, "word_penalty": word_penalty}
-    config = ScoringConfig(
-        # KenLM scores a word outside the vocabulary as <unk> and counts it: so does its layout.
-        context=context or ("sentence" if query or nbest is not None or pairs is not None else "stream"),
-        unk=unk or nbest is not None or pairs is not None or kenlm,
-        cache=cache, dynamic=dynamic, amp=amp, **{name: value for name, value in given.items() if value is not None})
-    lists = NBestConfig(format=nbest_format or NBestConfig.format, acoustic=nbest_acoustic, sort=nbest_sort,
-                        output=nbest_output or NBestConfig.output, cost=nbest_cost, symbols=symbols,
-                        carry_state=carry_state or NBestConfig.carry_state)
-    if nbest_best and lists.output != "rescored":
-        raise UsageError(f"--nbest-best prints from --output rescored, not {lists.output}")
-    for path in (file, nbest, pairs, mix_lm, fit_lambda, nbest_acoustic, symbols):
-        if path is not None:
-            check_readable(path)
-    check_stdout_apart([FileRole(name, path) for name, path in (
-        ("MODEL", model), ("FILE", file), ("--nbest", nbest), ("--pairs", pairs), ("--mix-lm", mix_lm),
-        ("--fit-lambda", fit_lambda),
-        ("--nbest-acoustic", nbest_acoustic), ("--symbols", symbols)) if path is not None])
+    request = EvalRequest(**{name: value for name, value in ctx.params.items() if name not in ("device", "strict")})
+    for _, path in request.inputs():
+        check_readable(path)
+    check_stdout_apart([FileRole(name, path) for name, path in request.inputs()])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
-    if kenlm and tokenizer.kind != "word":
-        raise UsageError(f"--format kenlm gives each word a vocabulary id: it needs a word model, not a {tokenizer.kind} one")
+    request.check_tokenizer(tokenizer)
     ngram = _load_ngram(mix_lm, mix_lm_backend)
+    config = request.scoring
     if fit_lambda is not None:
         config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
-                      report_to_stdout=file is None and nbest is None and pairs is None)
-    if pairs is not None:
+                      report_to_stdout=request.fit_report_to_stdout)
+    if request.mode == "pairs":
         _judge_pairs(lm, tokenizer, pairs, target, config, ngram, strict, json_output=json_output)
-    elif nbest is not None and not lists.plain:
-        _score_lists(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
-    elif nbest is not None:
-        _rescore(lm, tokenizer, nbest, target, config, lists, ngram, strict, best_only=nbest_best)
-    elif file is not None:
+    elif request.mode == "lists":
+        _score_lists(lm, tokenizer, nbest, target, config, request.lists, ngram, strict, best_only=nbest_best)
+    elif request.mode == "rescore":
+        _rescore(lm, tokenizer, nbest, target, config, request.lists, ngram, strict, best_only=nbest_best)
+    elif request.mode == "text":
         _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
-               per_sentence=per_sentence, query=query, kenlm=kenlm)
-
-
-def _needs(on: bool, master: str, dependents: dict) -> None:
-    """Options that only mean something beside ``master`` are refused without it."""
-    from rnnlm_cli.errors import UsageError
-
-    given = [name for name, value in dependents.items() if value is not None]
-    if given and not on:
-        raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} {master}")
-
-
-def _refuse_with_pairs(pairs: str | None, given: dict[str, bool]) -> None:
-    """--pairs reads its own file and prints accuracies: other inputs and outputs are refused with it."""
-    from rnnlm_cli.errors import UsageError
-
-    clash = [name for name, on in given.items() if on]
-    if pairs is not None and clash:
-        raise UsageError(f"--pairs reads its own file and scores each sentence alone: {' and '.join(clash)} "
-                         f"{'does' if len(clash) == 1 else 'do'} not go with it")
+               per_sentence=per_sentence, query=query, kenlm=request.kenlm)
 
 
 def _load_ngram(path: str | None, backend: str):
@@ -235,9 +170,10 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
            per_sentence: bool, query: bool, kenlm: bool = False) -> None:
     from rnnlm_cli.cli.ui import log
     from rnnlm_cli.score.evaluate import evaluate_file
-    from rnnlm_cli.score.formats import totals_lines
+    from rnnlm_cli.score.formats import LineRenderer, totals_lines, vocabulary_ids
 
-    render = _Render(debug=debug, per_sentence=per_sentence, query=query, kenlm_ids=_vocab_ids(tokenizer) if kenlm else None)
+    render = LineRenderer(sys.stdout, debug=debug, per_sentence=per_sentence, query=query,
+                          kenlm_ids=vocabulary_ids(tokenizer) if kenlm else None)
     with Progress("scoring") as progress:
         render.progress = progress
         result = evaluate_file(lm, tokenizer, file, device, config, ngram=ngram, strict=strict, eager=query,
@@ -264,58 +200,6 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
         rate = (result.unk_tokens + result.byte_tokens) / result.encoded_tokens
         log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
             f"{result.encoded_tokens} ({rate:.2%})")
-
-
-class _Render:
-    """Prints what each mode shows per line, as soon as the line is scored."""
-
-    def __init__(self, *, debug: int, per_sentence: bool, query: bool, kenlm_ids: dict[str, int] | None = None) -> None:
-        from rnnlm_cli.score.formats import KenlmTotals, WordLines
-
-        self.debug, self.per_sentence, self.query = debug, per_sentence, query
-        self._kenlm_ids = kenlm_ids
-        self.kenlm = KenlmTotals() if kenlm_ids is not None else None
-        self.wants_words = debug > 0 or (query and not per_sentence)
-        self.progress = None
-        self._word_lines = WordLines()
-        self._text: list[str] = []
-        self._lines: list[str] = []
-        self._words: list = []
-
-    def on_words(self, text: str, words: list, ends_line: bool) -> None:
-        self._text.append(text)
-        self._words.extend(words)
-        if self.debug == 2:
-            self._lines.extend(self._word_lines.lines(words))
-
-    def on_sentence(self, count: int, score: float) -> None:
-        from rnnlm_cli.score.evaluate import Totals
-        from rnnlm_cli.score.formats import kenlm_entries, query_entries, query_total, totals_lines
-
-        if self.progress is not None:
-            self.progress.update(count)
-        if self.per_sentence:
-            sys.stdout.write(f"{score:.6f}\n")
-        elif self.query or self.debug:
-            totals = Totals()
-            totals.add(self._words)
-            if self.kenlm is not None:
-                entries = kenlm_entries(self._words, self._kenlm_ids.__getitem__)
-                sys.stdout.write("\t".join(entries + [self.kenlm.add(self._words)]) + "\n")
-            elif self.query:
-                sys.stdout.write("\t".join(query_entries(self._words) + [query_total(totals, self._words)]) + "\n")
-            else:
-                sys.stdout.write("\n".join(["".join(self._text), *self._lines, *totals_lines(totals), ""]) + "\n")
-        if self.query:
-            sys.stdout.flush()
-        self._text, self._lines, self._words = [], [], []
-
-
-def _vocab_ids(tokenizer) -> dict[str, int]:
-    """A word model's ids by word, ``</s>`` (the line end) as its end-of-line token."""
-    from rnnlm_cli.score.word_scoring import SENTENCE_END
-
-    return {**tokenizer.index, SENTENCE_END: tokenizer.eos_id}
 
 
 def _judge_pairs(lm, tokenizer, path: str, device, config, ngram, strict: bool, *, json_output: bool) -> None:
