@@ -158,7 +158,7 @@ def _fit(lm, tokenizer, dev: str, device, config, ngram, strict: bool, report_to
 
     from rnnlm_cli.cli.ui import log
     from rnnlm_cli.score.formats import fit_lines
-    from rnnlm_cli.score.interpolation import fit_mix_weight
+    from rnnlm_cli.score.evaluate import fit_mix_weight
 
     fit = fit_mix_weight(lm, tokenizer, dev, device, config, ngram, strict=strict)
     for line in fit_lines(dev, fit):

@@ -18,6 +18,9 @@ A word tokenizer reads a literal ``<eos>`` in the text as ``<unk>`` (an OOV: tex
 fakes a line end; counted in ``literal_specials``) and a literal ``<unk>`` as the unknown-word
 token (not an OOV, not counted: corpora that spell their rare words ``<unk>`` mean just that). A line longer than :data:`rnnlm_cli.text.reading.MAX_LINE_BYTES`
 is read in pieces and still scored as one sentence, without holding all its tokens.
+
+:func:`fit_mix_weight` scores a held-out file with both the model and an n-gram model and fits
+the weight of their per-word mix on it (the mixture itself: :mod:`rnnlm_cli.score.mixing`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.score.mixing import FitResult, fit_weight
 from rnnlm_cli.score.scoring_config import CONTEXTS, ScoringConfig
 from rnnlm_cli.score.token_scoring import PieceEncoder, RecentAnswers, score_sentences, score_stream
 from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
@@ -304,3 +308,27 @@ class TextScorer:
             totals.add(words)
             self._known[text] = totals
         return self._known.answers(texts)
+
+
+def fit_mix_weight(model, tokenizer, path: str, device, config, ngram, *, strict: bool = False) -> FitResult:
+    """The neural model's weight in a per-word mix with ``ngram``, fitted on the text ``path``,
+    as SRILM's ``compute-best-mix`` fits one: both models score the text word by word, and EM
+    finds the weight (:func:`rnnlm_cli.score.mixing.fit_weight`). The neural model decides what
+    an OOV is (left out, as when scoring); line ends count as words, as in ``ppl``. ``config``'s
+    context, cache, dynamic evaluation and precision apply to the neural side, whose weights are
+    the trained ones again afterwards."""
+    if ngram is None:
+        raise ValueError("fitting the mixture weight needs the n-gram model")
+    model_scores: list[float] = []
+    ngram_scores: list[float] = []
+
+    def collect(text, words, ends_line) -> None:
+        for word in words:
+            if not word.oov and (word.model_log10 > -math.inf or word.ngram_log10 > -math.inf):
+                model_scores.append(word.model_log10)
+                ngram_scores.append(word.ngram_log10)
+
+    evaluate_file(model, tokenizer, path, device, config, ngram=ngram, strict=strict, on_words=collect)
+    if not model_scores:
+        raise DataError(f"{display_name(path)}: no words both models can score")
+    return fit_weight(np.asarray(model_scores), np.asarray(ngram_scores))

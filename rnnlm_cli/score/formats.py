@@ -143,9 +143,9 @@ class KenlmTotals:
 
 
 def fit_lines(path: str, fit) -> list[str]:
-    """The report of a mixture weight fitted on ``path`` (:class:`rnnlm_cli.score.interpolation.MixFit`)."""
+    """The report of a mixture weight fitted on ``path`` (:class:`rnnlm_cli.score.mixing.FitResult`)."""
     return [f"fit on {path}: {fit.words} words, lambda= {number(fit.weight)} ({fit.iterations} EM iterations)",
-            f"ppl rnn= {number(fit.ppl_model)} ngram= {number(fit.ppl_ngram)} mix= {number(fit.ppl_mix)}"]
+            f"ppl rnn= {number(fit.rnn_ppl)} ngram= {number(fit.ngram_ppl)} mix= {number(fit.mix_ppl)}"]
 
 
 def pairs_lines(result) -> list[str]:

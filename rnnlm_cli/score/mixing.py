@@ -34,6 +34,8 @@ class FitResult:
     """Perplexity of the n-gram model alone over the entries."""
     mix_ppl: float
     """Perplexity of the mixture at ``weight``."""
+    words: int = 0
+    """Entries the weight was fitted on (words and line ends)."""
 
 
 def mix_log10(rnn: float, ngram: float, weight: float) -> float:
@@ -105,7 +107,7 @@ def fit_weight(rnn: np.ndarray, ngram: np.ndarray, start: float = 0.5, tolerance
             break
     mixed = mix_log10_array(rnn, ngram, weight)
     return FitResult(weight=weight, iterations=iterations, converged=converged, rnn_ppl=_perplexity(rnn),
-                     ngram_ppl=_perplexity(ngram), mix_ppl=_perplexity(mixed))
+                     ngram_ppl=_perplexity(ngram), mix_ppl=_perplexity(mixed), words=int(rnn.size))
 
 
 def _perplexity(log10_probs: np.ndarray) -> float:

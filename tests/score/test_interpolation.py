@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.score.interpolation import fit_mix_weight
+from rnnlm_cli.score.evaluate import fit_mix_weight
 from rnnlm_cli.score.scoring_config import ScoringConfig
 
 from conftest import tiny_model
@@ -81,11 +81,11 @@ def test_the_fitted_weight_maximises_the_held_out_likelihood(word_tokenizer, dev
     assert fit.words == len(model_log10) == 23  # 19 in-vocabulary words and 4 line ends, "zebra" left out
     assert fit.weight == pytest.approx(best, abs=1e-3)
     assert fit.iterations >= 2
-    assert fit.ppl_model == pytest.approx(10 ** -model_log10.mean(), rel=1e-5)
-    assert fit.ppl_ngram == pytest.approx(10 ** -ngram_log10.mean(), rel=1e-9)
+    assert fit.rnn_ppl == pytest.approx(10 ** -model_log10.mean(), rel=1e-5)
+    assert fit.ngram_ppl == pytest.approx(10 ** -ngram_log10.mean(), rel=1e-9)
     mix = np.log10(fit.weight * 10 ** model_log10 + (1 - fit.weight) * 10 ** ngram_log10)
-    assert fit.ppl_mix == pytest.approx(10 ** -mix.mean(), rel=1e-5)
-    assert fit.ppl_mix < min(fit.ppl_model, fit.ppl_ngram)
+    assert fit.mix_ppl == pytest.approx(10 ** -mix.mean(), rel=1e-5)
+    assert fit.mix_ppl < min(fit.rnn_ppl, fit.ngram_ppl)
 
 
 def test_the_weight_used_for_scoring_does_not_bias_the_fit(word_tokenizer, dev_file):
@@ -101,7 +101,7 @@ def test_dynamic_evaluation_during_the_fit_leaves_the_trained_weights(word_token
     config = ScoringConfig(dynamic=True, dynamic_lr=5.0, dynamic_segment=4)
     adapted = fit_mix_weight(model, word_tokenizer, str(dev_file), CPU, config, NGRAM)
     static = fit_mix_weight(model, word_tokenizer, str(dev_file), CPU, ScoringConfig(), NGRAM)
-    assert adapted.ppl_model != static.ppl_model  # the adaptation did change the scores
+    assert adapted.rnn_ppl != static.rnn_ppl  # the adaptation did change the scores
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
 
