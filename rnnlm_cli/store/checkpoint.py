@@ -38,7 +38,7 @@ from rnnlm_cli.errors import (CheckpointError, DataError, InputMissingError, Rnn
                               UsageError)
 from rnnlm_cli.models.sizing import check_model_size, tensor_count
 from rnnlm_cli.files.spool import spooled
-from rnnlm_cli.store.checks import DamagedState, check_all_tensors
+from rnnlm_cli.stored_checks import DamagedState, check_all_tensors
 from rnnlm_cli.store.sniff import CODE_REFUSED, refuse_other_formats
 from rnnlm_cli.text.reading import check_readable
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnlm_cli.store.checks import DamagedState, check_int, check_mapping, check_number, check_sequence
+from rnnlm_cli.stored_checks import DamagedState, check_int, check_mapping, check_number, check_sequence
 
 PERCENTILES = (10, 50, 90)
 """The percentiles of an interval's norms that are logged (``grad_norm_p10`` ...), linearly

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnlm_cli.store.checks import DamagedState, check_int, check_mapping, check_number, check_sequence
+from rnnlm_cli.stored_checks import DamagedState, check_int, check_mapping, check_number, check_sequence
 from rnnlm_cli.units import perplexity
 
 GROWING = 2

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rnnlm_cli.config import TrainConfig
-from rnnlm_cli.store.checks import check_int, check_mapping, check_number, check_sequence, check_tensor
+from rnnlm_cli.stored_checks import check_int, check_mapping, check_number, check_sequence, check_tensor
 
 MIN_RANDOM_BPTT = 5
 """Shortest random BPTT segment (Merity et al., 2018, ``awd-lstm-lm``)."""

@@ -24,7 +24,7 @@ import torch
 from rnnlm_cli import __version__
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import CheckpointError
-from rnnlm_cli.store.checks import (DamagedState, check_int, check_mapping, check_number, check_sequence,
+from rnnlm_cli.stored_checks import (DamagedState, check_int, check_mapping, check_number, check_sequence,
                                     check_tensor)
 from rnnlm_cli.train.grad_norms import NormTally
 from rnnlm_cli.train.overfitting import OverfitWatch

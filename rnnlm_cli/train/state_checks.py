@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rnnlm_cli.config import TrainConfig
-from rnnlm_cli.store.checks import (BIG_COUNT, DamagedState, check_mapping, check_number, check_sequence,
+from rnnlm_cli.stored_checks import (BIG_COUNT, DamagedState, check_mapping, check_number, check_sequence,
                                     check_tensor, key_name)
 from rnnlm_cli.train.optimizers import KERNEL_CHOICES, make_optimizer_for
 

@@ -15,7 +15,6 @@ import hashlib
 import math
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -268,10 +267,18 @@ def test_resume_refuses_a_damaged_field_with_exit_65(run, tmp_path, case):
     assert_resume_refused(run, tmp_path, case, _in_process)
 
 
-def _limit_memory() -> None:
-    # A build without the checks would grow until the OOM killer came, on a machine the
-    # test shares; under this limit it fails on its own instead.
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+_MEASURED = """
+import os, resource, subprocess, sys
+limit = int(sys.argv[1])
+# A build without the checks would grow until the OOM killer came, on a machine the test
+# shares; under this limit it fails on its own instead.
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+"""Runs a command from a small parent: a child forked from pytest itself would start with the
+test process' pages, so its peak would say how much the earlier tests had grown pytest."""
 
 
 def _run_python(args: list[str], cwd: Path) -> tuple[int, str, int]:
@@ -279,11 +286,10 @@ def _run_python(args: list[str], cwd: Path) -> tuple[int, str, int]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("RNNLM_DEBUG", None)
     with open(cwd / "stderr.txt", "wb") as errors:
-        process = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=errors, preexec_fn=_limit_memory)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, (cwd / "stderr.txt").read_text(errors="replace"), usage.ru_maxrss
+        done = subprocess.run([sys.executable, "-c", _MEASURED, str(MEMORY_LIMIT), sys.executable, *args], cwd=cwd,
+                              env=env, stdout=subprocess.PIPE, stderr=errors, check=True)
+    code, peak = done.stdout.split()
+    return int(code), (cwd / "stderr.txt").read_text(errors="replace"), int(peak)
 
 
 @pytest.mark.parametrize("case", ["moment of a wrong shape", "moment too large", "step a vector"])

@@ -12,7 +12,7 @@ import torch
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.lm import build_model
-from rnnlm_cli.store.checks import DamagedState
+from rnnlm_cli.stored_checks import DamagedState
 from rnnlm_cli.train.loop import OutputPaths, SilentCallbacks, Trainer
 from rnnlm_cli.train.overfitting import OverfitWatch, levers
 from rnnlm_cli.train.state import RunPosition

@@ -1,4 +1,6 @@
-"""Checks of what a checkpoint holds, made before any of it is used.
+"""Checks of what a file written elsewhere holds (a checkpoint, a training state), made before
+any of it is used. They sit in the base layer, below the checkpoint format: a learning-rate
+schedule or a gradient tally checks its own stored state with them without depending on it.
 
 A loaded tensor is only metadata over a storage read from the file: its shape and strides
 say how much memory an operation on it will touch or allocate. An expanded view
