@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 import os
 import time
 
@@ -57,84 +58,133 @@ def run_training(job: TrainJob, callbacks: TrainCallbacks | None = None,
 
 def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, folder: str,
                 started: float) -> TrainResult:
-    from rnnlm_cli.store.checkpoint import load_checkpoint, load_model
-    from rnnlm_cli.train.distributed import from_main, shard
-    from rnnlm_cli.train.promote import check_promotable
+    from rnnlm_cli.train.distributed import from_main
 
     paths = OutputPaths.beside(job.out)
-    cap = job.train.max_params
-    initial = load_model(job.init_from, max_params=cap) if job.init_from is not None else None  # loaded once
-    given = initial[1] if initial is not None else None
-    if initial is not None:
-        check_tokenizer_options(job, given, notes)
-    resume_from = resume_path(job.resume, paths)
-    saved = load_checkpoint(resume_from, max_params=cap) if resume_from else None
+    start = _Start.read(job, paths, notes)
     counted: list[ModelConfig] = []  # the fresh model's config with its output layer chosen, on rank 0
-
-    def fitted(train_tokens: int, tokenizer, resuming: bool, fit_notes: list[str] | None = None) -> TrainJob:
-        return fit_job(job, train_tokens // context.world_size, tokenizer.kind, device.type,
-                       fixed_shape=initial is not None or resuming, fixed_batch=resuming, notes=fit_notes)
-
-    def prepare_on_main() -> tuple[str, str | None]:
-        if clean_stale_temps(folder):
-            notes.append(f"removed temporary files of an interrupted save in {folder}")
-        prepared = prepare_data(job, given=given)
-        notes.extend(prepared.notes)
-        resuming = saved is not None and why_not_resumed(job, saved, lambda: data_fingerprint(prepared.train)) is None
-        run = fitted(len(prepared.train), prepared.tokenizer, resuming, notes)
-        check_fits(prepared, run.train, context.world_size)
-        if job.init_from is None and not resuming:
-            # Counted once here; other ranks count their own copy in init_model.
-            fresh = output_layer(dataclasses.replace(run.model, vocab_size=prepared.tokenizer.vocab_size),
-                                 prepared.train, notes)
-            check_model_size(fresh, run.train.max_params)
-            check_fits_in_memory(fresh, run.train, device)
-            counted.append(fresh)
-        if job.promote_to is not None:
-            check_promotable(job.promote_to, prepared.tokenizer)
-        return prepared.sources
-
-    data = open_prepared(from_main(prepare_on_main, context), job.train)
-    fingerprint = data_fingerprint(data.train)
-    valid_fingerprint = data_fingerprint(data.valid)
-    why_not = why_not_resumed(job, saved, lambda: fingerprint)  # every rank decides alike
+    sources = from_main(lambda: _prepare_on_main(job, start, context, device, folder, notes, counted), context)
+    data = open_prepared(sources, job.train)
+    fingerprint, valid_fingerprint = data_fingerprint(data.train), data_fingerprint(data.valid)
+    why_not = why_not_resumed(job, start.saved, lambda: fingerprint)  # every rank decides alike
     if why_not is not None:
-        notes.append(f"starting from {job.init_from}: {resume_from} {why_not} (--resume auto with --init-from "
-                     "resumes only an unfinished run on the same data)")
-        resume_from, saved = None, None
-    job = fitted(len(data.train), data.tokenizer, saved is not None)  # every rank fits alike, from the same tokens
-    if saved is not None:
-        job = saved_settings(job, saved)
+        notes.append(f"starting from {job.init_from}: {start.resume_from} {why_not} (--resume auto with "
+                     "--init-from resumes only an unfinished run on the same data)")
+        start = dataclasses.replace(start, resume_from=None, saved=None)
+    # Every rank fits alike, from the same tokens.
+    job = _fitted(job, start, len(data.train), data.tokenizer, start.saved is not None, context, device)
+    if start.saved is not None:
+        job = saved_settings(job, start.saved)
     fresh = counted[0] if counted else None
-    if saved is None and initial is None and unset_regularization(job):
+    if start.saved is None and start.initial is None and unset_regularization(job):
         # A fresh model: its regularisation (and width) nobody set is fitted to the epochs it will see.
         job = _fit_to_budget(job, data, fresh, device, context, started, notes)
         if fresh is not None:
             fresh = _fresh_config(job, data, fresh)
     seed_everything(job.train.seed)
-    model = init_model(job, data, notes, saved, initial, fresh=fresh)
+    model = init_model(job, data, notes, start.saved, start.initial, fresh=fresh)
     if context.enabled:
         # Same weights on every rank, its own dropout masks; numpy's generator (random BPTT
         # lengths) stays the same everywhere so the ranks cut their segments alike.
         torch.manual_seed(job.train.seed + context.rank)
-    resume = load_resume_point(resume_from, saved, model, fingerprint, context, job.train) if saved else None
+    resume = (load_resume_point(start.resume_from, start.saved, model, fingerprint, context, job.train)
+              if start.saved else None)
     synonym_pairs = word_knowledge(job.train, model, data.tokenizer, notes, fresh=resume is None)
-    if resume_from:
-        unused = f" (an unfinished run on the same data; --init-from {job.init_from} is not used)" if initial else ""
-        notes.append(f"resuming {resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}{unused}")
-        track_best_on(resume, saved, valid_fingerprint, paths, data.valid, job.train, device, context, notes)
-    elif job.resume == AUTO:
-        notes.append(f"nothing to resume at {paths.last}: starting a new run")
+    _say_where_it_starts(job, start, resume, valid_fingerprint, data, paths, device, context, notes)
     provenance = {"data_fingerprint": fingerprint, "valid_fingerprint": valid_fingerprint,
                   "environment": environment(device),
                   "corpus": os.path.abspath(job.corpus) if job.corpus != "-" else "-",
                   "init_from": job.init_from, "world_size": context.world_size}
+    return _train_and_promote(job, model, data, paths, callbacks, resume, synonym_pairs, context, device, started,
+                              notes, provenance)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a run's weights come from: an ``--init-from`` model, a ``.last.pt`` to resume."""
+
+    initial: tuple | None
+    """``load_model``'s answer for ``--init-from`` (loaded once), or None."""
+    resume_from: str | None
+    saved: dict | None
+    """The state file's payload, or None when nothing is resumed."""
+
+    @classmethod
+    def read(cls, job: TrainJob, paths: OutputPaths, notes: list[str]) -> "_Start":
+        from rnnlm_cli.store.checkpoint import load_checkpoint, load_model
+
+        cap = job.train.max_params
+        initial = load_model(job.init_from, max_params=cap) if job.init_from is not None else None
+        if initial is not None:
+            check_tokenizer_options(job, initial[1], notes)
+        resume_from = resume_path(job.resume, paths)
+        saved = load_checkpoint(resume_from, max_params=cap) if resume_from else None
+        return cls(initial, resume_from, saved)
+
+    @property
+    def tokenizer(self):
+        """The ``--init-from`` model's tokenizer, which the run keeps; None otherwise."""
+        return self.initial[1] if self.initial is not None else None
+
+
+def _fitted(job: TrainJob, start: _Start, train_tokens: int, tokenizer, resuming: bool, context, device,
+            notes: list[str] | None = None) -> TrainJob:
+    """The job with what nobody set fitted to this rank's share of the corpus and the device; a
+    model that exists already (``--init-from``, resumed) keeps its shape, a resumed one its batch."""
+    return fit_job(job, train_tokens // context.world_size, tokenizer.kind, device.type,
+                   fixed_shape=start.initial is not None or resuming, fixed_batch=resuming, notes=notes)
+
+
+def _prepare_on_main(job: TrainJob, start: _Start, context, device, folder: str, notes: list[str],
+                     counted: list[ModelConfig]) -> tuple[str, str | None]:
+    """Rank 0's part: the token files made, the shape fitted and the fresh model's size checked
+    (its config appended to ``counted``), the promotion target checked; the token files' paths."""
+    from rnnlm_cli.train.promote import check_promotable
+
+    if clean_stale_temps(folder):
+        notes.append(f"removed temporary files of an interrupted save in {folder}")
+    prepared = prepare_data(job, given=start.tokenizer)
+    notes.extend(prepared.notes)
+    resuming = (start.saved is not None
+                and why_not_resumed(job, start.saved, lambda: data_fingerprint(prepared.train)) is None)
+    run = _fitted(job, start, len(prepared.train), prepared.tokenizer, resuming, context, device, notes)
+    check_fits(prepared, run.train, context.world_size)
+    if job.init_from is None and not resuming:
+        # Counted once here; other ranks count their own copy in init_model.
+        fresh = output_layer(dataclasses.replace(run.model, vocab_size=prepared.tokenizer.vocab_size),
+                             prepared.train, notes)
+        check_model_size(fresh, run.train.max_params)
+        check_fits_in_memory(fresh, run.train, device)
+        counted.append(fresh)
+    if job.promote_to is not None:
+        check_promotable(job.promote_to, prepared.tokenizer)
+    return prepared.sources
+
+
+def _say_where_it_starts(job: TrainJob, start: _Start, resume, valid_fingerprint: str, data, paths: OutputPaths,
+                         device, context, notes: list[str]) -> None:
+    """The note on what is resumed (and the best model tracked on this validation text), or on
+    ``--resume auto`` finding nothing."""
+    if start.resume_from:
+        unused = f" (an unfinished run on the same data; --init-from {job.init_from} is not used)" if start.initial else ""
+        notes.append(f"resuming {start.resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}{unused}")
+        track_best_on(resume, start.saved, valid_fingerprint, paths, data.valid, job.train, device, context, notes)
+    elif job.resume == AUTO:
+        notes.append(f"nothing to resume at {paths.last}: starting a new run")
+
+
+def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks, resume, synonym_pairs, context,
+                       device, started: float, notes: list[str], provenance: dict) -> TrainResult:
+    """The training loop, then the promotion; a stop signal ends either as a stop."""
+    from rnnlm_cli.train.distributed import shard
+
     # The signals stay caught through the final validation and the promotion: a stop there
     # still ends as a stop (128 + signal) with the state saved and the target whole.
     with StopSignals() as stop:
+        wall_deadline = started + job.train.max_wall_time if job.train.max_wall_time else None
         trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
                           job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
-                          dist=context, synonym_pairs=synonym_pairs, wall_deadline=started + job.train.max_wall_time if job.train.max_wall_time else None,
+                          dist=context, synonym_pairs=synonym_pairs, wall_deadline=wall_deadline,
                           validations_after=2 if job.promote_to is not None else 1)
         result = trainer.run()
         if job.promote_to is not None and context.is_main and stop.requested is None:
