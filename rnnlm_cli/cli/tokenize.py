@@ -11,6 +11,7 @@ import typer
 from rnnlm_cli.cli.options import choices, switch, with_default
 from rnnlm_cli.cli.ui import log, warn
 from rnnlm_cli.config import SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig
+from rnnlm_cli.text.token_lines import decode_lines, print_lines
 
 NAME = "tokenize"
 SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
@@ -53,11 +54,11 @@ def command(
     model_type: Optional[str] = typer.Option(None, "--sp-model", metavar=choices(*SP_MODEL_TYPES), help=with_default("sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
     strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
 ) -> None:
-    from rnnlm_cli.text.corpus import encode_corpus, input_warnings, learn_tokenizer
+    from rnnlm_cli.text.corpus import learn_tokenizer
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
     from rnnlm_cli.text.tokenizers import tokenizer_from_table
-    from rnnlm_cli.text.reading import check_readable, display_name
+    from rnnlm_cli.text.reading import check_readable
 
     if print_as not in (None, "ids", "pieces"):
         raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
@@ -67,8 +68,8 @@ def command(
     if decode:
         if tokenizer is None and symbols is None:
             raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file) or --symbols")
-        _decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols),
-                      corpus, strict)
+        decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols),
+                     corpus, sys.stdout, strict=strict)
         return
     if not (out or save_tokenizer or print_as):
         raise UsageError("nothing to do: give --out, --print, --save-tokenizer or --decode")
@@ -85,21 +86,12 @@ def command(
     if print_as and given is None and not out and corpus == "-":
         raise UsageError("printing from stdin needs --tokenizer, or --out to learn from it first")
 
-    tok = given
     if out:
-        stats = encode_corpus(corpus, out, tokenizer=given, config=None if given else config, strict=strict)
-        tok = stats.tokenizer
-        _warn_all(input_warnings(display_name(corpus), invalid_lines=stats.invalid_lines,
-                                 replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
-                                 literal_specials=stats.literal_specials))
-        summary = (f"{out}: {stats.lines:,} lines, {stats.words:,} words, {stats.tokens:,} tokens "
-                   f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
-        # With --print the ids own stdout, so the summary goes with the logs.
-        log(summary) if print_as else print(summary)
+        tok = _encode(corpus, out, given, config, strict, print_as)
         _finish(tok, out, save_tokenizer, print_as, strict, reported=True, name=corpus)
         return
-    if tok is not None:
-        _finish(tok, corpus, save_tokenizer, print_as, strict, reported=False, name=corpus)
+    if given is not None:
+        _finish(given, corpus, save_tokenizer, print_as, strict, reported=False, name=corpus)
         return
     from rnnlm_cli.files.spool import spooled
 
@@ -107,6 +99,24 @@ def command(
     with spooled(corpus) if print_as else contextlib.nullcontext(corpus) as readable:
         _finish(learn_tokenizer(readable, config, strict=strict), readable, save_tokenizer, print_as, strict,
                 reported=False, name=corpus)
+
+
+def _encode(corpus: str, out: str, given, config, strict: bool, print_as: str | None):
+    """Encode ``corpus`` into the token file ``out`` (learning the tokenizer unless ``given``),
+    report on it, and return the tokenizer."""
+    from rnnlm_cli.text.corpus import encode_corpus, input_warnings
+    from rnnlm_cli.text.reading import display_name
+
+    stats = encode_corpus(corpus, out, tokenizer=given, config=None if given else config, strict=strict)
+    tok = stats.tokenizer
+    _warn_all(input_warnings(display_name(corpus), invalid_lines=stats.invalid_lines,
+                             replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
+                             literal_specials=stats.literal_specials))
+    summary = (f"{out}: {stats.lines:,} lines, {stats.words:,} words, {stats.tokens:,} tokens "
+               f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
+    # With --print the ids own stdout, so the summary goes with the logs.
+    log(summary) if print_as else print(summary)
+    return tok
 
 
 def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, strict: bool, reported: bool,
@@ -118,7 +128,7 @@ def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, 
         write_tokenizer(tok, save_tokenizer)
         log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
     if print_as:
-        notes = _print_lines(tok, source, print_as, strict, name)
+        notes = print_lines(tok, source, print_as, sys.stdout, strict=strict, name=name)
         if not reported:  # the encoding pass into --out has already reported on the text
             _warn_all(notes)
 
@@ -138,96 +148,3 @@ def _check_files(corpus: str, source_flag: str, source: str | None, out: str | N
 def _warn_all(notes: list[str]) -> None:
     for note in notes:
         warn(note)
-
-
-class _LinePrinter:
-    """Writes the ids or pieces of each input line as one output line, whatever pieces it came in."""
-
-    def __init__(self, tok, print_as: str) -> None:
-        piece = tok.piece
-        self._render = (lambda ids: " ".join(map(str, ids))) if print_as == "ids" else (
-            lambda ids: " ".join(piece(i) for i in ids))
-        self._open = False  # part of the current line is already written
-
-    def write(self, ids: list[int], ends_line: bool) -> None:
-        text = self._render(ids)
-        if self._open and text:
-            text = " " + text
-        if ends_line:
-            sys.stdout.write(text + "\n")
-            self._open = False
-        elif text:
-            sys.stdout.write(text)
-            self._open = True
-
-
-def _print_lines(tok, source: str, print_as: str, strict: bool, name: str) -> list[str]:
-    """Print ``source`` (text, or the token file that stdin was encoded into); return the warnings.
-
-    ``name`` is the text as the user gave it (``source`` may be a copy of a pipe)."""
-    import numpy as np
-
-    from rnnlm_cli.text.corpus import count_literal_specials, input_warnings
-    from rnnlm_cli.errors import DataError
-    from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
-    from rnnlm_cli.text.tokenfile import is_token_file, open_token_file
-
-    printer = _LinePrinter(tok, print_as)
-    if is_token_file(source):
-        # stdin was consumed while encoding: print the lines back from the token file.
-        tokens = open_token_file(source).tokens
-        for start in range(0, len(tokens), 1 << 20):
-            chunk = tokens[start:start + (1 << 20)]
-            begin = 0
-            for end in np.flatnonzero(chunk == tok.eos_id).tolist():
-                printer.write(chunk[begin:end].tolist(), True)
-                begin = end + 1
-            if begin < len(chunk):
-                printer.write(chunk[begin:].tolist(), False)
-        return []
-    stats = DecodeStats()
-    literal = 0
-    word_kind = tok.kind == "word"
-    for text, ends_line in iter_segments(source, strict, stats):
-        ids = tok.encode(text)
-        if word_kind and tok.unk_id in ids:
-            literal += count_literal_specials(text)
-        printer.write(ids, ends_line)
-    if stats.lines == 0:
-        raise DataError(f"{display_name(name)}: empty input")
-    return input_warnings(display_name(name), invalid_lines=stats.invalid_lines,
-                          replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
-                          literal_specials=literal)
-
-
-def _decode_lines(tok, source: str, strict: bool) -> None:
-    """Print each line of ids as text; a line that arrives in pieces is decoded as it streams."""
-    from rnnlm_cli.errors import DataError
-    from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
-
-    name = display_name(source)
-    stats = DecodeStats()
-    decoder = None  # the streaming decoder of a line that came in pieces
-    held = ""  # line ends decoded at the end of what was written so far; dropped at the line's end
-    for text, ends_line in iter_segments(source, strict, stats):
-        number = stats.lines
-        try:
-            ids = [int(field) for field in text.split()]
-        except ValueError:
-            raise DataError(f"{name}:{number}: expected whitespace-separated token ids") from None
-        bad = [i for i in ids if not 0 <= i < tok.vocab_size]
-        if bad:
-            raise DataError(f"{name}:{number}: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
-        if decoder is None and ends_line:
-            sys.stdout.write(tok.decode(ids).rstrip("\n") + "\n")
-            continue
-        if decoder is None:
-            decoder = tok.streaming_decoder()
-        decoded = held + "".join(decoder.push(i) for i in ids) + (decoder.flush() if ends_line else "")
-        kept = decoded.rstrip("\n")
-        held = decoded[len(kept):]
-        sys.stdout.write(kept + "\n" if ends_line else kept)
-        if ends_line:
-            decoder, held = None, ""
-    if stats.lines == 0:
-        raise DataError(f"{name}: empty input")

@@ -153,18 +153,10 @@ def iter_segments(path: str, strict: bool = False, stats: DecodeStats | None = N
             else:
                 cut = _cut(raw)
                 piece, held = raw[:cut], raw[cut:]
-            if b"\0" in piece:
-                raise DataError(f"{name}:{number}: NUL byte: binary data, not text")
-            kept = piece.translate(None, _CONTROL)
-            if len(kept) != len(piece):
-                stats.control_chars += len(piece) - len(kept)
-            try:
-                text = piece.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                text = _replace_invalid(piece, exc, name, number, offset, strict, stats)
-                if not invalid:
-                    stats.invalid_lines += 1
-                    invalid = True
+            text, replaced = _decoded(piece, name, number, offset, strict, stats)
+            if replaced and not invalid:
+                stats.invalid_lines += 1
+                invalid = True
             offset += len(piece)
             starting = complete
             yield text, complete
@@ -191,6 +183,22 @@ def iter_lines(path: str, strict: bool = False, stats: DecodeStats | None = None
             parts = []
         else:
             yield text
+
+
+def _decoded(piece: bytes, name: str, number: int, offset: int, strict: bool,
+             stats: DecodeStats) -> tuple[str, bool]:
+    """The text of one piece of line ``number`` (``offset`` bytes into it), and whether it held
+    invalid UTF-8 (replaced; refused with ``strict``). A NUL byte is refused; other control
+    characters are counted."""
+    if b"\0" in piece:
+        raise DataError(f"{name}:{number}: NUL byte: binary data, not text")
+    kept = piece.translate(None, _CONTROL)
+    if len(kept) != len(piece):
+        stats.control_chars += len(piece) - len(kept)
+    try:
+        return piece.decode("utf-8"), False
+    except UnicodeDecodeError as exc:
+        return _replace_invalid(piece, exc, name, number, offset, strict, stats), True
 
 
 def _cut(raw: bytes) -> int:

@@ -103,17 +103,22 @@ class Trainer:
         """Share of --max-time the run has used (earlier invocations' training included), as
         the ranks agreed after the last step; the cosine schedule anneals over it."""
         if resume is not None:
-            mine = resume.ranks[dist.rank]
-            self.progress = resume.progress
-            load_optimizer_state(self.optimizer, resume.optimizer)  # keeps this machine's kernel choice
-            if resume.schedule is not None:
-                self.schedule.load_state_dict(resume.schedule)
-            if self.average is not None:
-                self.average.load_state_dict(resume.average)
-            restore_rng(mine.rng)
-            if mine.hidden is not None:
-                self.hidden = tuple(t.to(device) for t in mine.hidden)
+            self._continue(resume)
         self.metrics = MetricsLog(paths.metrics if dist.is_main else None, append=resume is not None)
+
+    def _continue(self, resume: TrainState) -> None:
+        """Take up a saved run where it stopped: its position, optimizer, schedule, average,
+        random generators and (this rank's) hidden state."""
+        mine = resume.ranks[self.dist.rank]
+        self.progress = resume.progress
+        load_optimizer_state(self.optimizer, resume.optimizer)  # keeps this machine's kernel choice
+        if resume.schedule is not None:
+            self.schedule.load_state_dict(resume.schedule)
+        if self.average is not None:
+            self.average.load_state_dict(resume.average)
+        restore_rng(mine.rng)
+        if mine.hidden is not None:
+            self.hidden = tuple(t.to(self.device) for t in mine.hidden)
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> TrainResult:

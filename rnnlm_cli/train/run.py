@@ -166,8 +166,10 @@ def _say_where_it_starts(job: TrainJob, start: _Start, resume, valid_fingerprint
     """The note on what is resumed (and the best model tracked on this validation text), or on
     ``--resume auto`` finding nothing."""
     if start.resume_from:
-        unused = f" (an unfinished run on the same data; --init-from {job.init_from} is not used)" if start.initial else ""
-        notes.append(f"resuming {start.resume_from} at epoch {resume.progress.epoch}, step {resume.progress.step}{unused}")
+        unused = (f" (an unfinished run on the same data; --init-from {job.init_from} is not used)"
+                  if start.initial else "")
+        notes.append(f"resuming {start.resume_from} at epoch {resume.progress.epoch}, "
+                     f"step {resume.progress.step}{unused}")
         track_best_on(resume, start.saved, valid_fingerprint, paths, data.valid, job.train, device, context, notes)
     elif job.resume == AUTO:
         notes.append(f"nothing to resume at {paths.last}: starting a new run")
