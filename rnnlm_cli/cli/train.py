@@ -16,7 +16,7 @@ from rnnlm_cli.config import AMP_MODES, OPTIMIZERS, SCHEDULES, SP_MODEL_TYPES, T
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.registry import CELLS, IMPLS
 from rnnlm_cli.presets import list_presets
-from rnnlm_cli.train.job import JobOptions
+from rnnlm_cli.train.job import JobConfig
 
 NAME = "train"
 SUMMARY = "Train a language model on a corpus; keep the best model by validation."
@@ -85,8 +85,8 @@ def refresh_cell_option(command: Any) -> None:
 def command(
     ctx: typer.Context,
     corpus: Optional[str] = typer.Argument(None, help="Training text (plain or .gz), '-' for stdin, or a token file.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=with_default("Where the best model goes", JobOptions, "out")),
-    valid: Optional[str] = typer.Option(None, help=with_default("Validation text or token file", JobOptions, "valid", {None: _HELD_OUT})),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=with_default("Where the best model goes", JobConfig, "out")),
+    valid: Optional[str] = typer.Option(None, help=with_default("Validation text or token file", JobConfig, "valid", {None: _HELD_OUT})),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
     preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
     tokenizer: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS, "FILE"), help=with_default(

@@ -1,7 +1,7 @@
 """A training job, and the one place its options are resolved.
 
 Every option of ``rnnlm train`` is a field of one dataclass: :class:`ModelConfig`,
-:class:`TrainConfig`, :class:`TokenizerConfig`, or :class:`JobOptions` (the files a job
+:class:`TrainConfig`, :class:`TokenizerConfig`, or :class:`JobConfig` (the files a job
 reads and writes). :func:`resolve_train` takes each from, lowest first: the field's
 default < a preset < the ``--config`` YAML file < the flags given. An option added to one of
 those classes is a valid YAML key at once; a key no class has is refused.
@@ -18,8 +18,8 @@ from rnnlm_cli.models.config import ModelConfig
 
 
 @dataclass(frozen=True)
-class JobOptions:
-    """The options of ``rnnlm train`` that no config class holds: what to read and where to write."""
+class JobConfig:
+    """The options of ``rnnlm train`` that no other config class holds: what to read and where to write."""
 
     tokenizer: str | None = None
     """A kind to learn (word, char, byte, sentencepiece) or a tokenizer/model/token file."""
@@ -88,11 +88,11 @@ TOKENIZER_OPTIONS = _settable(TokenizerConfig, "kind")  # --tokenizer names the 
 """Options of a tokenizer learned from the corpus."""
 TRAIN_OPTIONS = _settable(TrainConfig)
 """Options of the training itself."""
-JOB_OPTIONS = _settable(JobOptions)
+JOB_OPTIONS = _settable(JobConfig)
 """Options naming the files of the job."""
 OPTIONS = frozenset(MODEL_OPTIONS + TOKENIZER_OPTIONS + TRAIN_OPTIONS + JOB_OPTIONS)
 """Every option ``rnnlm train`` takes from flags, a preset or a --config file."""
-_JOB_KINDS = {spec.name: bool if spec.type == "bool" else str for spec in fields(JobOptions)}
+_JOB_KINDS = {spec.name: bool if spec.type == "bool" else str for spec in fields(JobConfig)}
 """A job option is a switch or a file name (``str | None``)."""
 
 
@@ -126,7 +126,7 @@ def resolve_train(corpus: str, flags: Mapping[str, Any], preset: str | None = No
     model = resolve(ModelConfig, _only(values, MODEL_OPTIONS), _only(flags, MODEL_OPTIONS), vocab_size=2)
     train = resolve(TrainConfig, values, flags)
     tokenizer_config = resolve(TokenizerConfig, _only(values, TOKENIZER_OPTIONS), _only(flags, TOKENIZER_OPTIONS))
-    job = resolve(JobOptions, values, flags)
+    job = resolve(JobConfig, values, flags)
     return TrainJob(
         corpus=corpus, out=job.out, model=model, train=train, tokenizer=job.tokenizer,
         tokenizer_config=tokenizer_config, valid=job.valid, strict=job.strict, resume=job.resume,

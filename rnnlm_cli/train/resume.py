@@ -1,4 +1,6 @@
-"""Continuing a stopped run: which state file, whether it fits this run, and the point to go on from.
+"""Continuing a stopped run: which state file, whether it is the run to continue (``--resume
+auto`` beside ``--init-from``), the settings it keeps, whether it fits this run, and the point
+to go on from.
 
 What the user can fix with other flags is said first (exit 2; another corpus is exit 65);
 only then is every field of the saved state checked (``TrainState.from_dict`` in
@@ -7,6 +9,7 @@ only then is every field of the saved state checked (``TrainState.from_dict`` in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -15,6 +18,7 @@ from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.models.config import shape_keys
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.outputs import OutputPaths
+from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.state import TrainState, check_training_state
 
 AUTO = "auto"
@@ -94,3 +98,49 @@ def track_best_on(resume: TrainState, saved, valid_fingerprint: str, paths: Outp
     else:
         progress.best_valid_loss, progress.best_step = math.inf, -1
         notes.append("the validation text differs from the resumed run's: best-score tracking restarts")
+
+
+def why_not_resumed(job: TrainJob, saved, fingerprint) -> str | None:
+    """With ``--resume auto`` and ``--init-from``, why the saved run is not the one to continue
+    (None: it is): it trained on other data (a corpus that grew overnight), or its steps or
+    epochs are done. ``fingerprint()`` gives the training tokens' fingerprint. Any other
+    combination resumes what it was given, and the resume checks refuse what does not fit."""
+    if saved is None or job.resume != AUTO or job.init_from is None:
+        return None
+    config = saved.train_config if isinstance(saved.train_config, dict) else {}
+    provenance = config.get("provenance")
+    if not isinstance(provenance, dict) or provenance.get("data_fingerprint") != fingerprint():
+        return "holds a run on other data"
+    state = saved.training_state if isinstance(saved.training_state, dict) else {}
+    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
+    step, epoch = progress.get("step"), progress.get("epoch")
+    if type(step) is int and job.train.max_steps and step >= job.train.max_steps:
+        return f"holds a finished run (step {step} of --max-steps {job.train.max_steps})"
+    if type(epoch) is int and epoch > job.train.epochs:
+        return f"holds a finished run ({job.train.epochs} epochs done)"
+    return None
+
+
+KEPT_ON_RESUME = {"batch_size": int, "lr": float, "clip": float, "schedule": str}
+"""Options a resumed run keeps from the run it continues unless given again, with their types."""
+
+
+def saved_settings(job: TrainJob, saved) -> TrainJob:
+    """A resumed run keeps the batch, rate, clip and schedule it was started with unless given:
+    a batch (or rate) chosen for the corpus and device could differ on another machine, the
+    saved state is only valid with its own batch (a given one is checked against it), and a
+    run begun under an earlier rnnlm's defaults continues under them, not under today's."""
+    config = saved.train_config if isinstance(saved.train_config, dict) else {}
+    kept = {}
+    for name, kind in KEPT_ON_RESUME.items():
+        value = config.get(name)
+        given = job.origins is None or job.origins.get(name) in ("flag", "config")
+        if given or value is None or type(value) is not kind and not (kind is float and type(value) is int):
+            continue  # a damaged value is refused by the state's checks
+        kept[name] = value
+    if not kept:
+        return job
+    try:
+        return dataclasses.replace(job, train=dataclasses.replace(job.train, **kept))
+    except UsageError:
+        return job  # out of range: the state's checks say what is wrong with it

@@ -26,11 +26,11 @@ from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.job_files import check_job_files
 from rnnlm_cli.train.loop import OutputPaths, TrainCallbacks, Trainer, TrainResult
 from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_budget, unset_regularization
-from rnnlm_cli.train.resume import AUTO, load_resume_point, resume_path, track_best_on
+from rnnlm_cli.train.resume import (AUTO, load_resume_point, resume_path, saved_settings, track_best_on,
+                                    why_not_resumed)
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.train.speed_probe import seconds_per_step
-from rnnlm_cli.train.start import (check_tokenizer_options, init_model, output_layer, saved_settings,
-                                   why_not_resumed, word_knowledge)
+from rnnlm_cli.train.start import check_tokenizer_options, init_model, output_layer, word_knowledge
 from rnnlm_cli.train.state import data_fingerprint, environment, seed_everything, set_deterministic
 
 

@@ -1,5 +1,6 @@
 """Where a run's weights come from: a fresh model with its output layer fitted to the
-tokens, ``--init-from``'s model, or the run being resumed; and what the run keeps of each.
+tokens, ``--init-from``'s model, or the run being resumed; and what the run keeps of each
+(what a resumed run keeps of its settings: :mod:`rnnlm_cli.train.resume`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file, tokenizer_to_
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.data import PreparedData
 from rnnlm_cli.train.job import TOKENIZER_OPTIONS, TrainJob
-from rnnlm_cli.train.resume import AUTO
 
 
 def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
@@ -108,27 +108,6 @@ def word_knowledge(config: TrainConfig, model, tokenizer, notes: list[str], fres
     return pairs
 
 
-def why_not_resumed(job: TrainJob, saved, fingerprint) -> str | None:
-    """With ``--resume auto`` and ``--init-from``, why the saved run is not the one to continue
-    (None: it is): it trained on other data (a corpus that grew overnight), or its steps or
-    epochs are done. ``fingerprint()`` gives the training tokens' fingerprint. Any other
-    combination resumes what it was given, and the resume checks refuse what does not fit."""
-    if saved is None or job.resume != AUTO or job.init_from is None:
-        return None
-    config = saved.train_config if isinstance(saved.train_config, dict) else {}
-    provenance = config.get("provenance")
-    if not isinstance(provenance, dict) or provenance.get("data_fingerprint") != fingerprint():
-        return "holds a run on other data"
-    state = saved.training_state if isinstance(saved.training_state, dict) else {}
-    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
-    step, epoch = progress.get("step"), progress.get("epoch")
-    if type(step) is int and job.train.max_steps and step >= job.train.max_steps:
-        return f"holds a finished run (step {step} of --max-steps {job.train.max_steps})"
-    if type(epoch) is int and epoch > job.train.epochs:
-        return f"holds a finished run ({job.train.epochs} epochs done)"
-    return None
-
-
 def check_tokenizer_options(job: TrainJob, tokenizer, notes: list[str]) -> None:
     """--init-from brings its model's tokenizer: a --tokenizer naming another is refused, and
     options for learning one are said to be unused (they would be silently ignored)."""
@@ -147,28 +126,3 @@ def check_tokenizer_options(job: TrainJob, tokenizer, notes: list[str]) -> None:
     if unused:
         names = ", ".join("--" + name.replace("_", "-") for name in unused)
         notes.append(f"warning: {names} not used: the run keeps the tokenizer of {job.init_from}")
-
-
-KEPT_ON_RESUME = {"batch_size": int, "lr": float, "clip": float, "schedule": str}
-"""Options a resumed run keeps from the run it continues unless given again, with their types."""
-
-
-def saved_settings(job: TrainJob, saved) -> TrainJob:
-    """A resumed run keeps the batch, rate, clip and schedule it was started with unless given:
-    a batch (or rate) chosen for the corpus and device could differ on another machine, the
-    saved state is only valid with its own batch (a given one is checked against it), and a
-    run begun under an earlier rnnlm's defaults continues under them, not under today's."""
-    config = saved.train_config if isinstance(saved.train_config, dict) else {}
-    kept = {}
-    for name, kind in KEPT_ON_RESUME.items():
-        value = config.get(name)
-        given = job.origins is None or job.origins.get(name) in ("flag", "config")
-        if given or value is None or type(value) is not kind and not (kind is float and type(value) is int):
-            continue  # a damaged value is refused by the state's checks
-        kept[name] = value
-    if not kept:
-        return job
-    try:
-        return dataclasses.replace(job, train=dataclasses.replace(job.train, **kept))
-    except UsageError:
-        return job  # out of range: the state's checks say what is wrong with it

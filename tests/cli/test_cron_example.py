@@ -17,7 +17,7 @@ import pytest
 
 from rnnlm_cli.store.checkpoint import load_checkpoint
 from rnnlm_cli.train.job import resolve_train
-from rnnlm_cli.train.start import why_not_resumed
+from rnnlm_cli.train.resume import why_not_resumed
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "cron" / "retrain.sh"
 WORDS = "the a cat dog sat ran on under mat log red big".split()

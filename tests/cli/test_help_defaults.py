@@ -22,12 +22,12 @@ from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS
 from rnnlm_cli.config import TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.config import SamplingConfig
-from rnnlm_cli.train.job import JobOptions
+from rnnlm_cli.train.job import JobConfig
 
 # Where each command's options live; the first class with a defaulted field of the option's
 # name holds it (ModelConfig.vocab_size has no default: --vocab-size is the tokenizer's).
 OWNERS = {
-    "train": (ModelConfig, TrainConfig, TokenizerConfig, JobOptions),
+    "train": (ModelConfig, TrainConfig, TokenizerConfig, JobConfig),
     "tokenize": (TokenizerConfig,),
     "generate": (SamplingConfig,),
 }
