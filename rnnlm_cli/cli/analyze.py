@@ -46,7 +46,7 @@ def gradients(
                                help="Tokens read before each window, so the state at t-k is a typical one."),
     batch: int = typer.Option(default_of(GradientConfig, "batch"), help="Windows run together (memory)."),
     seed: int = typer.Option(default_of(GradientConfig, "seed"), help="Seed of the position sampling."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Draw the norms against k (log scale) into this PNG."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Draw the norms against k (log scale) into this PNG."),
     json_output: bool = switch(False, "--json", help="Print one JSON object with every distance's figures."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
 ) -> None:

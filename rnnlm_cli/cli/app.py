@@ -25,7 +25,7 @@ from rnnlm_cli.cli import train as train_command
 from rnnlm_cli.cli.ui import guarded_streams, print_text, silence_stdout
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.cli.terminate import Terminated, raise_on_termination
-from rnnlm_cli.cli.options import switch
+from rnnlm_cli.cli.options import conventional_metavars, switch
 
 EXIT_INTERRUPTED = 130
 
@@ -45,6 +45,22 @@ def _quiet_broken_pipe() -> None:
     sys.exit(0)
 
 
+_FUNCTIONS = {module.NAME: module.command for module in (tokenize_command, train_command, eval_command,
+                                                          generate_command, export_command, compare_command)}
+
+
+def _leaves(command, name: str):
+    """(command, its function) for a command, or for each subcommand of a group (``analyze``)."""
+    if command is None:
+        return []
+    if name in _FUNCTIONS:
+        return [(command, _FUNCTIONS[name])]
+    if name == "analyze":
+        return [(command.commands["gradients"], analyze_command.gradients)] if "gradients" in getattr(
+            command, "commands", {}) else []
+    return []
+
+
 class RnnlmGroup(TyperGroup):
     """The one error handler: typed errors and usage errors become one line and an exit code."""
 
@@ -62,6 +78,11 @@ class RnnlmGroup(TyperGroup):
         command = super().get_command(ctx, name)
         if command is not None and name == train_command.NAME:
             train_command.refresh_cell_option(command)  # cells registered since import are listed too
+        for leaf, function in _leaves(command, name):
+            conventional_metavars(leaf, function)
+            help_option = leaf.get_help_option(ctx)
+            if help_option is not None:
+                help_option.metavar = ""  # a switch: no <bool>
         return command
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):

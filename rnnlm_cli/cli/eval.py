@@ -56,7 +56,7 @@ def command(
         "--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER log10, "
         "OOVs as <unk> with id 0, its perplexity summary on stdout).")),
     unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
-    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", help="N-gram model to mix with, per word: ARPA (plain "
+    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", metavar="FILE", help="N-gram model to mix with, per word: ARPA (plain "
                                          "or .gz), or a KenLM binary file (with the kenlm extra)."),
     mix_lm_backend: str = typer.Option("auto", "--mix-lm-backend", metavar=choices(*NGRAM_BACKENDS), help=(
         "Who reads --mix-lm: kenlm (the kenlm module: less memory, fast loading), python (the built-in ARPA "
@@ -64,7 +64,7 @@ def command(
     mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
         "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
     fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
-                                             help="With --mix-lm: find the best --lambda on this text first (EM)."),
+                                             metavar="FILE", help="With --mix-lm: find the best --lambda on this text first (EM)."),
     cache: int = typer.Option(ScoringConfig.cache,
                               help="Neural cache over the last N positions (Grave et al.); 0 = off."),
     cache_theta: Optional[float] = typer.Option(None, help=with_default(
@@ -79,10 +79,10 @@ def command(
         "Dynamic evaluation: per-step pull back to the trained weights", ScoringConfig, "dynamic_decay")),
     dynamic_segment: Optional[int] = typer.Option(None, help=with_default(
         "Dynamic evaluation: tokens per step", ScoringConfig, "dynamic_segment")),
-    nbest: Optional[str] = typer.Option(None, "--nbest", help="Rescore this n-best list file ('-' for stdin)."),
+    nbest: Optional[str] = typer.Option(None, "--nbest", metavar="FILE", help="Rescore this n-best list file ('-' for stdin)."),
     nbest_format: Optional[str] = typer.Option(None, metavar=choices(*NBEST_FORMATS), help=with_default(
         "n-best layout: auto, srilm or kaldi", NBestConfig, "format")),
-    nbest_acoustic: Optional[str] = typer.Option(None, help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
+    nbest_acoustic: Optional[str] = typer.Option(None, metavar="FILE", help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
     lm_weight: Optional[float] = typer.Option(None, help=with_default(
         "n-best: total = acoustic + lm-weight * lm + word-penalty * words", ScoringConfig, "lm_weight")),
     word_penalty: Optional[float] = typer.Option(None, help=with_default(
@@ -96,13 +96,13 @@ def command(
         "cEOS', each word's and the sentence end's cost = -ln P, 4 decimals)", NBestConfig, "output")),
     nbest_cost: bool = switch(NBestConfig.cost, "--cost", help="sentence-scores: print Kaldi's 'KEY cost' instead, "
                               "cost = -ln P = -log10 P * ln 10 (lower is better)."),
-    symbols: Optional[str] = typer.Option(None, "--symbols", help="n-best: Kaldi symbol table ('word id' lines); "
+    symbols: Optional[str] = typer.Option(None, "--symbols", metavar="FILE", help="n-best: Kaldi symbol table ('word id' lines); "
                                           "the hypotheses are integer ids, <eps>, <s>, </s> and #N are dropped."),
     carry_state: Optional[str] = typer.Option(None, metavar=choices(*CARRY_STATES), help=with_default(
         "n-best: best starts each utterance from the state after the previous utterance's best hypothesis "
         "(highest total when the list has acoustic scores, else rank 1); input order is one conversation, "
         "never reset", NBestConfig, "carry_state")),
-    pairs: Optional[str] = typer.Option(None, "--pairs", help=(
+    pairs: Optional[str] = typer.Option(None, "--pairs", metavar="FILE", help=(
         "Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]'; "
         "'#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a pair "
         "is right when the good sentence scores strictly higher (a tie is wrong). Prints accuracy overall, per "

@@ -31,7 +31,7 @@ def command(
     format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|safetensors|embeddings|symbols",
                                help="onnx, safetensors, embeddings, or symbols (a word model's vocabulary as a "
                                     "Kaldi symbol table, or the Kaldi or ESPnet table it was built from)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file \\[default: the model's name with .onnx, .safetensors, .vec or .words.txt]."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Output file \\[default: the model's name with .onnx, .safetensors, .vec or .words.txt]."),
 ) -> None:
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.export import FORMATS, export_model

@@ -14,6 +14,8 @@ shown default against the classes, and that ``rnnlm`` starts without torch.
 
 from __future__ import annotations
 
+import typing
+
 import dataclasses
 from typing import Any, Mapping
 
@@ -79,3 +81,22 @@ def switch(default: Any, *names: str, **options: Any) -> Any:
 def choices(*names: str) -> str:
     """The metavar of an option that takes one of ``names``: ``word|char|byte``."""
     return "|".join(names)
+
+
+_TYPE_METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
+
+
+def conventional_metavars(command, function) -> None:
+    """Metavars as Unix help writes them, where an option gives none of its own: an argument's
+    name in capitals (``MODEL``), an option's type (``INT``, ``FLOAT``, ``TEXT``). A file option
+    says ``FILE`` itself (``metavar="FILE"``); a switch's is empty, a choice lists its values."""
+    hints = typing.get_type_hints(function)
+    for param in command.params:
+        if param.metavar is not None:
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper() + ("..." if param.nargs == -1 else "")
+            continue
+        hint = hints.get(param.name)
+        kinds = (hint, *typing.get_args(hint), *(k for arg in typing.get_args(hint) for k in typing.get_args(arg)))
+        param.metavar = next((_TYPE_METAVARS[kind] for kind in kinds if kind in _TYPE_METAVARS), None)

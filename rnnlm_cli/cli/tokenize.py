@@ -35,15 +35,15 @@ def command(
     corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
     kind: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS), help=with_default(
         "Tokenizer to learn: word, char, byte or sentencepiece", TokenizerConfig, "kind")),
-    tokenizer: Optional[str] = typer.Option(None, help="Use this tokenizer (JSON, model or token file) instead of learning one."),
-    symbols: Optional[str] = typer.Option(None, "--symbols", help=(
+    tokenizer: Optional[str] = typer.Option(None, metavar="FILE", help="Use this tokenizer (JSON, model or token file) instead of learning one."),
+    symbols: Optional[str] = typer.Option(None, "--symbols", metavar="FILE", help=(
         "Use a recogniser's vocabulary instead of learning one: a Kaldi symbol table ('word id' lines, "
         "words.txt) or an ESPnet token list (one token per line, id = line number). Its words keep their "
         "order; <eos> is 0 and <unk> 1 as in every vocabulary; <eps>, <s>, </s>, #N, <blank> and <sos/eos> "
         "are not words. The table must be UTF-8, and is kept in the tokenizer: 'rnnlm export --format symbols' "
         "writes it back byte for byte.")),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the binary token file here."),
-    save_tokenizer: Optional[str] = typer.Option(None, help="Write the tokenizer as JSON here."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write the binary token file here."),
+    save_tokenizer: Optional[str] = typer.Option(None, metavar="FILE", help="Write the tokenizer as JSON here."),
     print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
     decode: bool = switch(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
     min_count: Optional[int] = typer.Option(None, help=with_default(

@@ -85,9 +85,9 @@ def refresh_cell_option(command: Any) -> None:
 def command(
     ctx: typer.Context,
     corpus: Optional[str] = typer.Argument(None, help="Training text (plain or .gz), '-' for stdin, or a token file.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=with_default("Where the best model goes", JobConfig, "out")),
-    valid: Optional[str] = typer.Option(None, help=with_default("Validation text or token file", JobConfig, "valid", {None: _HELD_OUT})),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (names as the flags, - or _)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help=with_default("Where the best model goes", JobConfig, "out")),
+    valid: Optional[str] = typer.Option(None, metavar="FILE", help=with_default("Validation text or token file", JobConfig, "valid", {None: _HELD_OUT})),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file of options (names as the flags, - or _)."),
     preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
     tokenizer: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS, "FILE"), help=with_default(
         "word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file", TokenizerConfig, "kind")),
@@ -156,10 +156,10 @@ def command(
     patience: Optional[int] = typer.Option(None, help=with_default(
         "Stop after this many validations without improvement; 0 = never", TrainConfig, "patience")),
     random_bptt: Optional[bool] = switch(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
-    embeddings: Optional[str] = typer.Option(None, help=with_default(
+    embeddings: Optional[str] = typer.Option(None, metavar="FILE", help=with_default(
         "word2vec/GloVe text file to initialise the input embeddings from", TrainConfig, "embeddings")),
     freeze_embeddings: Optional[bool] = switch(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
-    synonyms: Optional[str] = typer.Option(None, help=with_default(
+    synonyms: Optional[str] = typer.Option(None, metavar="FILE", help=with_default(
         "File of word pairs, one pair a line, whose embeddings are pulled together", TrainConfig, "synonyms")),
     synonym_weight: Optional[float] = typer.Option(None, help=with_default(
         "Weight of the synonym loss (mean squared distance of the pairs' embeddings)", TrainConfig, "synonym_weight")),
@@ -181,9 +181,9 @@ def command(
         "auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
     log_interval: Optional[int] = typer.Option(None, help=with_default("Steps between log lines", TrainConfig, "log_interval")),
     strict: Optional[bool] = switch(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
-    resume: Optional[str] = typer.Option(None, help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
-    init_from: Optional[str] = typer.Option(None, help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
-    promote_if_better: Optional[str] = typer.Option(None, help="After training, replace this model file only if the new model validates better (else exit 3)."),
+    resume: Optional[str] = typer.Option(None, metavar="FILE|auto", help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
+    init_from: Optional[str] = typer.Option(None, metavar="FILE", help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
+    promote_if_better: Optional[str] = typer.Option(None, metavar="FILE", help="After training, replace this model file only if the new model validates better (else exit 3)."),
     deterministic: Optional[bool] = switch(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
     max_bad_steps: Optional[int] = typer.Option(None, help=with_default(
         "Stop after this many non-finite steps in a row", TrainConfig, "max_bad_steps")),

@@ -55,7 +55,7 @@ def help_rows(command: str) -> dict[str, str]:
     assert result.exit_code == 0, result.output
     rows = {}
     for line in result.stdout.splitlines():
-        found = re.match(r"│ (--[\w-]+)", line)
+        found = re.match(r"│ (?:\*)?\s*(--[\w-]+)", line)  # "*": a required option
         if found:
             rows[found.group(1)] = line
     return rows
@@ -137,3 +137,19 @@ def test_switches_show_no_type_and_choices_show_their_values():
     with registered_cell("elman2", _dc.replace(CELLS["rnn"])):
         assert "lstm|gru|rnn|mogrifier|elman2" in help_rows("train")["--cell"]
     assert "elman2" not in help_rows("train")["--cell"]
+
+
+@pytest.mark.parametrize("command", ["tokenize", "train", "eval", "generate", "export", "compare"])
+def test_option_metavars_are_the_conventional_capitals(command):
+    rows = help_rows(command)
+    for flag, row in rows.items():
+        assert not re.search(r"<(str|int|float|bool|path|list\[\w+\])>", row), row  # Typer's own
+    files = {"tokenize": ["--tokenizer", "--symbols", "--out"], "train": ["--valid", "--config", "--out"],
+             "eval": ["--nbest", "--pairs", "--mix-lm", "--fit-lambda", "--symbols"], "generate": [],
+             "export": ["--out"], "compare": ["--valid", "--test", "--pairs", "--variants"]}[command]
+    for flag in files:
+        assert re.search(rf"│ \*?\s*{flag}\s+(-\w\s+)?FILE\b", rows[flag]), rows[flag]
+    numbers = {"train": {"--lr": "FLOAT", "--epochs": "INT"}, "generate": {"--top-p": "FLOAT", "--top-k": "INT"},
+               "eval": {"--lambda": "FLOAT", "--cache": "INT"}}.get(command, {})
+    for flag, metavar in numbers.items():
+        assert re.search(rf"│ \*?\s*{flag}\s+{metavar}\b", rows[flag]), rows[flag]
