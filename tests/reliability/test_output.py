@@ -108,13 +108,18 @@ def test_piped_output_has_no_escape_codes(files, tmp_path):
     env = {}  # colours are for terminals alone: no NO_COLOR needed (test_no_color_on_a_terminal_drops_colours)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"the dog \xff sees a cat .\n")
-    runs = [
-        rnnlm("eval", "--help", **env),
-        rnnlm("train", files["train"], "--out", tmp_path / "m.pt", *TINY, "--max-steps", "2", "--log-interval", "1",
-              **env),
-        rnnlm("eval", files["model"], bad, **env),  # a warning
-        rnnlm("eval", tmp_path / "missing.pt", bad, **env),  # an error
+    commands = [
+        ["eval", "--help"],
+        ["train", files["train"], "--out", tmp_path / "m.pt", *TINY, "--max-steps", "2", "--log-interval", "1"],
+        ["eval", files["model"], bad],  # a warning
+        ["eval", tmp_path / "missing.pt", bad],  # an error
     ]
+    # Independent processes: run together, each piped as a pipeline would.
+    started = [subprocess.Popen([*RNNLM, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=environment(**env)) for args in commands]
+    runs = [subprocess.CompletedProcess(p.args, 0, *p.communicate(timeout=120)) for p in started]
+    for run, process in zip(runs, started):
+        run.returncode = process.returncode
     assert [r.returncode for r in runs] == [0, 0, 0, 66]
     assert b"step 1" in runs[1].stderr and b"warning" in runs[2].stderr
     for result in runs:
