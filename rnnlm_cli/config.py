@@ -252,7 +252,9 @@ class SamplingConfig:
 def load_yaml(path: str) -> dict[str, Any]:
     """Read a YAML mapping of option names (dashes or underscores) to single values from a
     file, a pipe (a FIFO, ``<(...)``) or stdin (``-``), read once."""
-    if path != "-" and not os.path.exists(path):
+    if path == "-":
+        return read_options(path)
+    if not os.path.exists(path):
         raise InputMissingError(f"{path}: no such config file")
     if os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a config file")

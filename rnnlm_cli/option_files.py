@@ -59,7 +59,7 @@ def read_options(path: str) -> dict[str, Any]:
                 raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the config file ({exc.strerror})") from exc
-    return parse_options(raw, path)
+    return parse_options(raw, "stdin" if path == "-" else path)
 
 
 def parse_options(raw: bytes, name: str) -> dict[str, Any]:

@@ -119,8 +119,9 @@ def command(
     from rnnlm_cli.text.reading import check_readable
 
     request = EvalRequest(**{name: value for name, value in ctx.params.items() if name not in ("device", "strict")})
-    for _, path in request.inputs():
-        check_readable(path)
+    for name, path in request.inputs():
+        if name != "MODEL":  # the model is checked as it is loaded, after the inputs
+            check_readable(path)
     check_stdout_apart([FileRole(name, path) for name, path in request.inputs()])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)

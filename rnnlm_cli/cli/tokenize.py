@@ -11,7 +11,6 @@ import typer
 from rnnlm_cli.cli.options import choices, switch, with_default
 from rnnlm_cli.cli.ui import log, warn
 from rnnlm_cli.config import SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig
-from rnnlm_cli.text.token_lines import decode_lines, print_lines
 
 NAME = "tokenize"
 SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
@@ -68,6 +67,8 @@ def command(
     if decode:
         if tokenizer is None and symbols is None:
             raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file) or --symbols")
+        from rnnlm_cli.text.token_lines import decode_lines
+
         decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols),
                      corpus, sys.stdout, strict=strict)
         return
@@ -128,6 +129,8 @@ def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, 
         write_tokenizer(tok, save_tokenizer)
         log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
     if print_as:
+        from rnnlm_cli.text.token_lines import print_lines
+
         notes = print_lines(tok, source, print_as, sys.stdout, strict=strict, name=name)
         if not reported:  # the encoding pass into --out has already reported on the text
             _warn_all(notes)

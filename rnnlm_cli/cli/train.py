@@ -201,6 +201,7 @@ def command(
     from rnnlm_cli.errors import UsageError
     from rnnlm_cli.files.roles import FileRole, check_one_stdin
     from rnnlm_cli.train.job import resolve_train
+    from rnnlm_cli.train.job_files import check_stdin_read_once
     from rnnlm_cli.train.run import run_training
 
     # Click's own record of the options, by parameter name: a new option reaches the job
@@ -214,6 +215,7 @@ def command(
                      *(FileRole("--" + name.replace("_", "-"), flags.get(name) or "")
                        for name in ("valid", "tokenizer", "init_from", "embeddings", "synonyms", "resume"))])
     job = resolve_train(corpus or "-", flags, preset, str(config) if config is not None else None)
+    check_stdin_read_once(job, str(config) if config is not None else None)  # a config's own paths too
     if show_config:
         from rnnlm_cli.train.job_files import check_printing_apart
 

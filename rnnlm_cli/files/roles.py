@@ -69,7 +69,7 @@ def check_file_roles(roles: Iterable[FileRole], may_share: Iterable[tuple[str, s
 def check_one_stdin(roles: Iterable[FileRole]) -> None:
     """UsageError when two roles are ``-``: standard input is read once, by one of them (the
     other would find it empty, or a pipe's bytes split between the two)."""
-    from_stdin = [role.name for role in roles if role.path == STDIN]
+    from_stdin = [role.name for role in roles if role.path == STDIN and not role.writes]
     if len(from_stdin) > 1:
         raise UsageError(f"{' and '.join(from_stdin)} are all '-': standard input can be only one of them"
                          if len(from_stdin) > 2 else

@@ -133,14 +133,16 @@ def sentence_log10(words) -> float:
 
 
 def text_pieces(text: str, size: int) -> Iterator[tuple[str, bool]]:
-    """``(piece, ends_line)`` for consecutive pieces of ``text``, each cut after its last
-    space (inside a word only when a word is longer than ``size``), as
-    :func:`rnnlm_cli.text.reading.iter_segments` cuts a long line."""
+    """``(piece, ends_line)`` for consecutive pieces of ``text``, each cut after its last space
+    within ``size`` characters. A word is never cut: one longer than ``size`` makes its piece
+    run on to the space after it, so every word of a hypothesis is scored as one word."""
     start = 0
     while len(text) - start > size:
         cut = text.rfind(" ", start, start + size) + 1
         if cut <= start:
-            cut = start + size
+            cut = text.find(" ", start + size) + 1
+            if cut <= 0:
+                break  # the rest is one word
         yield text[start:cut], False
         start = cut
     yield text[start:], True

@@ -20,7 +20,7 @@ def tokenizer_from_file(path: str):
     """
     from rnnlm_cli.files.spool import spooled
 
-    if os.path.isdir(path):
+    if path != STDIN and os.path.isdir(path):
         raise InputMissingError(f"{path}: is a directory, expected a tokenizer, token file or model")
     if path != STDIN and not os.path.exists(path):
         raise InputMissingError(f"{path}: no such tokenizer file (or use one of: {', '.join(TOKENIZER_KINDS)})")

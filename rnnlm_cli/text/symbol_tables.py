@@ -23,12 +23,15 @@ it back unchanged (:func:`write_symbol_table`) and a recogniser's ids still mean
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import re
-from typing import Any
+import zlib
+from typing import Any, Iterable, Iterator
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.files.atomic import atomic_open
-from rnnlm_cli.text.reading import STDIN, display_name, natural, open_binary
+from rnnlm_cli.text.reading import MAX_LINE_BYTES, STDIN, display_name, natural, open_binary
 from rnnlm_cli.text.tokenizer_base import EOS, SPECIALS
 
 KALDI_NON_WORDS = frozenset({"<eps>", "<s>", "</s>"})
@@ -47,36 +50,59 @@ def is_kaldi_non_word(symbol: str) -> bool:
 
 def read_symbol_table(path: str) -> tuple[str, list[tuple[str, int]]]:
     """``(layout, [(symbol, id), ...])`` of a Kaldi symbol table or an ESPnet token list, in file order."""
-    return parse_symbol_table(read_table_text(path), display_name(path))
+    layout, entries, _ = read_table(path)
+    return layout, entries
 
 
-def read_table_text(path: str) -> str:
-    """The whole text of a symbol table, exactly as written (a byte-order mark and CRLF line
-    ends included), so that it can be written back byte for byte.
+def read_table(path: str) -> tuple[str, list[tuple[str, int]], str]:
+    """The layout, the entries and the exact text of a table (a byte-order mark and CRLF line
+    ends included, so that it can be written back byte for byte), read once, line by line: a
+    file that is no table (binary data, a corpus given by mistake) is refused at its first bad
+    line, before the rest is read.
 
-    A table is always read strictly: a word with a replaced character would no longer be
-    the recogniser's word, so invalid UTF-8 is bad data, with its line.
+    A table is always read strictly: a word with a replaced character would no longer be the
+    recogniser's word, so invalid UTF-8 is bad data, with its line.
     """
+    raw_lines: list[str] = []
+    layout, entries = parse_symbol_lines(_table_lines(path, raw_lines), display_name(path))
+    return layout, entries, "".join(raw_lines)
+
+
+def _table_lines(path: str, raw_lines: list[str]) -> Iterator[str]:
+    """Each line of the table without its line end (the first without a byte-order mark);
+    ``raw_lines`` gets each line as written."""
     name = display_name(path)
     stream = open_binary(path)
     try:
-        raw = stream.read()
+        for number in itertools.count(1):
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(f"{name}:{number}: a line of over {MAX_LINE_BYTES >> 20} MiB: not a symbol table")
+            if b"\0" in raw:
+                raise DataError(f"{name}:{number}: NUL byte: binary data, not a symbol table")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{name}:{number}: invalid UTF-8: a symbol table's words must be UTF-8 text, as "
+                                "the recogniser writes them") from None
+            raw_lines.append(line)
+            yield (line.removeprefix(BOM) if number == 1 else line).rstrip("\r\n")
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{name}: damaged or truncated gzip data ({exc})") from None
     finally:
         if path != STDIN:
             stream.close()
-    if b"\0" in raw:
-        line = raw.count(b"\n", 0, raw.index(b"\0")) + 1
-        raise DataError(f"{name}:{line}: NUL byte: binary data, not a symbol table")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{name}:{line}: invalid UTF-8: a symbol table's words must be UTF-8 text, as the "
-                        "recogniser writes them") from None
 
 
 def parse_symbol_table(text: str, name: str) -> tuple[str, list[tuple[str, int]]]:
-    """The layout and entries of a table's text (:func:`read_symbol_table`).
+    """The layout and entries of a table's whole text (as :func:`read_table` reads a file)."""
+    return parse_symbol_lines(text.removeprefix(BOM).split("\n"), name)
+
+
+def parse_symbol_lines(lines: Iterable[str], name: str) -> tuple[str, list[tuple[str, int]]]:
+    """The layout and entries of a table's lines.
 
     The first line decides the layout: two fields, the second an integer, is Kaldi's; one
     field is ESPnet's. Ids and symbols must be unique; anything else is bad data, with its line.
@@ -85,7 +111,7 @@ def parse_symbol_table(text: str, name: str) -> tuple[str, list[tuple[str, int]]
     entries: list[tuple[str, int]] = []
     ids: dict[int, str] = {}
     symbols: dict[str, int] = {}
-    for number, line in enumerate(text.removeprefix(BOM).split("\n"), start=1):
+    for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
             continue

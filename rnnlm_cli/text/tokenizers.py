@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from rnnlm_cli.files.atomic import atomic_open
 from rnnlm_cli.errors import DataError, InputMissingError
 from rnnlm_cli.text.reading import display_name
-from rnnlm_cli.text.symbol_tables import check_stored_table, kept_text, parse_symbol_table, read_table_text, table_words
+from rnnlm_cli.text.symbol_tables import check_stored_table, kept_text, read_table, table_words
 from rnnlm_cli.text.tokenizer_base import (EOS, EOS_ID, FORMAT_VERSION, SPECIALS, UNK, UNK_ID, EncodedLine,
                                           StreamingDecoder, Tokenizer, word_owners)
 
@@ -267,8 +267,7 @@ def tokenizer_from_dict(data: Any) -> Tokenizer:
 def tokenizer_from_table(path: str) -> WordTokenizer:
     """A word tokenizer whose vocabulary is a recogniser's table (a Kaldi ``words.txt`` or an
     ESPnet token list), the table kept for export (:mod:`rnnlm_cli.text.symbol_tables`)."""
-    text = read_table_text(path)
-    layout, entries = parse_symbol_table(text, display_name(path))
+    layout, entries, text = read_table(path)
     pieces = table_words(layout, entries)
     if len(pieces) == len(SPECIALS):
         raise DataError(f"{display_name(path)}: the table holds no words, only special symbols")
@@ -337,8 +336,12 @@ def canonical_json(data: Mapping[str, Any]) -> str:
 
 
 def fingerprint(tokenizer: Tokenizer) -> str:
-    """Short hash of the tokenizer's content; equal fingerprints encode text identically."""
-    return hashlib.sha256(canonical_json(tokenizer.to_dict()).encode("ascii")).hexdigest()[:16]
+    """Short hash of the tokenizer's content; equal fingerprints encode text identically. A
+    symbol table's kept text (its byte-order mark, line ends) encodes nothing: left out."""
+    data = tokenizer.to_dict()
+    if isinstance(data.get("symbols"), dict) and "text" in data["symbols"]:
+        data = {**data, "symbols": {key: value for key, value in data["symbols"].items() if key != "text"}}
+    return hashlib.sha256(canonical_json(data).encode("ascii")).hexdigest()[:16]
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:

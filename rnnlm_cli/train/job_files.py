@@ -10,7 +10,7 @@ import os
 
 from rnnlm_cli.errors import UsageError
 from rnnlm_cli.files.locks import check_lock_usable, target_lock_path
-from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file, check_stdout_apart
+from rnnlm_cli.files.roles import FileRole, check_file_roles, check_one_stdin, check_output_file, check_stdout_apart
 from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.outputs import OutputPaths
 from rnnlm_cli.train.promote import resolve_target
@@ -50,6 +50,12 @@ def check_job_files(job: TrainJob) -> None:
                              "rotates away; copy it elsewhere first")
     check_file_roles(inputs + outputs, may_share=[("--init-from", "--promote-if-better"),
                                                   ("--resume", "the state file")])
+
+
+def check_stdin_read_once(job: TrainJob, config_path: str | None) -> None:
+    """UsageError when two of the job's inputs are ``-``, ``--config`` included: a ``valid: -``
+    in a config file read from stdin would find stdin empty."""
+    check_one_stdin(_input_roles(job) + [FileRole("--config", config_path or "")])
 
 
 def check_printing_apart(job: TrainJob, config_path: str | None) -> None:

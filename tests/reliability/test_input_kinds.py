@@ -275,3 +275,12 @@ def test_two_inputs_from_stdin_are_refused_up_front(name, first, second, scenari
     code, stderr, _ = run(scenarios[name], {first: "stdin", second: "stdin"})
     assert code == 2, stderr
     assert len(stderr.strip().splitlines()) == 1 and "are both '-': standard input can be only one" in stderr
+
+
+def test_an_output_named_dash_is_no_second_reader_of_stdin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the token file is written to a file named "-" here
+    result = CliRunner().invoke(cli.app, ["tokenize", "-", "--out", "-"], input="the dog\n",
+                                env={"RNNLM_DEBUG": None}, catch_exceptions=False)
+    assert "standard input can be only one" not in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "-").stat().st_size > 0

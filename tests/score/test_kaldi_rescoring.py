@@ -156,3 +156,17 @@ def test_bad_output_options_are_usage_errors(uniform_lm, tmp_path, args, named):
                                   ["--symbols", "words.txt"]])
 def test_nbest_options_need_nbest(uniform_lm, tmp_path, flag):
     assert "--nbest" in usage_error(uniform_lm, write(tmp_path / "t.txt", "the dog\n"), *flag)
+
+
+@pytest.mark.parametrize("carry", ["none", "best"])
+def test_a_word_longer_than_a_piece_in_a_long_hypothesis_is_one_word(uniform_lm, tmp_path, carry):
+    from eval_support import LOG_P
+    from rnnlm_cli.score.nbest import LONG_TEXT
+
+    long_word = "x" * (LONG_TEXT + 5000)  # an OOV: one <unk>, however long
+    lists = write(tmp_path / "k.txt", f"u1-1 the {long_word} dog\nu1-2 the dog\n")
+    out = ok(uniform_lm, "--nbest", lists, "--nbest-format", "kaldi", "--output", "token-scores",
+             "--carry-state", carry, "--device", "cpu").stdout.splitlines()
+    costs = out[0].split()[1:]
+    assert len(costs) == 4  # the, the long word, dog, </s>
+    assert [float(c) for c in costs] == pytest.approx([-LOG_P * LN10] * 4, abs=1e-4)

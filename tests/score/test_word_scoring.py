@@ -105,9 +105,11 @@ def test_a_mix_weight_outside_the_unit_interval_is_refused(weight):
         NgramMix(RecordingNgram(2, {}), weight)
 
 
-def testtext_pieces_cut_after_a_space_or_inside_a_word_longer_than_a_piece():
+def test_text_pieces_cut_after_a_space_and_never_inside_a_word():
     assert list(text_pieces("aaa bbb ccc", 5)) == [("aaa ", False), ("bbb ", False), ("ccc", True)]
-    assert list(text_pieces("abcdefgh", 3)) == [("abc", False), ("def", False), ("gh", True)]
+    # A word longer than a piece is kept whole: a hypothesis' words are scored as its words.
+    assert list(text_pieces("abcdefgh", 3)) == [("abcdefgh", True)]
+    assert list(text_pieces("ab cdefgh ij", 3)) == [("ab ", False), ("cdefgh ", False), ("ij", True)]
     assert list(text_pieces("short", 10)) == [("short", True)]
 
 

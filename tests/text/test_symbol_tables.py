@@ -196,3 +196,22 @@ def test_training_refuses_a_tokenizer_file_whose_table_repeats_an_id(tmp_path):
                  *TRAIN)
     assert result.exit_code == 65 and "id 1 is given twice" in result.stderr, result.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_kept_text_of_a_table_does_not_change_the_tokenizers_fingerprint(tmp_path):
+    (tmp_path / "crlf.txt").write_bytes(KALDI.replace("\n", "\r\n").encode())
+    (tmp_path / "lf.txt").write_text(KALDI)
+    crlf, lf = tokenizer_from_table(str(tmp_path / "crlf.txt")), tokenizer_from_table(str(tmp_path / "lf.txt"))
+    assert "text" in crlf.to_dict()["symbols"] and "text" not in lf.to_dict()["symbols"]
+    assert fingerprint(crlf) == fingerprint(lf)
+
+
+@pytest.mark.parametrize("data, message", [(b"\x00" * 10, "NUL byte"), (b"a" * (2 << 20), "over 1 MiB"),
+                                           (None, "damaged or truncated gzip")])
+def test_a_file_that_is_no_table_is_refused_at_its_first_line(tmp_path, data, message):
+    import gzip
+
+    path = tmp_path / "t.gz"
+    path.write_bytes(data if data is not None else gzip.compress(b"<eps> 0\nthe 1\n")[:20])
+    with pytest.raises(DataError, match=message):
+        tokenizer_from_table(str(path))
