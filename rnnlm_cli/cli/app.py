@@ -22,7 +22,7 @@ from rnnlm_cli.cli import export as export_command
 from rnnlm_cli.cli import generate as generate_command
 from rnnlm_cli.cli import tokenize as tokenize_command
 from rnnlm_cli.cli import train as train_command
-from rnnlm_cli.cli.ui import guarded_streams, print_text, silence_stdout
+from rnnlm_cli.cli.ui import guarded_streams, launched_rank, print_text, silence_stdout
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
 from rnnlm_cli.cli.terminate import Terminated, raise_on_termination
 from rnnlm_cli.cli.options import conventional_metavars, switch
@@ -31,8 +31,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(message: str, code: int, label: str = "error: ") -> None:
-    rank = os.environ.get("RANK", "0")
-    prefix = "rnnlm" if rank == "0" else f"rnnlm[rank {rank}]"  # under torchrun
+    rank = launched_rank()
+    prefix = "rnnlm" if rank == 0 else f"rnnlm[rank {rank}]"  # under torchrun
     sys.stderr.write(f"{prefix}: {label}{message}\n")
     sys.stderr.flush()
     sys.exit(code)
@@ -106,7 +106,7 @@ class RnnlmGroup(TyperGroup):
         except BrokenPipeError:
             _quiet_broken_pipe()
         except TrainingInterrupted as exc:
-            if os.environ.get("RANK", "0") != "0":
+            if launched_rank() != 0:
                 sys.exit(exc.exit_code)  # rank 0 reports the stop for the whole run
             _fail(str(exc), exc.exit_code, label="")
         except RnnlmError as exc:

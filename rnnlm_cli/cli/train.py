@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +10,7 @@ import typer
 
 from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS, choices, default_of, fitted_default, switch, with_default
 from rnnlm_cli.cli.train_report import TrainingReporter, report_result
-from rnnlm_cli.cli.ui import log
+from rnnlm_cli.cli.ui import launched_rank, log
 from rnnlm_cli.config import AMP_MODES, OPTIMIZERS, SCHEDULES, SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig, TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.registry import CELLS, IMPLS
@@ -232,7 +231,7 @@ def command(
         result = run_training(job, reporter, notes=notes, started=started)
     finally:
         reporter.close()
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        if launched_rank() == 0:  # under torchrun, rank 0 speaks for the run (result may not exist)
             for note in notes:
                 log(note)
     if result.rank == 0:  # under torchrun, rank 0 reports for the run

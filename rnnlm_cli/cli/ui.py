@@ -249,3 +249,13 @@ def guarded_streams() -> Iterator[None]:
 def silence_stdout() -> None:
     """The reader of stdout went away: drop whatever is still to be written, quietly."""
     _to_devnull(sys.stdout)
+
+
+def launched_rank() -> int:
+    """The rank torchrun gave this process (0 when it was not launched by torchrun), from its
+    environment: known before the process group exists and after it is gone, so that an error
+    or a stop is reported once, by rank 0, whatever point the run reached."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0

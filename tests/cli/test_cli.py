@@ -661,3 +661,14 @@ def test_help_shows_defaults_written_in_brackets(runner):
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Passes over the corpus [default: 10]" in result.stdout
+
+
+@pytest.mark.parametrize("value, rank", [(None, 0), ("0", 0), ("3", 3), ("x", 0)])
+def test_the_launched_rank_is_torchruns_or_zero(monkeypatch, value, rank):
+    from rnnlm_cli.cli.ui import launched_rank
+
+    if value is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", value)
+    assert launched_rank() == rank
