@@ -45,20 +45,17 @@ def _quiet_broken_pipe() -> None:
     sys.exit(0)
 
 
-_FUNCTIONS = {module.NAME: module.command for module in (tokenize_command, train_command, eval_command,
-                                                          generate_command, export_command, compare_command)}
+COMMANDS = (tokenize_command, train_command, eval_command, generate_command, export_command, compare_command)
+"""The subcommand modules, each one command (``analyze`` is a group of its own)."""
 
 
-def _leaves(command, name: str):
-    """(command, its function) for a command, or for each subcommand of a group (``analyze``)."""
+def _leaves(command):
+    """The command, or each command of a group (``analyze gradients``)."""
     if command is None:
         return []
-    if name in _FUNCTIONS:
-        return [(command, _FUNCTIONS[name])]
-    if name == "analyze":
-        return [(command.commands["gradients"], analyze_command.gradients)] if "gradients" in getattr(
-            command, "commands", {}) else []
-    return []
+    if hasattr(command, "commands"):
+        return [leaf for sub in command.commands.values() for leaf in _leaves(sub)]
+    return [command]
 
 
 class RnnlmGroup(TyperGroup):
@@ -78,8 +75,8 @@ class RnnlmGroup(TyperGroup):
         command = super().get_command(ctx, name)
         if command is not None and name == train_command.NAME:
             train_command.refresh_cell_option(command)  # cells registered since import are listed too
-        for leaf, function in _leaves(command, name):
-            conventional_metavars(leaf, function)
+        for leaf in _leaves(command):
+            conventional_metavars(leaf)
             help_option = leaf.get_help_option(ctx)
             if help_option is not None:
                 help_option.metavar = ""  # a switch: no <bool>
@@ -156,7 +153,7 @@ def root(
     """Train, score, sample and export recurrent neural language models (LSTM, GRU, RNN)."""
 
 
-for module in (tokenize_command, train_command, eval_command, generate_command, export_command, compare_command):
+for module in COMMANDS:
     app.command(name=module.NAME, help=module.HELP, short_help=module.SUMMARY,
                 epilog=module.EPILOG,
                 context_settings={"help_option_names": ["-h", "--help"]})(module.command)

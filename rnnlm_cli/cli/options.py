@@ -14,6 +14,7 @@ shown default against the classes, and that ``rnnlm`` starts without torch.
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import dataclasses
@@ -86,11 +87,11 @@ def choices(*names: str) -> str:
 _TYPE_METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 
-def conventional_metavars(command, function) -> None:
+def conventional_metavars(command) -> None:
     """Metavars as Unix help writes them, where an option gives none of its own: an argument's
     name in capitals (``MODEL``), an option's type (``INT``, ``FLOAT``, ``TEXT``). A file option
     says ``FILE`` itself (``metavar="FILE"``); a switch's is empty, a choice lists its values."""
-    hints = typing.get_type_hints(function)
+    hints = typing.get_type_hints(inspect.unwrap(command.callback))  # the function the command was made from
     for param in command.params:
         if param.metavar is not None:
             continue

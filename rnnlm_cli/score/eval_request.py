@@ -76,9 +76,9 @@ class EvalRequest:
         if self.file is None and self.nbest is None and self.pairs is None and self.fit_lambda is None:
             raise UsageError("missing FILE: the text to score ('-' for stdin)")
         # Both configurations are built (and check their values) now, before any file is read.
-        if self.scoring and self.nbest_best and self.lists.output != "rescored":
-            raise UsageError(f"--nbest-best prints from --output rescored, not {self.lists.output}")
-        self.lists  # noqa: B018
+        _, lists = self.scoring, self.lists
+        if self.nbest_best and lists.output != "rescored":
+            raise UsageError(f"--nbest-best prints from --output rescored, not {lists.output}")
 
     def _check_outputs(self) -> None:
         if self.debug not in DEBUG_LEVELS:

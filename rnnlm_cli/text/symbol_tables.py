@@ -147,7 +147,7 @@ def check_stored_table(table: dict[str, Any], pieces: list[str], where: str) -> 
     layout, entries = table["layout"], [tuple(entry) for entry in table["entries"]]
     text = table.get("text")
     if text is None:
-        text = "".join(line + "\n" for line in _lines(layout, entries))
+        text = _plain_text(layout, entries)
     try:
         found = parse_symbol_table(text, "the stored table")
     except DataError as exc:
@@ -190,6 +190,11 @@ def _lines(layout: str, entries) -> list[str]:
     return [f"{symbol} {symbol_id}" for symbol, symbol_id in entries]
 
 
+def _plain_text(layout: str, entries) -> str:
+    """The table's text as its entries write it: one a line, LF line ends."""
+    return "".join(line + "\n" for line in _lines(layout, entries))
+
+
 def table_text(tokenizer) -> str:
     """The table as its file was, byte for byte when the tokenizer kept its text; otherwise
     :func:`symbol_lines`, one a line."""
@@ -202,7 +207,7 @@ def table_text(tokenizer) -> str:
 def kept_text(text: str, layout: str, entries) -> str | None:
     """``text`` when writing the entries one a line would not give it back (a byte-order mark,
     CRLF, tabs, blank lines); None when it would, so most tables are kept once."""
-    return None if text == "".join(line + "\n" for line in _lines(layout, entries)) else text
+    return None if text == _plain_text(layout, entries) else text
 
 
 def write_symbol_table(tokenizer, path: str) -> None:
