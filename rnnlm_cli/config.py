@@ -126,7 +126,8 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimizer steps (0: no limit)."""
     max_time: float = 0.0
-    """Stop after this many seconds of training, then validate (0: no limit)."""
+    """Stop after this many seconds of training, then validate (reading the data and the final
+    validation come on top; see --max-wall-time; 0: no limit)."""
     max_wall_time: float = 0.0
     """Bound the whole command's wall time, in seconds: reading the data, training, the final
     validation and save; training stops early enough for what follows it (0: no limit)."""
@@ -149,14 +150,14 @@ class TrainConfig:
     deterministic: bool = False
     """Seed everything and use deterministic kernels, so a run can be repeated bit for bit."""
     l1: float = 0.0
-    """L1 penalty on the weights (added to the loss)."""
+    """L1 penalty on the weights (not biases), added to the loss."""
     ar: float = 0.0
     """Activation regularisation: this times the mean square of the dropped last-layer output."""
     tar: float = 0.0
     """Temporal activation regularisation: this times the mean square of h_t - h_(t-1) (raw output)."""
     schedule: str = "cosine"
     """Learning-rate schedule: cosine (from --lr to --min-lr over the run's steps or its --max-time),
-    constant, or plateau (divide by lr_decay when validation stalls)."""
+    constant, or plateau (divide by --lr-decay when validation stalls)."""
     lr_decay: float = 4.0
     """plateau: the factor the learning rate is divided by."""
     warmup_steps: int = 0
@@ -164,7 +165,8 @@ class TrainConfig:
     min_lr: float = 0.0
     """cosine: the final learning rate; plateau: the rate below which training stops."""
     asgd: bool = False
-    """NT-ASGD: switch to averaged SGD when validation stalls for `nonmono` checks; validate with the average."""
+    """NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks,
+    and validate with the average."""
     nonmono: int = 5
     """NT-ASGD: validations without improvement before averaging starts."""
     patience: int = 0
@@ -172,11 +174,11 @@ class TrainConfig:
     random_bptt: bool = False
     """Random BPTT length around --bptt per step, with the learning rate scaled by length (Merity et al.)."""
     embeddings: str = ""
-    """word2vec/GloVe text file to initialise the input embeddings from ('' : none)."""
+    """word2vec/GloVe text file to initialise the input embeddings from."""
     freeze_embeddings: bool = False
-    """Keep the initialised embeddings fixed."""
+    """Keep the --embeddings vectors fixed (needs --untied)."""
     synonyms: str = ""
-    """File of word pairs, one pair a line, whose embeddings are pulled together ('' : none)."""
+    """File of word pairs, one pair a line, whose embeddings are pulled together."""
     synonym_weight: float = 0.0
     """Weight of the synonym loss (mean squared distance of the pairs' embeddings)."""
     amp: str = "auto"

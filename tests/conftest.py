@@ -9,10 +9,21 @@ import time
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from rnnlm_cli.store.checkpoint import save_checkpoint
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.lm import build_model
+
+# Property tests: the same examples on every run (derandomized, no example database), no
+# deadline (a shared machine's load is not a failure), and how many by profile: "ci", the full
+# count, where a CI service runs the suite (it sets CI) or HYPOTHESIS_PROFILE=ci asks for it;
+# "dev", a fifth of it, for a developer's run of the whole suite.
+_PROPERTIES = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=150, **_PROPERTIES)
+settings.register_profile("dev", max_examples=30, **_PROPERTIES)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():

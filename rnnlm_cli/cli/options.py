@@ -67,11 +67,6 @@ FITTED_TO_EPOCHS = "fitted to the epochs the run plans"
 """The default shown for a regularisation option a run chooses (rnnlm_cli.train.regularization_fit)."""
 
 
-def fitted_default(text: str, default: str = FITTED) -> str:
-    """``text`` for an option whose default the run fits to its corpus and device (or ``default``)."""
-    return f"{text} \\[default: {default}]."
-
-
 def switch(default: Any, *names: str, **options: Any) -> Any:
     """A flag option: it takes no value, so its help shows no type (typer would show <bool>)."""
     import typer
@@ -91,7 +86,9 @@ def conventional_metavars(command) -> None:
     """Metavars as Unix help writes them, where an option gives none of its own: an argument's
     name in capitals (``MODEL``), an option's type (``INT``, ``FLOAT``, ``TEXT``). A file option
     says ``FILE`` itself (``metavar="FILE"``); a switch's is empty, a choice lists its values."""
-    hints = typing.get_type_hints(inspect.unwrap(command.callback))  # the function the command was made from
+    # The command's signature as typer read it: the function's own, or the one field_flags made.
+    hints = {name: param.annotation for name, param in
+             inspect.signature(inspect.unwrap(command.callback), eval_str=True).parameters.items()}
     for param in command.params:
         if param.metavar is not None:
             continue

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS, choices, default_of, fitted_default, switch, with_default
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags
+from rnnlm_cli.cli.options import FITTED, FITTED_TO_EPOCHS, choices, default_of, switch, with_default
 from rnnlm_cli.cli.train_report import TrainingReporter, report_result
 from rnnlm_cli.cli.ui import launched_rank, log
 from rnnlm_cli.config import AMP_MODES, OPTIMIZERS, SCHEDULES, SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig, TrainConfig
@@ -53,20 +54,11 @@ def _held_out() -> str:
     return f"hold out the corpus' last {fraction:.0%}, at most {count} tokens"
 
 
-_HELD_OUT = _held_out()
-"""What happens without --valid, in the words of --valid's help."""
-
-
-def _dropout_help() -> str:
+def _dropout_unset() -> str:
     from rnnlm_cli.train.regularization_fit import DROPOUT_BY_EPOCHS
 
     (few, none), (many, most) = DROPOUT_BY_EPOCHS[0], DROPOUT_BY_EPOCHS[-1]
-    return (f"Dropout on embeddings, between layers and outputs; unset, {none:g} for a run of {few:g} epochs or "
-            f"fewer, rising to {most:g} at {many:g} and more")
-
-
-_DROPOUT_HELP = _dropout_help()
-"""--dropout's help, from the table the run fits it by."""
+    return f"unset, {none:g} for a run of {few:g} epochs or fewer, rising to {most:g} at {many:g} and more"
 
 
 def _cell_help() -> str:
@@ -81,120 +73,68 @@ def refresh_cell_option(command: Any) -> None:
             param.metavar, param.help = choices(*CELLS), _cell_help()
 
 
+def _model(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(ModelConfig, name, **how)
+
+
+def _train(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(TrainConfig, name, **how)
+
+
+def _job(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(JobConfig, name, **how)
+
+
+def _tokenizer(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(TokenizerConfig, name, **how)
+
+
+# Every option of the command, in the order --help lists them: the strings are the command's
+# own parameters (where options come from, how to print), the rest flags made from the fields.
+ORDER = (
+    "ctx", "corpus",
+    _job("out", decls=("--out", "-o"), metavar="FILE"),
+    _job("valid", metavar="FILE", shown_default=_held_out()),
+    "config", "preset",
+    _job("tokenizer", metavar=choices(*TOKENIZER_KINDS, "FILE"), shown_default=default_of(TokenizerConfig, "kind")),
+    _tokenizer("min_count"), _tokenizer("max_size"), _tokenizer("vocab_size"),
+    _tokenizer("model_type", decls=("--sp-model",), metavar=choices(*SP_MODEL_TYPES)),
+    _model("cell", metavar=choices(*CELLS)), _model("impl", metavar=choices(*IMPLS)),
+    _model("layers", shown_default=FITTED), _model("hidden", shown_default=FITTED), _model("emb", shown_default=FITTED),
+    _model("dropout", shown_default=FITTED_TO_EPOCHS, unset=_dropout_unset()),
+    _model("tied", decls=("--tied/--untied",), labels={False: "untied", True: "tied"}),
+    _model("dropout_emb"), _model("dropout_input"), _model("dropout_hidden"), _model("dropout_output"),
+    _model("locked_dropout"), _model("weight_drop"), _model("attention"), _model("mogrifier_rounds"),
+    _model("adaptive_softmax", labels={"": "full softmax"}), _model("adaptive_div"),
+    _train("optimizer", metavar=choices(*OPTIMIZERS)),
+    _train("lr", shown_default=FITTED,
+           unset="unset with Adam, chosen with the shape (0.008 for a CPU's 1x256 word model), else 0.002"),
+    _train("weight_decay"), _train("l1"), _train("ar"), _train("tar"),
+    _train("schedule", metavar=choices(*SCHEDULES)), _train("lr_decay"), _train("warmup_steps"), _train("min_lr"),
+    _train("asgd"), _train("nonmono"), _train("patience"), _train("random_bptt"),
+    _train("embeddings", metavar="FILE"), _train("freeze_embeddings"),
+    _train("synonyms", metavar="FILE"), _train("synonym_weight"),
+    _train("amp", metavar=choices(*AMP_MODES)), _train("clip"), _train("batch_size", shown_default=FITTED),
+    _train("bptt"), _train("epochs"), _train("max_steps"), _train("max_time"), _train("max_wall_time"),
+    _train("seed"), _train("device", metavar=choices("auto", "cpu", "cuda", "cuda:N", "mps")),
+    _train("log_interval"), _job("strict"), _job("resume", metavar="FILE|auto"), _job("init_from", metavar="FILE"),
+    _job("promote_if_better", metavar="FILE"), _train("deterministic"), _train("max_bad_steps"),
+    _train("keep_checkpoints"), _train("max_params"), _job("plot"),
+    "json_output", "show_config",
+)
+
+
+@field_flags(*ORDER)
 def command(
     ctx: typer.Context,
     corpus: Optional[str] = typer.Argument(None, help="Training text (plain or .gz), '-' for stdin, or a token file.", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help=with_default("Where the best model goes", JobConfig, "out")),
-    valid: Optional[str] = typer.Option(None, metavar="FILE", help=with_default("Validation text or token file", JobConfig, "valid", {None: _HELD_OUT})),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file of options (names as the flags, - or _)."),
     preset: Optional[str] = typer.Option(None, help="A shipped recipe (listed below); --config and flags override it."),
-    tokenizer: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS, "FILE"), help=with_default(
-        "word, char, byte, sentencepiece (learned from CORPUS), or a tokenizer JSON / model / token file", TokenizerConfig, "kind")),
-    min_count: Optional[int] = typer.Option(None, help=with_default(
-        "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
-    max_size: Optional[int] = typer.Option(None, help=with_default(
-        "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
-    vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
-    model_type: Optional[str] = typer.Option(None, "--sp-model", metavar=choices(*SP_MODEL_TYPES), help=with_default(
-        "sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
-    cell: Optional[str] = typer.Option(None, metavar=choices(*CELLS), help=_cell_help()),
-    impl: Optional[str] = typer.Option(None, metavar=choices(*IMPLS), help=with_default(
-        "fused (torch kernels) or reference (gate equations)", ModelConfig, "impl")),
-    layers: Optional[int] = typer.Option(None, help=fitted_default("Recurrent layers")),
-    hidden: Optional[int] = typer.Option(None, help=fitted_default("Hidden units per layer")),
-    emb: Optional[int] = typer.Option(None, help=fitted_default("Embedding size")),
-    dropout: Optional[float] = typer.Option(None, help=fitted_default(
-        _DROPOUT_HELP, FITTED_TO_EPOCHS)),
-    tied: Optional[bool] = switch(None, "--tied/--untied", help=with_default(
-        "Tie input and output embeddings", ModelConfig, "tied", {False: "untied", True: "tied"})),
-    dropout_emb: Optional[float] = typer.Option(None, help=with_default(
-        "Embedding dropout: drop whole words (rows of the embedding matrix)", ModelConfig, "dropout_emb")),
-    dropout_input: Optional[float] = typer.Option(None, help=with_default(
-        "Dropout on the embeddings fed to the first layer; -1 = --dropout", ModelConfig, "dropout_input")),
-    dropout_hidden: Optional[float] = typer.Option(None, help=with_default(
-        "Dropout between recurrent layers; -1 = --dropout", ModelConfig, "dropout_hidden")),
-    dropout_output: Optional[float] = typer.Option(None, help=with_default(
-        "Dropout on the last layer's output, before the softmax; -1 = --dropout", ModelConfig, "dropout_output")),
-    locked_dropout: Optional[bool] = switch(None, "--locked-dropout", help="Variational dropout: one mask per sequence, shared by all time steps."),
-    weight_drop: Optional[float] = typer.Option(None, help=with_default(
-        "DropConnect on the hidden-to-hidden matrices", ModelConfig, "weight_drop")),
-    attention: Optional[int] = typer.Option(None, help=with_default(
-        "Causal attention over the last N hidden states before the softmax; 0 = off", ModelConfig, "attention")),
-    mogrifier_rounds: Optional[int] = typer.Option(None, help=with_default(
-        "mogrifier cell: rounds of mutual gating of input and state", ModelConfig, "mogrifier_rounds")),
-    adaptive_softmax: Optional[str] = typer.Option(None, help=with_default(
-        "Adaptive softmax cutoffs: rarer tokens behind cheaper clusters. Token counts (2000,10000), shares "
-        "of the vocabulary (3%,15%,45%), auto (from the training tokens' frequencies; the full softmax for "
-        "a vocabulary under 4,000 or a --tied model) or '' (the full softmax)",
-        ModelConfig, "adaptive_softmax", {"": "full softmax"})),
-    adaptive_div: Optional[float] = typer.Option(None, help=with_default(
-        "Adaptive softmax: each tail cluster's projection is this many times narrower than the one before "
-        "(torch's default and rnnlm 0.2's: 4)", ModelConfig, "adaptive_div")),
-    optimizer: Optional[str] = typer.Option(None, metavar=choices(*OPTIMIZERS), help=with_default(
-        "sgd, adam or adamw", TrainConfig, "optimizer")),
-    lr: Optional[float] = typer.Option(None, help=fitted_default(
-        "Learning rate; unset with Adam, chosen with the shape (0.008 for a CPU's 1x256 word model), else 0.002")),
-    weight_decay: Optional[float] = typer.Option(None, help=with_default("L2 weight decay", TrainConfig, "weight_decay")),
-    l1: Optional[float] = typer.Option(None, help=with_default(
-        "L1 penalty on the weights (not biases), added to the loss", TrainConfig, "l1")),
-    ar: Optional[float] = typer.Option(None, help=with_default(
-        "Activation regularisation: times the mean square of the dropped last-layer output", TrainConfig, "ar")),
-    tar: Optional[float] = typer.Option(None, help=with_default(
-        "Temporal activation regularisation: times the mean square of h_t - h_(t-1)", TrainConfig, "tar")),
-    schedule: Optional[str] = typer.Option(None, metavar=choices(*SCHEDULES), help=with_default(
-        "Learning-rate schedule: constant, plateau (divide by --lr-decay when validation stalls) or cosine", TrainConfig, "schedule")),
-    lr_decay: Optional[float] = typer.Option(None, help=with_default(
-        "plateau: the factor the learning rate is divided by", TrainConfig, "lr_decay")),
-    warmup_steps: Optional[int] = typer.Option(None, help=with_default(
-        "Linear warm-up from 0 over this many steps, before the schedule", TrainConfig, "warmup_steps")),
-    min_lr: Optional[float] = typer.Option(None, help=with_default(
-        "cosine: the final learning rate; plateau: stop when the rate falls below it", TrainConfig, "min_lr")),
-    asgd: Optional[bool] = switch(None, "--asgd", help="NT-ASGD (with --optimizer sgd): average the weights once validation stalls for --nonmono checks."),
-    nonmono: Optional[int] = typer.Option(None, help=with_default(
-        "NT-ASGD: validations without improvement before averaging starts", TrainConfig, "nonmono")),
-    patience: Optional[int] = typer.Option(None, help=with_default(
-        "Stop after this many validations without improvement; 0 = never", TrainConfig, "patience")),
-    random_bptt: Optional[bool] = switch(None, "--random-bptt", help="Random segment length around --bptt per step, learning rate scaled by length."),
-    embeddings: Optional[str] = typer.Option(None, metavar="FILE", help=with_default(
-        "word2vec/GloVe text file to initialise the input embeddings from", TrainConfig, "embeddings")),
-    freeze_embeddings: Optional[bool] = switch(None, "--freeze-embeddings", help="Keep the --embeddings vectors fixed (needs --untied)."),
-    synonyms: Optional[str] = typer.Option(None, metavar="FILE", help=with_default(
-        "File of word pairs, one pair a line, whose embeddings are pulled together", TrainConfig, "synonyms")),
-    synonym_weight: Optional[float] = typer.Option(None, help=with_default(
-        "Weight of the synonym loss (mean squared distance of the pairs' embeddings)", TrainConfig, "synonym_weight")),
-    amp: Optional[str] = typer.Option(None, metavar=choices(*AMP_MODES), help=with_default(
-        "Mixed precision: auto (bf16 autocast on CUDA or a CPU with AMX), bf16, or off", TrainConfig, "amp")),
-    clip: Optional[float] = typer.Option(None, help=with_default("Clip the total gradient norm; 0 = off", TrainConfig, "clip")),
-    batch_size: Optional[int] = typer.Option(None, help=fitted_default("Parallel streams")),
-    bptt: Optional[int] = typer.Option(None, help=with_default("Tokens per truncated-BPTT segment", TrainConfig, "bptt")),
-    epochs: Optional[int] = typer.Option(None, help=with_default("Passes over the corpus", TrainConfig, "epochs")),
-    max_steps: Optional[int] = typer.Option(None, help=with_default("Stop after this many steps; 0 = no limit", TrainConfig, "max_steps")),
-    max_time: Optional[float] = typer.Option(None, help=with_default(
-        "Stop after this many seconds of training, then validate (reading the data and the final "
-        "validation come on top; see --max-wall-time); 0 = no limit", TrainConfig, "max_time")),
-    max_wall_time: Optional[float] = typer.Option(None, help=with_default(
-        "Bound the whole command's wall time: reading the data, training, the final validation and "
-        "save; training stops early enough for what follows it; 0 = no limit", TrainConfig, "max_wall_time")),
-    seed: Optional[int] = typer.Option(None, help=with_default("Random seed", TrainConfig, "seed")),
-    device: Optional[str] = typer.Option(None, metavar=choices("auto", "cpu", "cuda", "cuda:N", "mps"), help=with_default(
-        "auto, cpu, cuda, cuda:N or mps", TrainConfig, "device")),
-    log_interval: Optional[int] = typer.Option(None, help=with_default("Steps between log lines", TrainConfig, "log_interval")),
-    strict: Optional[bool] = switch(None, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
-    resume: Optional[str] = typer.Option(None, metavar="FILE|auto", help="Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."),
-    init_from: Optional[str] = typer.Option(None, metavar="FILE", help="Start from this model's tokenizer, shape and weights (retraining on new text)."),
-    promote_if_better: Optional[str] = typer.Option(None, metavar="FILE", help="After training, replace this model file only if the new model validates better (else exit 3)."),
-    deterministic: Optional[bool] = switch(None, "--deterministic", help="Deterministic kernels and seeds: the same run gives the same bits."),
-    max_bad_steps: Optional[int] = typer.Option(None, help=with_default(
-        "Stop after this many non-finite steps in a row", TrainConfig, "max_bad_steps")),
-    keep_checkpoints: Optional[int] = typer.Option(None, help=with_default(
-        "Keep the model of each validation as <stem>.step<N>.pt, the last N (the best always stays)", TrainConfig, "keep_checkpoints")),
-    max_params: Optional[int] = typer.Option(None, help=with_default(
-        "Refuse to build or load a model of more parameters than this; 0 = sized to this machine's memory", TrainConfig, "max_params")),
-    plot: Optional[bool] = switch(None, "--plot", help="Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."),
     json_output: bool = switch(False, "--json", help="Print the result as one JSON object."),
     show_config: bool = switch(False, "--show-config", help=(
         "Print the options as resolved (defaults < preset < --config < flags) as a --config YAML file, "
         "then exit; CORPUS may be left out, nothing is read or written.")),
+    **options: Any,
 ) -> None:
     started = time.monotonic()  # --max-wall-time counts from here
     from rnnlm_cli.errors import UsageError
@@ -206,7 +146,6 @@ def command(
     # Click's own record of the options, by parameter name: a new option reaches the job
     # (or, with no field behind it, fails loudly) without a list kept here.
     flags = {name: value for name, value in ctx.params.items() if name not in _NOT_OPTIONS}
-    flags["out"] = str(out) if out is not None else None
     if corpus is None and not show_config:
         raise UsageError("missing CORPUS: the training text, '-' for stdin, or a token file")
     # --config is read while the job is resolved, before the job's own files are checked.

@@ -22,21 +22,21 @@ class JobConfig:
     """The options of ``rnnlm train`` that no other config class holds: what to read and where to write."""
 
     tokenizer: str | None = None
-    """A kind to learn (word, char, byte, sentencepiece) or a tokenizer/model/token file."""
+    """word, char, byte, sentencepiece (learned from the corpus), or a tokenizer JSON / model / token file."""
     valid: str | None = None
-    """Validation text or token file; None: hold out the end of the corpus."""
+    """Validation text or token file (none: the end of the corpus is held out)."""
     out: str = "model.pt"
     """Where the best model goes; the run's other files go beside it."""
     strict: bool = False
     """Refuse invalid UTF-8 instead of replacing it."""
     resume: str | None = None
-    """A ``.last.pt`` file to continue from, or "auto"."""
+    """Continue a stopped run from its <stem>.last.pt, or 'auto': that file beside --out if it exists."""
     init_from: str | None = None
-    """A model whose tokenizer, shape and weights the run starts from."""
+    """Start from this model's tokenizer, shape and weights (retraining on new text)."""
     promote_if_better: str | None = None
-    """Replace this model file after training when the new model validates better."""
+    """After training, replace this model file only if the new model validates better (else exit 3)."""
     plot: bool = False
-    """Draw the learning curves beside the model at the end."""
+    """Draw the learning curves into <stem>.curve.png at the end (needs the plot extra)."""
 
 
 @dataclass(frozen=True)

@@ -660,7 +660,7 @@ def test_help_shows_defaults_written_in_brackets(runner):
     # Rich reads "[default: 10]" as a style tag unless it is escaped; the text must survive.
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "Passes over the corpus [default: 10]" in result.stdout
+    assert "Passes over the training tokens [default: 10]" in result.stdout
 
 
 @pytest.mark.parametrize("value, rank", [(None, 0), ("0", 0), ("3", 3), ("x", 0)])

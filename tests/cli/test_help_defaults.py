@@ -51,7 +51,7 @@ YAML_ONLY = {"sample_lines", "valid_fraction", "valid_max_tokens", "eval_batch_s
 
 def help_rows(command: str) -> dict[str, str]:
     """Option name (first flag) -> its row of the rendered help, on a terminal wide enough for one line each."""
-    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "600", "NO_COLOR": "1"})
     assert result.exit_code == 0, result.output
     rows = {}
     for line in result.stdout.splitlines():

@@ -2,7 +2,8 @@
 
 Each reader has one contract for any input: a usable result or one typed error
 (DataError, or its CheckpointError), never another exception and never code run.
-Runs are derandomized, so CI sees the same examples every time.
+Runs are derandomized, so CI sees the same examples every time; how many comes from the
+Hypothesis profile (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 from rnnlm_cli.store.checkpoint import load_model, save_checkpoint
@@ -29,8 +30,6 @@ from rnnlm_cli.text.sentencepiece_tokenizer import SentencePieceTokenizer, train
 from rnnlm_cli.text.tokenfile import MAGIC, TokenFileWriter, is_token_file, open_token_file
 from rnnlm_cli.text.tokenizers import EOS, UNK, WordTokenizer, fingerprint, tokenizer_from_dict
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
 WORDS = WordTokenizer(["<eos>", "<unk>", "a", "b", "c", "dd"])
 
 
@@ -116,13 +115,11 @@ def good_token_file(files) -> bytes:
     return path.read_bytes()
 
 
-@FUZZ
 @given(data=st.binary(max_size=200) | st.binary(max_size=120).map(lambda rest: MAGIC + rest))
 def test_arbitrary_bytes_as_a_token_file(files, data):
     check_token_file(files.write(data, ".tok"))
 
 
-@FUZZ
 @given(damage=DAMAGE)
 def test_damaged_token_file(files, good_token_file, damage):
     check_token_file(files.write(mutate(good_token_file, *damage), ".tok"))
@@ -165,7 +162,6 @@ AS_WRITTEN = {"tokenizer": WORDS.to_dict(), "fingerprint": fingerprint(WORDS), "
 METADATA_KEYS = st.sampled_from([*AS_WRITTEN, "invalid_lines", "other"]) | st.text(max_size=4)
 
 
-@FUZZ
 @given(ids=st.lists(st.integers(0, WORDS.vocab_size - 1), max_size=20),
        bad_id=st.none() | st.tuples(st.integers(0, 20), st.integers(WORDS.vocab_size, 65535)),
        itemsize=st.sampled_from([2, 4]), dropped=st.sets(st.sampled_from(list(AS_WRITTEN)), max_size=2),
@@ -223,27 +219,23 @@ def check_tokenizer(data) -> None:
     assert "".join(decoder.push(i) for i in ids) + decoder.flush() == line
 
 
-@FUZZ
 @given(data=JSON | tokenizer_like())
 def test_arbitrary_data_as_a_tokenizer(data):
     check_tokenizer(data)
 
 
-@FUZZ
 @given(data=st.fixed_dictionaries({"kind": st.sampled_from(["word", "char"]), "version": st.just(1),
                                    "pieces": VOCABULARIES | PIECES}))
 def test_word_and_char_vocabularies(data):
     check_tokenizer(data)
 
 
-@FUZZ
 @given(data=st.data())
 def test_tokenizer_like_data_with_a_real_sentencepiece_model(sp_model, data):
     real = base64.b64encode(sp_model).decode("ascii")
     check_tokenizer(data.draw(tokenizer_like(st.just(real) | SHORT_TEXT)))
 
 
-@FUZZ
 @given(damage=DAMAGE)
 def test_damaged_sentencepiece_model(sp_model, damage):
     """A damaged model: DataError, or one that encodes and decodes without failing.
@@ -323,7 +315,6 @@ def check_checkpoint(path) -> None:
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
 
 
-@FUZZ
 @given(which=st.sampled_from(["good", "evil zip", "evil raw"]), damage=DAMAGE)
 def test_damaged_checkpoint(files, checkpoints, which, damage):
     check_checkpoint(files.write(mutate(checkpoints[which], *damage), ".pt"))
@@ -334,7 +325,6 @@ def test_damaged_checkpoint(files, checkpoints, which, damage):
 JUNK = st.binary(min_size=1, max_size=16) | st.sampled_from([b"\x00\x00\xc0\x7f", b"\x00\x00\x80\xff"])
 
 
-@FUZZ
 @given(which=st.sampled_from(["good", "evil zip"]), member=st.integers(0, 100),
        start=st.integers(0, 1 << 20), junk=JUNK)
 def test_checkpoint_with_a_corrupted_zip_member(files, checkpoints, which, member, start, junk):
@@ -361,7 +351,6 @@ def good_payload(checkpoints) -> dict:
     return torch.load(io.BytesIO(checkpoints["good"]), weights_only=True)
 
 
-@FUZZ
 @given(data=st.data())
 def test_checkpoint_with_arbitrary_contents(files, good_payload, data):
     """Any value, of any type, at any place of a real checkpoint's payload: loads, or one error."""

@@ -13,6 +13,7 @@ each run's training was given, so its runs cost no training here.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import re
@@ -140,7 +141,8 @@ def path_options(command: str) -> set[str]:
     for name, leaf in _leaf_commands(typer.main.get_command(cli.app)):
         if name != command:
             continue
-        hints = typing.get_type_hints(COMMANDS[name])
+        # The signature typer reads: a command's own, or the one its field flags were added to.
+        hints = {n: p.annotation for n, p in inspect.signature(COMMANDS[name], eval_str=True).parameters.items()}
         for param in leaf.params:
             hint = hints[param.name]
             kinds = {hint, *typing.get_args(hint), *(k for a in typing.get_args(hint) for k in typing.get_args(a))}

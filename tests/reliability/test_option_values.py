@@ -9,6 +9,7 @@ later is covered without touching this file.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def options_of(kind: type) -> list[tuple[str, str]]:
     """(command, flag) of every option whose Python type is ``kind`` (or Optional[kind])."""
     found = []
     for name, command in _leaf_commands(typer.main.get_command(cli.app)):
-        hints = typing.get_type_hints(COMMANDS[name])
+        # The signature typer reads: a command's own, or the one its field flags were added to.
+        hints = {n: p.annotation for n, p in inspect.signature(COMMANDS[name], eval_str=True).parameters.items()}
         for param in command.params:
             hint = hints[param.name]
             if param.opts[0].startswith("-") and kind in (hint, *typing.get_args(hint)):

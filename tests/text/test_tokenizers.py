@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlm_cli.config import TokenizerConfig
@@ -70,7 +70,6 @@ def test_word_decode_spaces_and_newlines():
         tok.decode([-1])
 
 
-@settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 4), max_size=20))
 def test_word_streaming_matches_decode(ids):
     tok = WordTokenizer(["<eos>", "<unk>", "b", "a", "c"])
@@ -96,7 +95,6 @@ def test_char_word_index_separators_go_to_following_word():
     assert tok.encode_line("   ").word_index == [0, 0, 0]
 
 
-@settings(max_examples=40, deadline=None)
 @given(st.lists(LINE_TEXT, min_size=1, max_size=3))
 def test_char_round_trip(lines):
     tok = CharTokenizer.from_counts(Counter("".join(lines)))
@@ -117,7 +115,6 @@ def test_byte_ids_and_pieces():
     assert (encoded.words, encoded.oov) == (2, [False, False])
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.lists(LINE_TEXT, min_size=1, max_size=3))
 def test_byte_round_trip(lines):
     tok = ByteTokenizer()
@@ -132,7 +129,6 @@ def test_byte_streaming_waits_for_whole_utf8_sequence():
     assert parts == ["a", "", "é", "", "", "", "😀", "\n", "b", ""]
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 256), max_size=24))
 def test_byte_streaming_matches_decode_even_for_invalid_utf8(ids):
     tok = ByteTokenizer()
@@ -205,7 +201,6 @@ def test_sentencepiece_is_deterministic_and_serializes(sp_tok):
         assert rebuilt.encode(line) == sp_tok.encode(line)
 
 
-@settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_sentencepiece_streaming_matches_decode(sp_tok, data):
     ids = data.draw(st.lists(st.integers(0, sp_tok.vocab_size - 1), max_size=20))

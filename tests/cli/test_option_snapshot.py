@@ -1,0 +1,70 @@
+"""Every command's options, as ``--help`` lists them, against a record kept in the repository.
+
+``tests/fixtures/cli_options.json`` holds, for each command, each option's name, flags,
+metavar (its choices, or its type) and the default its help shows, recorded from rnnlm 0.2's
+hand-written signatures before ``rnnlm train``'s flags were made from the config fields
+(rnnlm_cli.cli.field_flags). A flag renamed, a choice lost or a default shown differently
+fails here; an option added on purpose is recorded by running this file as a script::
+
+    python3 tests/cli/test_option_snapshot.py > tests/fixtures/cli_options.json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+import typer
+
+from rnnlm_cli.cli import app
+
+RECORD = Path(__file__).resolve().parents[1] / "fixtures" / "cli_options.json"
+SHOWN_DEFAULT = re.compile(r"\\?\[default: (.*?)\]")
+
+
+def _rows(command: click.Command) -> list[dict]:
+    rows = []
+    for param in command.params:
+        shown = SHOWN_DEFAULT.search(getattr(param, "help", None) or "")
+        rows.append({"name": param.name, "flags": [*param.opts, *getattr(param, "secondary_opts", [])],
+                     "metavar": param.metavar, "default": shown.group(1) if shown else None})
+    return rows
+
+
+def options_now() -> dict[str, list[dict]]:
+    """Command path ("eval", "analyze gradients") -> its options, as the app builds them for --help."""
+    found: dict[str, list[dict]] = {}
+
+    def walk(group: click.Group, ctx: click.Context, prefix: str) -> None:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)  # the app's own hook: metavars, the cell registry
+            if isinstance(command, click.Group):
+                walk(command, click.Context(command, parent=ctx), f"{prefix}{name} ")
+            else:
+                found[prefix + name] = _rows(command)
+
+    root = typer.main.get_command(app)
+    walk(root, click.Context(root), "")
+    return found
+
+
+def test_every_option_keeps_its_name_flags_choices_and_default():
+    recorded = json.loads(RECORD.read_text(encoding="utf-8"))
+    now = options_now()
+    assert sorted(now) == sorted(recorded)
+    for command, rows in recorded.items():
+        assert now[command] == rows, command
+
+
+def test_the_record_covers_every_option_of_train():
+    recorded = {row["name"] for row in json.loads(RECORD.read_text(encoding="utf-8"))["train"]}
+    assert {"dropout", "tied", "promote_if_better", "max_wall_time", "show_config"} <= recorded
+    assert len(recorded) > 60
+
+
+if __name__ == "__main__":
+    json.dump(options_now(), sys.stdout, indent=1, sort_keys=True)
+    print()
