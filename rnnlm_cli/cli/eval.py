@@ -195,11 +195,11 @@ def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, deb
     if result.tokens:
         # SRILM's lines are per word; the model predicts tokens. Both, never mixed.
         unit = "character" if tokenizer.kind in ("char", "byte") else "token"
-        log(f"{result.file}: per {unit}: {result.tokens:,} {unit}s predicted (line ends included), "
+        log(f"{result.shown_name}: per {unit}: {result.tokens:,} {unit}s predicted (line ends included), "
             f"ppl {result.token_ppl:.2f}, {result.bits_per_token:.3f} bits per {unit}")
     if tokenizer.kind in ("sentencepiece", "char") and result.encoded_tokens:
         rate = (result.unk_tokens + result.byte_tokens) / result.encoded_tokens
-        log(f"{result.file}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
+        log(f"{result.shown_name}: {result.unk_tokens} <unk> and {result.byte_tokens} byte-fallback tokens of "
             f"{result.encoded_tokens} ({rate:.2%})")
 
 

@@ -83,6 +83,8 @@ class EvalResult(Totals):
     """Totals of a scored text, in SRILM's terms (log10), and what reading it found."""
 
     file: str = ""
+    """The text as named on the command line, "-" for stdin (SRILM's ``file -:``); messages
+    name it :attr:`shown_name`."""
     tokens: int = 0
     """Tokens predicted, line ends included (OOV words' tokens excluded)."""
     token_nll: float = 0.0
@@ -116,6 +118,11 @@ class EvalResult(Totals):
                 self.tokens += word.tokens
                 self.token_nll -= word.model_log10 * LN10
 
+    @property
+    def shown_name(self) -> str:
+        """The text's name in messages: "stdin" for "-"."""
+        return display_name(self.file)
+
     def to_dict(self) -> dict[str, Any]:
         encoded = max(self.encoded_tokens, 1)
         return {
@@ -131,7 +138,7 @@ class EvalResult(Totals):
 
     def warnings(self) -> list[str]:
         """One line per kind of surprise reading the text found, for the caller to show."""
-        return input_warnings(self.file, invalid_lines=self.invalid_lines, control_chars=self.control_chars,
+        return input_warnings(self.shown_name, invalid_lines=self.invalid_lines, control_chars=self.control_chars,
                               literal_specials=self.literal_specials)
 
 
@@ -207,7 +214,7 @@ def score_file(
         raise ValueError("the cache and dynamic evaluation score a stream: use context 'stream'")
     model.eval()
     stats = DecodeStats()
-    result = EvalResult(file=display_name(path), sentence_logprobs=[] if per_sentence else None)
+    result = EvalResult(file=path, sentence_logprobs=[] if per_sentence else None)
     from_tokens = is_token_file(path)
     encoder = PieceEncoder(tokenizer, unk_words_are_oov=from_tokens)
     segments = token_file_segments(path, tokenizer) if from_tokens else iter_segments(path, strict=strict, stats=stats)
@@ -239,7 +246,7 @@ def score_file(
     result.invalid_lines = stats.invalid_lines
     result.control_chars = stats.control_chars
     if result.sentences == 0:
-        raise DataError(f"{result.file}: no text to score (empty input)")
+        raise DataError(f"{result.shown_name}: no text to score (empty input)")
     return result
 
 
