@@ -12,6 +12,11 @@ earlier commands of the block first (``echo ... > ex.txt``; ``cat FILE`` writes 
 the lines shown under it when it is missing), then each printed line must come out again,
 the same text and counts, with the model's own floats in place of the README's (the tiny
 model is not the README's model).
+
+The transcripts of ``runs/sample/model.pt`` are the quickstart model's real output: where
+``sample_data/quickstart.sh`` has run (CI runs it before the suite) they are run with that
+model, and every number must come out as the README prints it (to 0.1%, or 1e-4, or a unit of
+its last digit, for another CPU's rounding). Where it has not, a test says so by skipping.
 """
 
 from __future__ import annotations
@@ -70,6 +75,14 @@ COMPARE_SHAPE = "compare-shape.yaml"
 ANALYZE_CALL = re.compile(r"(?:\brnnlm|-m rnnlm_cli)\s+analyze\s+gradients\b")
 ANALYZE_BUDGET = "--positions 16"
 CORPUS_LINES = 3000  # corpus.txt: the head of sample_data/train.txt, for speed
+QUICKSTART_NAME = "runs/sample/model.pt"
+QUICKSTART_MODEL = ROOT / QUICKSTART_NAME
+"""Where sample_data/quickstart.sh writes its model, in this checkout."""
+QUICKSTART_PRESET = "sample-cpu"
+README_FLOATS = 1e-3
+"""How far a number may be from the README's in a quickstart transcript: a CPU of another
+kind may round the last bits differently; a stale figure is further off (13.9354 against
+14.0379 is 0.7%)."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +278,41 @@ def shown_line_matches(shown: str, printed: str) -> bool:
     return True
 
 
+def shown_numbers_match(shown: str, printed: str) -> bool:
+    """The same text and integers, and each float within :data:`README_FLOATS` of the README's."""
+    if not shown_line_matches(shown, printed):
+        return False
+    for want, got in zip(NUMBER.findall(shown), NUMBER.findall(printed)):
+        if not math.isclose(float(want), float(got), rel_tol=README_FLOATS, abs_tol=max(1e-4, last_digit(want))):
+            return False
+    return True
+
+
+def last_digit(number: str) -> float:
+    """The value of one unit in the last digit ``number`` shows: 1e-4 for "0.0001", 1e-10 for "-3.1735e-06"."""
+    mantissa, _, exponent = number.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def quickstart_model() -> tuple[Path | None, str]:
+    """The quickstart's model in this checkout, or None and why not: missing, or trained otherwise
+    (another preset or seed, a GPU, a run cut short)."""
+    if not QUICKSTART_MODEL.is_file():
+        return None, f"{QUICKSTART_NAME} is missing: run sample_data/quickstart.sh first (CI does)"
+    from rnnlm_cli.presets import load_preset
+
+    saved = load_checkpoint(QUICKSTART_MODEL)
+    stored = {**vars(saved.model_config), **saved.train_config}
+    preset = load_preset(QUICKSTART_PRESET)
+    differs = sorted(name for name, value in preset.items() if stored.get(name) != value)
+    device = saved.train_config.get("provenance", {}).get("environment", {}).get("device")
+    if differs or stored.get("seed") != 1234 or device != "cpu" or saved.metrics.get("epoch") != preset["epochs"]:
+        return None, (f"{QUICKSTART_NAME} was not trained by sample_data/quickstart.sh on a CPU "
+                      f"({', '.join(differs) or 'seed, device or epochs'} differ): run it again")
+    return QUICKSTART_MODEL, ""
+
+
 def write_bigram_arpa(corpus: Path, path: Path, discount: float = 0.5) -> None:
     """A bigram model of ``corpus`` in ARPA form, as the README's ``--mix-lm bigram.arpa`` uses:
     absolute discounting, P(w | h) = (c(h w) - D) / c(h) for seen pairs, and the mass left,
@@ -397,8 +445,11 @@ def prepared(tmp_path_factory) -> Path:
     return base
 
 
-def run_example(example: Example, prepared: Path, folder: Path) -> subprocess.CompletedProcess:
+def run_example(example: Example, prepared: Path, folder: Path, model: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``example`` in a copy of ``prepared`` at ``folder``; ``model`` replaces the quickstart's."""
     shutil.copytree(prepared, folder)
+    if model is not None:
+        shutil.copyfile(model, folder / QUICKSTART_NAME)
     for variants in re.findall(r"--variants\s+(\S+)", example.command):
         # One variant of the file, as one value of each --vary: the rest are the same path again.
         path = folder / variants
@@ -446,6 +497,37 @@ def test_readme_example_runs(example, prepared, tmp_path):
     elif call == "generate":
         check_generate(command, stdout, folder)
     check_written_files(command, call, folder)
+
+
+QUICKSTART_TRANSCRIPTS = [example for example in EXAMPLES if example.shown and QUICKSTART_NAME in example.command]
+
+
+def test_the_readme_shows_transcripts_of_the_quickstart_model():
+    assert len(QUICKSTART_TRANSCRIPTS) >= 5
+
+
+@pytest.mark.parametrize("example", QUICKSTART_TRANSCRIPTS, ids=[example.command for example in QUICKSTART_TRANSCRIPTS])
+def test_readme_transcript_is_the_quickstart_models_output(example, prepared, tmp_path):
+    model, why_not = quickstart_model()
+    if model is None:
+        pytest.skip(why_not)
+    result = run_example(example, prepared, tmp_path / "work", model=model)
+    assert result.returncode == 0, (shell_command(example), result.stderr[-3000:])
+    printed = result.stdout.splitlines() + result.stderr.splitlines()
+    for line in example.shown:
+        assert any(shown_numbers_match(line, out) for out in printed), (
+            f"README.md line {example.line}: {line!r} is not what the quickstart model prints", printed[:40])
+
+
+def test_shown_numbers_must_be_the_readmes():
+    shown = "0 zeroprobs, logprob= -40056.7 ppl= 13.9354 ppl1= 17.7404"
+    assert shown_numbers_match(shown, "0 zeroprobs, logprob= -40056.9 ppl= 13.9355 ppl1= 17.7405")
+    assert not shown_numbers_match(shown, "0 zeroprobs, logprob= -40168.2 ppl= 14.0379 ppl1= 17.8829")
+    # A cost printed to 4 decimals may move by its last digit; a tiny log-probability by 1e-4.
+    assert shown_numbers_match("utt1 1.7866 0.0001", "utt1 1.7866 0.0000")
+    assert shown_numbers_match("</s>=-3.1735e-05", "</s>=-3.2e-05")
+    assert not shown_numbers_match("utt1 1.7866 0.0001", "utt1 1.7966 0.0001")
+    assert last_digit("0.0001") == 1e-4 and math.isclose(last_digit("-3.1735e-06"), 1e-10)
 
 
 def check_eval(command: str, stdout: str) -> None:
