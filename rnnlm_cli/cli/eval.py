@@ -111,35 +111,53 @@ def command(
     amp: str = typer.Option(ScoringConfig.amp, help="Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or "
                             "a CPU with AMX): bf16 scores several times faster there, a little less exactly."),
     strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help=(
+        "YAML file of options (names as the flags, - or _; not MODEL or FILE); flags given override it.")),
 ) -> None:
-    from rnnlm_cli.device import resolve_device
-    from rnnlm_cli.files.roles import FileRole, check_stdout_apart
+    from rnnlm_cli.files.roles import FileRole, check_one_stdin, check_stdout_apart
     from rnnlm_cli.score.eval_request import EvalRequest
-    from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.text.reading import check_readable
 
-    request = EvalRequest(**{name: value for name, value in ctx.params.items() if name not in ("device", "strict")})
+    params = {name: value for name, value in ctx.params.items() if name != "config"}
+    # A --config read from stdin leaves nothing there for FILE or --nbest: refused before it is read.
+    check_one_stdin([FileRole("--config", config or ""), *(FileRole(name, path) for name, path in
+                                                          EvalRequest.named_inputs(params))])
+    # What the user typed wins over --config, which wins over the defaults.
+    # (By the source's name: typer may carry its own copy of click and of its enum.)
+    given = {name for name in params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+    request = EvalRequest.resolve(params, given, config)
     for name, path in request.inputs():
         if name != "MODEL":  # the model is checked as it is loaded, after the inputs
             check_readable(path)
     check_stdout_apart([FileRole(name, path) for name, path in request.inputs()])
-    target = resolve_device(device)
-    lm, tokenizer, _ = load_model(model, target)
+    _run(request)
+
+
+def _run(request) -> None:
+    """Load the model and do what ``request`` asks."""
+    from rnnlm_cli.device import resolve_device
+    from rnnlm_cli.store.checkpoint import load_model
+
+    target, strict = resolve_device(request.device), request.strict
+    lm, tokenizer, _ = load_model(request.model, target)
     request.check_tokenizer(tokenizer)
-    ngram = _load_ngram(mix_lm, mix_lm_backend)
+    ngram = _load_ngram(request.mix_lm, request.mix_lm_backend)
     config = request.scoring
-    if fit_lambda is not None:
-        config = _fit(lm, tokenizer, fit_lambda, target, config, ngram, strict,
+    if request.fit_lambda is not None:
+        config = _fit(lm, tokenizer, request.fit_lambda, target, config, ngram, strict,
                       report_to_stdout=request.fit_report_to_stdout)
     if request.mode == "pairs":
-        _judge_pairs(lm, tokenizer, pairs, target, config, ngram, strict, json_output=json_output)
+        _judge_pairs(lm, tokenizer, request.pairs, target, config, ngram, strict, json_output=request.json_output)
     elif request.mode == "lists":
-        _score_lists(lm, tokenizer, nbest, target, config, request.lists, ngram, strict, best_only=nbest_best)
+        _score_lists(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
+                     best_only=request.nbest_best)
     elif request.mode == "rescore":
-        _rescore(lm, tokenizer, nbest, target, config, request.lists, ngram, strict, best_only=nbest_best)
+        _rescore(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
+                 best_only=request.nbest_best)
     elif request.mode == "text":
-        _score(lm, tokenizer, file, target, config, ngram, strict, debug=debug, json_output=json_output,
-               per_sentence=per_sentence, query=query, kenlm=request.kenlm)
+        _score(lm, tokenizer, request.file, target, config, ngram, strict, debug=request.debug,
+               json_output=request.json_output, per_sentence=request.per_sentence, query=request.query,
+               kenlm=request.kenlm)
 
 
 def _load_ngram(path: str | None, backend: str):

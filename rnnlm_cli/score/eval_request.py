@@ -9,15 +9,26 @@ the scoring and n-best configurations and which of the five jobs the call asks f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
+from typing import Any, Collection, Mapping
 
+from rnnlm_cli.config import check_values, load_yaml
 from rnnlm_cli.errors import UsageError
 from rnnlm_cli.score.scoring_config import DEBUG_LEVELS, QUERY_FORMATS, NBestConfig, ScoringConfig
 
 MODES = ("pairs", "lists", "rescore", "text", "fit")
 """What a call does: judge minimal pairs, score n-best lists for Kaldi (or with a carried state
 or symbol ids), rescore SRILM-style, score a text, or only fit the mixture weight."""
+
+
+FLAGS = {"model": "MODEL", "file": "FILE", "json_output": "--json", "query_format": "--format",
+         "mix_lambda": "--lambda", "nbest_output": "--output", "nbest_cost": "--cost"}
+"""Fields whose flag (or argument) is not ``--`` and the field's name with dashes."""
+INPUTS = ("model", "file", "config", "nbest", "pairs", "mix_lm", "fit_lambda", "nbest_acoustic", "symbols")
+"""Fields that name a file the call reads."""
+NOT_IN_CONFIG = ("model", "file", "config")
+"""Fields a --config file cannot set: what to score is named on the command line."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,29 @@ class EvalRequest:
     carry_state: str | None = None
     pairs: str | None = None
     amp: str = ScoringConfig.amp
+    device: str = "auto"
+    strict: bool = False
+    config: str | None = None
+    """The YAML file the options not given as flags came from."""
+
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any], given: Collection[str], config: str | None) -> "EvalRequest":
+        """The request of a call whose parameters are ``params``, of which the user gave ``given``
+        on the command line: defaults < the ``config`` YAML file (options named as the flags, - or _)
+        < flags."""
+        values = dict(params, config=config)
+        if config is not None:
+            by_key = {FLAGS.get(name, "--" + name).lstrip("-").replace("-", "_"): name
+                      for name in (spec.name for spec in fields(cls)) if name not in NOT_IN_CONFIG}
+            from_file = load_yaml(config)
+            stray = sorted(set(from_file) - set(by_key))
+            if stray:
+                raise UsageError(f"{config}: not options of rnnlm eval: {', '.join(stray)}")
+            values.update({by_key[key]: value for key, value in from_file.items() if by_key[key] not in given})
+        return cls(**values)
 
     def __post_init__(self) -> None:
+        check_values(self, FLAGS)
         self._check_outputs()
         self._check_inputs()
         _needs(self.mix_lm is not None, "--mix-lm", {
@@ -152,10 +184,13 @@ class EvalRequest:
 
     def inputs(self) -> list[tuple[str, str]]:
         """``(name, path)`` of every file the call reads, as the user named it."""
-        named = (("MODEL", self.model), ("FILE", self.file), ("--nbest", self.nbest), ("--pairs", self.pairs),
-                 ("--mix-lm", self.mix_lm), ("--fit-lambda", self.fit_lambda),
-                 ("--nbest-acoustic", self.nbest_acoustic), ("--symbols", self.symbols))
-        return [(name, path) for name, path in named if path is not None]
+        return self.named_inputs(vars(self))
+
+    @staticmethod
+    def named_inputs(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(name, path)`` of the files ``options`` (a request's fields, or some of them) name."""
+        return [(FLAGS.get(field, "--" + field.replace("_", "-")), options[field]) for field in INPUTS
+                if isinstance(options.get(field), str)]
 
     def check_tokenizer(self, tokenizer) -> None:
         """What the model's tokenizer must allow, once it is loaded."""

@@ -26,7 +26,7 @@ RENAMED = {"--lambda": (ScoringConfig, "mix_weight"), "--nbest-format": (NBestCo
 # Options no dataclass field stands behind: outputs, input files, the device, decoding strictness.
 UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--format", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
             "--pairs", "--mix-lm-backend",
-            "--device", "--strict", "--help"}
+            "--device", "--strict", "--config", "--help"}
 
 
 def options():

@@ -109,9 +109,9 @@ def _scenarios(model: bytes, tokenizer: bytes) -> list[Scenario]:
                  {"CORPUS": CORPUS, "VALID": CORPUS[:200], "INIT": model},
                  {"CORPUS": "corpus", "VALID": "--valid", "INIT": "--init-from"}, result="valid_ppl"),
         Scenario("eval a mix", ["eval", "{MODEL}", "{FILE}", "--mix-lm", "{ARPA}", "--fit-lambda", "{HELD}",
-                                "--device", "cpu", "--json"],
-                 {**word_model, "FILE": CORPUS, "ARPA": ARPA, "HELD": CORPUS[:300]},
-                 {"MODEL": "model", "FILE": "file", "ARPA": "--mix-lm", "HELD": "--fit-lambda"}),
+                                "--device", "cpu", "--config", "{ECONFIG}"],
+                 {**word_model, "FILE": CORPUS, "ARPA": ARPA, "HELD": CORPUS[:300], "ECONFIG": b"json: true\n"},
+                 {"MODEL": "model", "FILE": "file", "ARPA": "--mix-lm", "HELD": "--fit-lambda", "ECONFIG": "--config"}),
         Scenario("eval kaldi ids", ["eval", "{MODEL}", "--nbest", "{NBEST}", "--symbols", "{SYMBOLS}", "--nbest-acoustic",
                                     "{AC}", "--nbest-format", "kaldi", "--device", "cpu"],
                  {**word_model, "NBEST": KALDI_IDS, "SYMBOLS": SYMBOLS, "AC": ACOUSTIC},
@@ -225,6 +225,7 @@ class Run:
         for name, kind in kinds.items():
             if kind == "stdin":
                 text = text.replace('"stdin"', f'"<{name}>"').replace("stdin:", f"<{name}>:")
+                text = text.replace('"file": "-"', f'"file": "<{name}>"')  # eval's JSON names stdin as SRILM does
         return text
 
 
