@@ -9,8 +9,9 @@ Every validation writes ``<stem>.last.pt`` (weights, optimizer, position, hidden
 random generators, schedule and weight average: everything ``--resume`` needs) and,
 when the score improves, the model users load. A step whose loss or gradient is not
 finite is skipped, not applied. Rates, averaging and early stopping live in
-``schedules.py``; the loss terms in ``objective.py``; the layout of ``<stem>.last.pt``'s
-training state in ``state.py`` (:class:`~rnnlm_cli.train.state.TrainState`).
+``schedules.py``; the loss terms in ``objective.py``; writing the files in ``run_files.py``,
+and the layout of ``<stem>.last.pt``'s training state in ``state.py``
+(:class:`~rnnlm_cli.train.state.TrainState`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,18 @@ from rnnlm_cli.text.batching import bptt_streams, iter_bptt, segment_count
 from rnnlm_cli.train.budget import RunBudget
 from rnnlm_cli.train.objective import Objective
 from rnnlm_cli.train.schedules import LrSchedule, WeightAverage, random_bptt_length
-from rnnlm_cli.store.checkpoint import save_checkpoint
 from rnnlm_cli.config import TrainConfig, as_dict
 from rnnlm_cli.device import amp_enabled, bf16_autocast, synchronize
-from rnnlm_cli.train.distributed import SINGLE, Dist, gather_to_all, max_all, sum_all
+from rnnlm_cli.train.distributed import SINGLE, Dist, max_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
-from rnnlm_cli.train.validation import stream_loss_sum
+from rnnlm_cli.train.validation import seconds_a_token, stream_loss_sum
 from rnnlm_cli.models.lm import detach_state
 from rnnlm_cli.train.optimizers import load_optimizer_state, make_optimizer
 from rnnlm_cli.text.tokenview import TokenFileChangedError
-from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths, rotate_snapshots
+from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths
+from rnnlm_cli.train.run_files import RunFiles
 from rnnlm_cli.train.overfitting import levers
-from rnnlm_cli.train.state import RankState, RunPosition, TrainState, capture_rng, restore_rng
+from rnnlm_cli.train.state import RunPosition, TrainState, capture_rng, restore_rng
 from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
 from rnnlm_cli.units import perplexity
 
@@ -74,13 +75,13 @@ class Trainer:
             self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.valid_tokens = valid_tokens
         self.train_length = len(train_tokens)
-        self.tokenizer_dict = tokenizer_dict
         self.config = config
         self.device = device
         self.paths = paths
         self.callbacks = (callbacks or SilentCallbacks()) if dist.is_main else SilentCallbacks()
         self.stop = stop or NoStop()
         self.train_config = {**as_dict(config), "provenance": provenance or {}}
+        self.files = RunFiles(paths, tokenizer_dict, self.train_config, dist)
         self.optimizer = make_optimizer(model, config)
         self.streams = bptt_streams(train_tokens, config.batch_size)  # (B, L + 1), a view of the file
         self.steps_per_epoch = segment_count(self.streams, config.bptt)  # with --random-bptt, about
@@ -196,12 +197,7 @@ class Trainer:
         """Limit training to what --max-wall-time leaves once the validations after it are paid
         for, timed on a slice of the validation tokens (the ranks agree on the slowest)."""
         config = self.config
-        sample = self.valid_tokens[: min(len(self.valid_tokens), 20 * config.eval_batch_size * config.bptt)]
-        started = time.perf_counter()
-        stream_loss_sum(self.model, sample, config.eval_batch_size, config.bptt, self.device)
-        synchronize(self.device)
-        per_token = (time.perf_counter() - started) / max(len(sample), 1)
-        self.model.train()
+        per_token = seconds_a_token(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
         # A quarter more than measured, and a few seconds for the saves: the slice runs warm.
         reserve = 1.25 * per_token * len(self.valid_tokens) * self.validations_after + SAVE_SECONDS
         # Every rank must stop at the same step: they agree on the largest reserve and the least time left.
@@ -357,10 +353,7 @@ class Trainer:
                    "step": progress.step, "train_tokens": progress.train_tokens}
         if improved:
             progress.best_valid_loss, progress.best_step = loss, progress.step
-            self._save_model(self.paths.model, summary)
-        if config.keep_checkpoints and self.dist.is_main:
-            self._save_model(self.paths.snapshot(progress.step), summary)
-            rotate_snapshots(self.paths, config.keep_checkpoints, progress.best_step)
+        self.files.keep_validated(self.model, summary, improved=improved, progress=progress, keep=config.keep_checkpoints)
         self._watch_overfitting(loss)
         halt = self.schedule.after_validation(improved)
         if self.average is not None and self.average.after_validation(self.schedule.stalled):
@@ -382,26 +375,9 @@ class Trainer:
         self.metrics.write(record)
         self.callbacks.on_overfitting(record)
 
-    def _save_model(self, path: str, summary: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            save_checkpoint(path, self.model, self.tokenizer_dict, metrics=summary, train_config=self.train_config)
-
     def _save_last(self) -> None:
-        # Each rank has its own hidden state and random generators: rank 0 saves them all.
-        # The copies matter: a state may be a view into a larger buffer (the attention
-        # memory), and a loader refuses any tensor whose storage is larger than itself.
-        mine = RankState(rng=capture_rng(),
-                         hidden=None if self.hidden is None else tuple(t.detach().cpu().clone() for t in self.hidden))
-        ranks = gather_to_all(mine, self.dist)
-        if not self.dist.is_main:
-            return
-        state = TrainState(progress=self.progress, optimizer=self.optimizer.state_dict(), ranks=tuple(ranks),
-                           schedule=self.schedule.state_dict(),
-                           average=None if self.average is None else self.average.state_dict())
-        summary = {"step": self.progress.step, "epoch": self.progress.epoch,
-                   "best_valid_loss": self.progress.best_valid_loss}
-        save_checkpoint(self.paths.last, self.model, self.tokenizer_dict, metrics=summary,
-                        train_config=self.train_config, training_state=state.to_dict())
+        self.files.save_state(self.model, self.progress, self.optimizer, self.schedule.state_dict(),
+                              None if self.average is None else self.average.state_dict(), self.hidden)
 
     def _result(self, stop_reason: str) -> TrainResult:
         progress = self.progress
@@ -410,14 +386,7 @@ class Trainer:
                                    "try a lower --lr or a --clip value")
         done = (progress.position / max(self.streams.shape[1] - 1, 1) if self.config.random_bptt
                 else progress.segment / max(self.steps_per_epoch, 1))
-        epochs = progress.epoch - 1 + done
-        seconds = progress.train_seconds
-        return TrainResult(
-            best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
-            steps=progress.step, epochs=epochs, train_tokens=progress.train_tokens, seconds=seconds,
-            tokens_per_second=progress.train_tokens / max(seconds, 1e-9), skipped_steps=progress.skipped_steps,
-            stop_reason=stop_reason, paths=self.paths, rank=self.dist.rank, **progress.grad_norms.result_fields(),
-            overfitting=progress.overfit_watch.seen)
+        return TrainResult.of_run(progress, done, stop_reason, self.paths, self.dist.rank)
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from rnnlm_cli.train.outputs import OutputPaths
+from rnnlm_cli.units import perplexity
 
 
 @dataclass
@@ -40,6 +41,17 @@ class TrainResult:
     overfitting: dict[str, Any] | None = None
     """Where the run began to memorise its corpus, its figures and the line that said so
     (see :mod:`~rnnlm_cli.train.overfitting`); None when it was not seen."""
+
+    @classmethod
+    def of_run(cls, progress: Any, epoch_done: float, stop_reason: str, paths: OutputPaths, rank: int) -> "TrainResult":
+        """The result of a run that stopped at ``progress`` (a :class:`~rnnlm_cli.train.state.RunPosition`)
+        with ``epoch_done`` of its current epoch trained."""
+        seconds = progress.train_seconds
+        return cls(best_valid_loss=progress.best_valid_loss, best_valid_ppl=perplexity(progress.best_valid_loss),
+                   steps=progress.step, epochs=progress.epoch - 1 + epoch_done, train_tokens=progress.train_tokens,
+                   seconds=seconds, tokens_per_second=progress.train_tokens / max(seconds, 1e-9),
+                   skipped_steps=progress.skipped_steps, stop_reason=stop_reason, paths=paths, rank=rank,
+                   **progress.grad_norms.result_fields(), overfitting=progress.overfit_watch.seen)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": asdict(self.paths)}

@@ -74,7 +74,7 @@ def _worker(rank: int, folder: Path) -> None:
         register_optimizer_step_pre_hook,
     )
 
-    from rnnlm_cli.train import loop as trainer
+    from rnnlm_cli.train import loop as trainer, run_files
     from rnnlm_cli.train.job import TrainJob
     from rnnlm_cli.train.run import run_training
 
@@ -91,7 +91,7 @@ def _worker(rank: int, folder: Path) -> None:
     register_optimizer_step_post_hook(lambda optimizer, args, kwargs: seen["after_step"].append(flat(optimizer)))
 
     real_streams, real_iter, real_save, real_metrics = (trainer.bptt_streams, trainer.iter_bptt,
-                                                        trainer.save_checkpoint, trainer.MetricsLog)
+                                                        run_files.save_checkpoint, trainer.MetricsLog)
 
     def streams(tokens, batch_size):
         seen["shard"] = torch.from_numpy(tokens.astype("int64"))
@@ -113,7 +113,7 @@ def _worker(rank: int, folder: Path) -> None:
         return real_metrics(path, append)
 
     trainer.bptt_streams, trainer.iter_bptt = streams, segments
-    trainer.save_checkpoint, trainer.MetricsLog = save, metrics
+    run_files.save_checkpoint, trainer.MetricsLog = save, metrics
 
     job = TrainJob(corpus=str(folder / "corpus.txt"), valid=str(folder / "valid.txt"), out=str(folder / "out" / "model.pt"),
                    model=_model_config(2), train=_train_config())
