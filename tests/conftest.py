@@ -1,15 +1,23 @@
-"""Shared fixtures: tiny tokenizers and models built in memory, files in tmp_path."""
+"""Shared fixtures and helpers: tiny tokenizers and models built in memory, one toy model
+trained once per session (a copy per test), files in tmp_path, and the two ways to run the
+command: :func:`cli` in this process, :func:`console` in a child process where the process
+itself is what is tested (signals, pipes, the terminal, the console script's exit codes)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import random
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
 
 from rnnlm_cli.store.checkpoint import save_checkpoint
 from rnnlm_cli.models.config import ModelConfig
@@ -34,6 +42,104 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+CLEAN_ENV = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
+"""The variables a developer's shell may set that change what a command prints."""
+RNNLM = [sys.executable, "-m", "rnnlm_cli"]
+"""The command as a child process: this interpreter's rnnlm_cli, the code under test."""
+
+
+def cli(*args, input=None, env=None):
+    """``rnnlm ARGS`` in this process (typer's runner): exit code, stdout and stderr apart."""
+    from rnnlm_cli.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args], input=input, env={**CLEAN_ENV, **(env or {})})
+
+
+def console_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: this one's, less what changes the output (colour,
+    width, tracebacks), with one intra-op thread (tiny models gain nothing from a second, which
+    only adds synchronisation), and ``extra``."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in (*CLEAN_ENV, "TTY_COMPATIBLE", "COLUMNS")}
+    environment.update(OMP_NUM_THREADS="1", **extra)
+    return environment
+
+
+def console(*args, input: bytes | None = b"", cwd=None, **env: str) -> subprocess.CompletedProcess:
+    """``python -m rnnlm_cli ARGS`` in a child process (:func:`console_env`), bytes in and out."""
+    return subprocess.run([*RNNLM, *map(str, args)], input=input, capture_output=True, env=console_env(**env),
+                          timeout=120, cwd=cwd)
+
+
+def one_error_line(stderr: str | bytes) -> str:
+    """The single line an error prints; fails when there is more (a traceback, a warning) or it is
+    not one short line."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = text.splitlines()
+    assert len(lines) == 1, text[:2000]
+    assert lines[0].startswith("rnnlm: error: ") and len(lines[0]) < 400, text[:2000]
+    return lines[0]
+
+
+_DETS = ["the", "a", "some", "every", "this", "these", "two", "few"]
+_ADJS = ["big", "small", "happy", "sad", "quiet", "brave", "lazy", "proud"]
+_NOUNS = ["dog", "cat", "girl", "boy", "fox", "bird", "horse", "farmer", "baker", "doctor"]
+_VERBS = ["sees", "chases", "likes", "greets", "hears", "watches", "follows", "helps"]
+_ADVS = ["quickly", "slowly", "loudly", "today"]
+
+
+def make_lines(count: int, seed: int) -> list[str]:
+    """Sentences of a toy grammar: varied enough for sentencepiece, small enough to learn fast."""
+    rng = random.Random(seed)
+
+    def phrase() -> list[str]:
+        words = [rng.choice(_DETS)]
+        if rng.random() < 0.5:
+            words.append(rng.choice(_ADJS))
+        return words + [rng.choice(_NOUNS)]
+
+    lines = []
+    for _ in range(count):
+        words = phrase() + [rng.choice(_VERBS)] + phrase()
+        if rng.random() < 0.3:
+            words.append(rng.choice(_ADVS))
+        lines.append(" ".join(words + ["."]))
+    return lines
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+TOY_TRAIN = ["--hidden", "16", "--emb", "8", "--layers", "1", "--bptt", "8", "--epochs", "3", "--batch-size", "8",
+             "--dropout", "0", "--lr", "0.01", "--device", "cpu"]
+"""How :func:`toy` is trained: a tiny LSTM, a few epochs, enough to prefer words to line ends."""
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> dict:
+    """One toy LSTM trained on :func:`make_lines` text, once per session (per worker): its
+    texts (``train``, ``valid``, ``test`` files and their ``*_lines``) and ``model``. Tests that
+    may change the model file take :func:`toy_model`, a copy."""
+    root = tmp_path_factory.mktemp("toy")
+    lines = {"train": make_lines(300, seed=1), "valid": make_lines(12, seed=2), "test": make_lines(15, seed=3)}
+    files = {name: write_lines(root / f"{name}.txt", text) for name, text in lines.items()}
+    model = root / "lm" / "model.pt"
+    result = cli("train", files["train"], "--valid", files["valid"], "--out", model, *TOY_TRAIN)
+    assert result.exit_code == 0, result.stderr
+    return {"root": root, "model": model, **files, **{f"{name}_lines": text for name, text in lines.items()}}
+
+
+@pytest.fixture
+def toy_model(toy, tmp_path):
+    """A copy of the session's toy model, this test's own."""
+    copy = tmp_path / "toy" / "model.pt"
+    copy.parent.mkdir()
+    shutil.copyfile(toy["model"], copy)
+    return copy
 
 
 TINY_TEXT = [

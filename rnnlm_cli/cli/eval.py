@@ -148,12 +148,9 @@ def _run(request) -> None:
                       report_to_stdout=request.fit_report_to_stdout)
     if request.mode == "pairs":
         _judge_pairs(lm, tokenizer, request.pairs, target, config, ngram, strict, json_output=request.json_output)
-    elif request.mode == "lists":
-        _score_lists(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
-                     best_only=request.nbest_best)
-    elif request.mode == "rescore":
-        _rescore(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
-                 best_only=request.nbest_best)
+    elif request.mode in ("lists", "rescore"):
+        _nbest(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
+               best_only=request.nbest_best, kaldi=request.mode == "lists")
     elif request.mode == "text":
         _score(lm, tokenizer, request.file, target, config, ngram, strict, debug=request.debug,
                json_output=request.json_output, per_sentence=request.per_sentence, query=request.query,
@@ -237,48 +234,22 @@ def _judge_pairs(lm, tokenizer, path: str, device, config, ngram, strict: bool, 
         warn(note)
 
 
-def _rescore(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
-    from rnnlm_cli.score.nbest import best_line, format_line
-    from rnnlm_cli.score.rescoring import rescore_nbest
+def _nbest(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool,
+           kaldi: bool) -> None:
+    """Score the n-best lists at ``path`` (``kaldi``: through Kaldi's routes) and write each as it is done."""
+    from rnnlm_cli.score.nbest_outputs import list_writer
 
-    with Progress("rescoring") as progress:
-        def write(count: int, nbest_list, rows) -> None:
-            if best_only:
-                sys.stdout.write(best_line(nbest_list, rows) + "\n")
-            else:
-                for hyp, lm_score, total in rows:  # one at a time: a line may be megabytes
-                    sys.stdout.write(format_line(hyp, lm_score, total))
-                    sys.stdout.write("\n")
+    if kaldi:
+        from rnnlm_cli.score.kaldi import score_nbest_lists as score_lists
+    else:
+        from rnnlm_cli.score.rescoring import rescore_nbest as score_lists
+    write = list_writer(sys.stdout, lists, best_only)
+    with Progress("scoring n-best lists" if kaldi else "rescoring") as progress:
+        def written(count: int, nbest_list, rows) -> None:
+            write(nbest_list, rows)
             progress.update(count)
 
-        result = rescore_nbest(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=write)
-    sys.stdout.flush()
-    for note in result.warnings:
-        warn(note)
-
-
-def _score_lists(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool) -> None:
-    from rnnlm_cli.score.kaldi import score_nbest_lists, sentence_line, token_line_parts
-    from rnnlm_cli.score.nbest import best_line, format_line
-
-    with Progress("scoring n-best lists") as progress:
-        def write(count: int, nbest_list, rows) -> None:
-            if best_only:
-                sys.stdout.write(best_line(nbest_list, [(row.hypothesis, row.lm, row.total) for row in rows]) + "\n")
-                rows = []
-            for row in rows:
-                if lists.output == "token-scores":
-                    for part in token_line_parts(row):  # a line may be megabytes
-                        sys.stdout.write(part)
-                    sys.stdout.write("\n")
-                elif lists.output == "sentence-scores":
-                    sys.stdout.write(sentence_line(row, as_cost=lists.cost) + "\n")
-                else:
-                    sys.stdout.write(format_line(row.hypothesis, row.lm, row.total) + "\n")
-            progress.update(count)
-
-        result = score_nbest_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict,
-                                   on_list=write)
+        result = score_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=written)
     sys.stdout.flush()
     for note in result.warnings:
         warn(note)

@@ -1,8 +1,8 @@
 """The command line through Typer's test runner: flags, files written, output formats, exit codes.
 
 Models are tiny (one layer of 16 units) and corpora are a few hundred lines of a toy
-grammar, so every run takes a fraction of a second; one model is trained per module
-and shared by the eval and generate tests.
+grammar, so every run takes a fraction of a second; the eval and generate tests share the
+session's toy model (conftest), each on its own copy.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import gzip
 import json
 import math
 import pickle
-import random
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,48 +23,12 @@ from rnnlm_cli import __version__
 from rnnlm_cli.store.checkpoint import load_checkpoint
 from rnnlm_cli.cli import app
 
+from conftest import CLEAN_ENV, one_error_line, write_lines
+
 TINY = ["--hidden", "16", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "4", "--bptt", "8"]
 COMMANDS = ("tokenize", "train", "eval", "generate", "export")
 SRILM_LINE1 = re.compile(r"^file (\S+): (\d+) sentences, (\d+) words, (\d+) OOVs$")
 SRILM_LINE2 = re.compile(r"^(\d+) zeroprobs, logprob= (\S+) ppl= (\S+) ppl1= (\S+)$")
-
-_DETS = ["the", "a", "some", "every", "this", "these", "two", "few"]
-_ADJS = ["big", "small", "happy", "sad", "quiet", "brave", "lazy", "proud"]
-_NOUNS = ["dog", "cat", "girl", "boy", "fox", "bird", "horse", "farmer", "baker", "doctor"]
-_VERBS = ["sees", "chases", "likes", "greets", "hears", "watches", "follows", "helps"]
-_ADVS = ["quickly", "slowly", "loudly", "today"]
-
-
-def make_lines(count: int, seed: int) -> list[str]:
-    """Sentences of a toy grammar: varied enough for sentencepiece, small enough to learn fast."""
-    rng = random.Random(seed)
-
-    def phrase() -> list[str]:
-        words = [rng.choice(_DETS)]
-        if rng.random() < 0.5:
-            words.append(rng.choice(_ADJS))
-        return words + [rng.choice(_NOUNS)]
-
-    lines = []
-    for _ in range(count):
-        words = phrase() + [rng.choice(_VERBS)] + phrase()
-        if rng.random() < 0.3:
-            words.append(rng.choice(_ADVS))
-        lines.append(" ".join(words + ["."]))
-    return lines
-
-
-def write_lines(path, lines: list[str]):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
-def one_error_line(stderr: str) -> str:
-    """The single line an error prints; fails when there is more (a traceback, a warning)."""
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("rnnlm: error: "), stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -72,27 +37,21 @@ def runner() -> CliRunner:
 
 
 def run(runner: CliRunner, *args, input=None, env=None):
-    merged = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
-    merged.update(env or {})
-    return runner.invoke(app, [str(a) for a in args], input=input, env=merged)
+    return runner.invoke(app, [str(a) for a in args], input=input, env={**CLEAN_ENV, **(env or {})})
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(toy, tmp_path_factory):
+    """The session's toy texts (conftest), in this module's own folder: some tests write beside them."""
     root = tmp_path_factory.mktemp("data")
-    lines = {"train": make_lines(300, seed=1), "valid": make_lines(12, seed=2), "test": make_lines(15, seed=3)}
-    files = {name: write_lines(root / f"{name}.txt", text) for name, text in lines.items()}
-    return {"root": root, **files, **{f"{name}_lines": text for name, text in lines.items()}}
+    files = {name: Path(shutil.copyfile(toy[name], root / f"{name}.txt")) for name in ("train", "valid", "test")}
+    return {"root": root, **files, **{f"{name}_lines": toy[f"{name}_lines"] for name in files}}
 
 
-@pytest.fixture(scope="module")
-def model(runner, data):
-    """One tiny LSTM, trained a few epochs so that it prefers words to line ends."""
-    out = data["root"] / "lm" / "model.pt"
-    result = run(runner, "train", data["train"], "--valid", data["valid"], "--out", out, *TINY,
-                 "--epochs", "3", "--batch-size", "8", "--dropout", "0", "--lr", "0.01")
-    assert result.exit_code == 0, result.stderr
-    return out
+@pytest.fixture
+def model(toy_model):
+    """The session's toy LSTM (trained a few epochs, so that it prefers words to line ends), a copy."""
+    return toy_model
 
 
 def train_json(runner, corpus, out, *extra):

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from rnnlm_cli.store.checkpoint import load_checkpoint, load_model, save_checkpoint
-from rnnlm_cli.cli import app
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.errors import CheckpointError, UsageError
@@ -35,6 +33,8 @@ from rnnlm_cli.train.optimizers import make_optimizer
 from rnnlm_cli.train.schedules import LrSchedule, WeightAverage
 from rnnlm_cli.models.sizing import estimated_parameters
 from rnnlm_cli.train.state import RunPosition, capture_rng, restore_rng
+
+from conftest import cli
 
 # Functions this issue added are imported where used, so that each test of this file
 # also runs (and fails on its own) against the code before it.
@@ -45,10 +45,6 @@ RUN = ["--batch-size", "4", "--bptt", "10", "--device", "cpu", "--log-interval",
 CONFIG = TrainConfig(batch_size=4, bptt=10)
 HUGE = 10**9  # elements: a gigabyte or more once anything materialises the view
 MEMORY_LIMIT = 4 << 30  # address space for a subprocess: torch itself takes under 1 GiB
-
-
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"RNNLM_DEBUG": None, "NO_COLOR": "1"})
 
 
 def digest(path: Path) -> str:

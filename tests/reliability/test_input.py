@@ -16,11 +16,11 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
 from rnnlm_cli.text import reading as textio
-from rnnlm_cli.cli import app
 from rnnlm_cli.text.tokenfile import open_token_file
+
+from conftest import cli, console, one_error_line
 
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4"]
@@ -28,22 +28,7 @@ COMMANDS = ("tokenize", "train", "eval")
 LINES = ["the dog runs .", "the dogs run .", "a cat sees the dog .", "the cats see a dog ."]
 
 
-def run(*args, input: bytes | str | None = None):
-    env = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
-    return CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
-
-
-def rnnlm(*args, input: bytes = b"") -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RNNLM_DEBUG", "NO_COLOR", "FORCE_COLOR")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([*RNNLM, *map(str, args)], input=input, capture_output=True, env=env, timeout=120)
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("rnnlm: error: "), stderr
-    return lines[0]
+run, rnnlm = cli, console
 
 
 def warnings(stderr: str) -> list[str]:

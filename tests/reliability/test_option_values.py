@@ -19,7 +19,6 @@ import typing
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
 
 from rnnlm_cli import cli
 from rnnlm_cli.cli import eval as eval_command, export as export_command, generate as generate_command
@@ -32,6 +31,9 @@ from rnnlm_cli.config import SamplingConfig
 from rnnlm_cli.train.pretrained import load_embeddings
 from rnnlm_cli.score.scoring_config import ScoringConfig
 from rnnlm_cli.text.tokenizers import WordTokenizer
+
+import conftest
+from conftest import one_error_line
 
 COMMANDS = {**{module.NAME: module.command for module in (tokenize_command, train_command, eval_command,
                                                           generate_command, export_command, compare_command)},
@@ -74,16 +76,7 @@ FLOAT_OPTIONS = options_of(float)
 INT_OPTIONS = options_of(int)
 
 
-def run(*args, input=None):
-    env = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
-    return CliRunner().invoke(cli.app, [str(a) for a in args], input=input, env=env)
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("rnnlm: error: ") and len(lines[0]) < 400, stderr[:2000]
-    return lines[0]
+run = conftest.cli
 
 
 @pytest.fixture

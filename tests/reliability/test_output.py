@@ -11,52 +11,22 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from rnnlm_cli.cli import app
-from test_cli import SRILM_LINE1, SRILM_LINE2, TINY, make_lines, write_lines
+from conftest import RNNLM, console, console_env as environment
+from test_cli import SRILM_LINE1, SRILM_LINE2, TINY
 
-RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 # SGR parameters that set a foreground or background colour (30-49, 90-107).
 COLOUR = re.compile(rb"\x1b\[(?:[0-9]*;)*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-9]*)*m")
 
 
-def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "RNNLM_DEBUG", "COLUMNS")}
-    # Tiny models: a second intra-op thread only adds synchronisation.
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
-
-
-def rnnlm(*args, input: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*RNNLM, *map(str, args)], input=input, capture_output=True,
-                          env=environment(**env), timeout=120)
-
-
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """A corpus, a test text and a tiny model trained in this process (faster than a subprocess)."""
-    import torch
-
-    root = tmp_path_factory.mktemp("pipes")
-    train = write_lines(root / "train.txt", make_lines(200, seed=11))
-    test = write_lines(root / "test.txt", make_lines(8, seed=12))
-    model = root / "model.pt"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = CliRunner().invoke(app, ["train", str(train), "--out", str(model), *TINY, "--max-steps", "20"],
-                                    env={"RNNLM_DEBUG": None})
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.stderr
-    return {"root": root, "train": train, "test": test, "model": model}
+def files(toy):
+    """The session's toy texts and model (conftest); the tests here read them, never write them."""
+    return toy
 
 
 def test_python_dash_m_help_lists_the_commands():
-    result = rnnlm("--help")
+    result = console("--help")
     assert result.returncode == 0
     for name in ("tokenize", "train", "eval", "generate", "export"):
         assert name.encode() in result.stdout
@@ -69,9 +39,9 @@ def test_cat_into_eval_reads_stdin(files):
     line1, line2 = result.stdout.decode().splitlines()
     head = SRILM_LINE1.match(line1)
     assert head and head.group(1) == "-"  # as SRILM names a file read from stdin
-    assert int(head.group(2)) == 8
+    assert int(head.group(2)) == len(files["test_lines"])
     assert SRILM_LINE2.match(line2)
-    from_file = json.loads(rnnlm("eval", files["model"], files["test"], "--json").stdout)
+    from_file = json.loads(console("eval", files["model"], files["test"], "--json").stdout)
     assert line2.split("logprob= ")[1].split()[0] == f"{from_file['logprob']:.6g}"
 
 
@@ -182,7 +152,7 @@ def _error_cases(files, tmp_path):
                                   "unknown command", "bad option range"])
 def test_errors_are_one_line_on_stderr(files, tmp_path, case):
     args, code = _error_cases(files, tmp_path)[case]
-    result = rnnlm(*args)
+    result = console(*args)
     assert result.returncode == code
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rnnlm: error: "), result.stderr
@@ -193,7 +163,7 @@ def test_plain_pickle_is_refused_in_one_line(files, tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as handle:
         pickle.dump({"x": _CreatesFile(tmp_path / "pwned.txt")}, handle)
-    result = rnnlm("eval", evil, files["test"])
+    result = console("eval", evil, files["test"])
     assert result.returncode == 65
     assert not (tmp_path / "pwned.txt").exists()
     lines = result.stderr.decode().splitlines()

@@ -26,17 +26,15 @@ from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
 from rnnlm_cli.text.tokenfile import TokenFileWriter, is_token_file, open_token_file
 from rnnlm_cli.text.tokenizers import WordTokenizer
 
+from conftest import console
+
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 WORDS = "the a dog cat runs sees big small house tree".split()
 TINY_TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--batch-size", "2", "--bptt", "4",
               "--max-steps", "1", "--device", "cpu"]
 
 
-def rnnlm(*args, input: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RNNLM_DEBUG", "NO_COLOR", "FORCE_COLOR")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([*RNNLM, *map(str, args)], input=input, capture_output=True, env=env, timeout=120,
-                          cwd=cwd)
+rnnlm = console
 
 
 def corpus(lines: int, seed: int = 0) -> bytes:

@@ -17,12 +17,12 @@ import threading
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rnnlm_cli.cli import app
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.text.tokenfile import HEADER_SIZE, TokenFileWriter, open_token_file
 from rnnlm_cli.text.tokenizers import WordTokenizer
+
+from conftest import cli, one_error_line
 
 RNNLM = [sys.executable, "-m", "rnnlm_cli"]
 TOKENIZER = WordTokenizer(["<eos>", "<unk>", *"the a dog cat runs sees big small house tree".split()])
@@ -50,11 +50,6 @@ def environment() -> dict[str, str]:
     return env
 
 
-def one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("rnnlm: error: "), stderr
-    return lines[0]
 
 
 TINY = ["--hidden", "8", "--emb", "8", "--layers", "1", "--batch-size", "2", "--bptt", "4", "--max-steps", "1",
@@ -73,9 +68,7 @@ def test_one_bad_id_deep_in_the_file_is_found_at_open(files):
         open_token_file(files["bad"])
 
 
-def run(*args):
-    env = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+run = cli
 
 
 def test_train_refuses_a_corpus_token_file_with_one_bad_id(files, tmp_path):

@@ -29,17 +29,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import rnnlm_cli
 import rnnlm_cli.models.lm
 from rnnlm_cli.store.checkpoint import load_checkpoint, save_checkpoint
-from rnnlm_cli.cli import app
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.lm import build_model
 from rnnlm_cli.train.run_control import StopSignals
 from rnnlm_cli.text.tokenfile import open_token_file
 from rnnlm_cli.text.tokenizers import tokenizer_from_dict
+
+from conftest import cli
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "train.txt"
 PACKAGE_ROOT = str(Path(rnnlm_cli.__file__).resolve().parents[1])
@@ -88,12 +88,6 @@ def flags(*groups: dict, **overrides) -> list[str]:
     for flag, value in merged.items():
         out += [flag] if value is None else [flag, str(value)]
     return out
-
-
-def cli(*args):
-    """One in-process `rnnlm` invocation; stderr is kept apart from stdout."""
-    env = {"RNNLM_DEBUG": None, "NO_COLOR": "1", "FORCE_COLOR": None}
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
 
 
 def train(corpus: Path, out: Path, *args):

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from typer.testing import CliRunner
 
-from rnnlm_cli.cli import app
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.text.symbol_tables import symbol_lines
 from rnnlm_cli.text.tokenizers import tokenizer_from_table
 from rnnlm_cli.text.tokenizers import WordTokenizer, fingerprint, tokenizer_from_dict
+
+from conftest import cli
 
 # A Kaldi table as prepare_lang.sh writes one: ids not in the order the words are listed here.
 KALDI = "<eps> 0\n<unk> 1\ndog 3\nthe 2\ncat 4\nruns 5\n. 6\n#0 7\n<s> 8\n</s> 9\n"
@@ -20,12 +20,6 @@ ESPNET = "<blank>\n<unk>\n\u2581the\n\u2581do\ng\n\u2581cat\ns\n<sos/eos>\n"
 CORPUS = "the dog runs .\nthe cat runs .\na cat runs .\n" * 4
 TRAIN = ["--hidden", "8", "--emb", "8", "--layers", "1", "--epochs", "1", "--batch-size", "2", "--bptt", "4",
          "--max-steps", "2", "--max-time", "0", "--device", "cpu"]
-
-
-def cli(*args, input=None):
-    result = CliRunner().invoke(app, [*map(str, args)], input=input,
-                                env={"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None})
-    return result
 
 
 def ok(*args, input=None):

@@ -10,12 +10,12 @@ import struct
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from rnnlm_cli.cli import app
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import DataError, InputMissingError, UsageError
 from rnnlm_cli.train.plot import curve_path, read_curves, require_matplotlib
+
+from conftest import cli
 
 TINY = ["--hidden", "8", "--emb", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--dropout", "0"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -191,9 +191,7 @@ def test_without_matplotlib_plotting_is_a_usage_error(monkeypatch):
 # ---------------------------------------------------------------- the command line
 
 
-def run(*args, env=None):
-    merged = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None, **(env or {})}
-    return CliRunner().invoke(app, [str(a) for a in args], env=merged)
+run = cli
 
 
 @pytest.fixture(scope="module")
