@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from rnnlm_cli.cli.options import choices, default_of, render, switch, with_default
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help
+from rnnlm_cli.cli.options import choices, default_of, render
 from rnnlm_cli.cli.ui import Progress, print_json, warn
 from rnnlm_cli.score.ngram_models import BACKENDS as NGRAM_BACKENDS
+from rnnlm_cli.score.eval_request import EvalRequest
 from rnnlm_cli.score.scoring_config import (CARRY_STATES, CONTEXTS, NBEST_FORMATS, NBEST_OUTPUTS, QUERY_FORMATS,
                                             NBestConfig, ScoringConfig)
 
@@ -40,92 +42,60 @@ EPILOG = (
 )
 
 
+def _request(name: str, **how) -> FieldFlag:
+    return FieldFlag(EvalRequest, name, **how)
+
+
+def _shown(owner: type, name: str) -> str:
+    """The default of ``owner.name`` as the help shows it: what an option left unset scores with."""
+    return render(default_of(owner, name))
+
+
+# Every option of the command, in the order --help lists them, each a field of EvalRequest (which
+# holds them by these names; its docstrings are the help). Options that only tune a part of the
+# scoring show the default of the configuration that part is built with.
+ORDER = (
+    "ctx", "model", "file",
+    _request("context", metavar=choices(*CONTEXTS),
+             shown_default=f"{_shown(ScoringConfig, 'context')}; sentence with --query"),
+    _request("debug"), _request("json_output", decls=("--json",)), _request("per_sentence"), _request("query"),
+    _request("query_format", decls=("--format",), metavar=choices(*QUERY_FORMATS)),
+    _request("unk"), _request("mix_lm", metavar="FILE"),
+    _request("mix_lm_backend", metavar=choices(*NGRAM_BACKENDS)),
+    _request("mix_lambda", decls=("--lambda",), shown_default=_shown(ScoringConfig, "mix_weight")),
+    _request("fit_lambda", metavar="FILE"),
+    _request("cache"), _request("cache_theta", shown_default=_shown(ScoringConfig, "cache_theta")),
+    _request("cache_lambda", shown_default=_shown(ScoringConfig, "cache_lambda")),
+    _request("dynamic"), *(_request(name, shown_default=_shown(ScoringConfig, name))
+                           for name in ("dynamic_lr", "dynamic_decay", "dynamic_segment")),
+    _request("nbest", metavar="FILE"),
+    _request("nbest_format", metavar=choices(*NBEST_FORMATS), shown_default=_shown(NBestConfig, "format")),
+    _request("nbest_acoustic", metavar="FILE"),
+    _request("lm_weight", shown_default=_shown(ScoringConfig, "lm_weight")),
+    _request("word_penalty", shown_default=_shown(ScoringConfig, "word_penalty")),
+    _request("nbest_sort"), _request("nbest_best"),
+    _request("nbest_output", decls=("--output",), metavar=choices(*NBEST_OUTPUTS),
+             shown_default=_shown(NBestConfig, "output")),
+    _request("nbest_cost", decls=("--cost",)), _request("symbols", metavar="FILE"),
+    _request("carry_state", metavar=choices(*CARRY_STATES), shown_default=_shown(NBestConfig, "carry_state")),
+    _request("pairs", metavar="FILE"), _request("device"), _request("amp"), _request("strict"),
+    _request("config", metavar="FILE"),
+)
+
+
+@field_flags(*ORDER)
 def command(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
-    file: Optional[str] = typer.Argument(None, help="Text to score (plain or .gz), a token file, or '-' for stdin."),
-    context: Optional[str] = typer.Option(
-        None, metavar=choices(*CONTEXTS), help="stream: state carries across lines; sentence: each line alone "
-                   f"\\[default: {render(default_of(ScoringConfig, 'context'))}; sentence with --query]."),
-    debug: int = typer.Option(0, help="SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."),
-    json_output: bool = switch(False, "--json", help="Print one JSON object of the totals."),
-    per_sentence: bool = switch(False, "--per-sentence", help="Print one log10 score per input line, in order."),
-    query: bool = switch(False, "--query", help="Answer each line as soon as it is read: its words' log10 "
-                               "scores and total (one score with --per-sentence); totals go to stderr."),
-    query_format: str = typer.Option("srilm", "--format", metavar=choices(*QUERY_FORMATS), help=(
-        "--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER log10, "
-        "OOVs as <unk> with id 0, its perplexity summary on stdout).")),
-    unk: bool = switch(ScoringConfig.unk, "--unk", help="Score OOV words as <unk> instead of leaving them out."),
-    mix_lm: Optional[str] = typer.Option(None, "--mix-lm", metavar="FILE", help="N-gram model to mix with, per word: ARPA (plain "
-                                         "or .gz), or a KenLM binary file (with the kenlm extra)."),
-    mix_lm_backend: str = typer.Option("auto", "--mix-lm-backend", metavar=choices(*NGRAM_BACKENDS), help=(
-        "Who reads --mix-lm: kenlm (the kenlm module: less memory, fast loading), python (the built-in ARPA "
-        "reader), or auto (kenlm when installed).")),
-    mix_lambda: Optional[float] = typer.Option(None, "--lambda", help=with_default(
-        "With --mix-lm: the neural model's weight in the mix", ScoringConfig, "mix_weight")),
-    fit_lambda: Optional[str] = typer.Option(None, "--fit-lambda",
-                                             metavar="FILE", help="With --mix-lm: find the best --lambda on this text first (EM)."),
-    cache: int = typer.Option(ScoringConfig.cache,
-                              help="Neural cache over the last N positions (Grave et al.); 0 = off."),
-    cache_theta: Optional[float] = typer.Option(None, help=with_default(
-        "Cache: inverse temperature of the feature dot products", ScoringConfig, "cache_theta")),
-    cache_lambda: Optional[float] = typer.Option(None, help=with_default(
-        "Cache: its weight in the mix with the model", ScoringConfig, "cache_lambda")),
-    dynamic: bool = switch(ScoringConfig.dynamic, "--dynamic", help="Dynamic evaluation (Krause et al.): after "
-                                 "scoring each segment, one SGD step on it; never before."),
-    dynamic_lr: Optional[float] = typer.Option(None, help=with_default(
-        "Dynamic evaluation: learning rate", ScoringConfig, "dynamic_lr")),
-    dynamic_decay: Optional[float] = typer.Option(None, help=with_default(
-        "Dynamic evaluation: per-step pull back to the trained weights", ScoringConfig, "dynamic_decay")),
-    dynamic_segment: Optional[int] = typer.Option(None, help=with_default(
-        "Dynamic evaluation: tokens per step", ScoringConfig, "dynamic_segment")),
-    nbest: Optional[str] = typer.Option(None, "--nbest", metavar="FILE", help="Rescore this n-best list file ('-' for stdin)."),
-    nbest_format: Optional[str] = typer.Option(None, metavar=choices(*NBEST_FORMATS), help=with_default(
-        "n-best layout: auto, srilm or kaldi", NBestConfig, "format")),
-    nbest_acoustic: Optional[str] = typer.Option(None, metavar="FILE", help="kaldi: table of 'KEY cost' acoustic costs (natural log)."),
-    lm_weight: Optional[float] = typer.Option(None, help=with_default(
-        "n-best: total = acoustic + lm-weight * lm + word-penalty * words", ScoringConfig, "lm_weight")),
-    word_penalty: Optional[float] = typer.Option(None, help=with_default(
-        "n-best: log10 score added per word", ScoringConfig, "word_penalty")),
-    nbest_sort: bool = switch(NBestConfig.sort, "--nbest-sort",
-                                    help="n-best: order each list by total, best first."),
-    nbest_best: bool = switch(False, "--nbest-best", help="n-best: print only each utterance's best, 'UTT words'."),
-    nbest_output: Optional[str] = typer.Option(None, "--output", metavar=choices(*NBEST_OUTPUTS), help=with_default(
-        "n-best: rescored ('KEY TOTAL ACOUSTIC LM NWORDS words'); sentence-scores (one log10 probability per "
-        "hypothesis, in input order, as Mikolov's rnnlm -nbest; higher is better); token-scores ('KEY c1 ... cN "
-        "cEOS', each word's and the sentence end's cost = -ln P, 4 decimals)", NBestConfig, "output")),
-    nbest_cost: bool = switch(NBestConfig.cost, "--cost", help="sentence-scores: print Kaldi's 'KEY cost' instead, "
-                              "cost = -ln P = -log10 P * ln 10 (lower is better)."),
-    symbols: Optional[str] = typer.Option(None, "--symbols", metavar="FILE", help="n-best: Kaldi symbol table ('word id' lines); "
-                                          "the hypotheses are integer ids, <eps>, <s>, </s> and #N are dropped."),
-    carry_state: Optional[str] = typer.Option(None, metavar=choices(*CARRY_STATES), help=with_default(
-        "n-best: best starts each utterance from the state after the previous utterance's best hypothesis "
-        "(highest total when the list has acoustic scores, else rank 1); input order is one conversation, "
-        "never reset", NBestConfig, "carry_state")),
-    pairs: Optional[str] = typer.Option(None, "--pairs", metavar="FILE", help=(
-        "Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]'; "
-        "'#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a pair "
-        "is right when the good sentence scores strictly higher (a tie is wrong). Prints accuracy overall, per "
-        "category and per distance bucket (1, 2, 3-4, 5-8, ...).")),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    amp: str = typer.Option(ScoringConfig.amp, help="Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or "
-                            "a CPU with AMX): bf16 scores several times faster there, a little less exactly."),
-    strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
-    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help=(
-        "YAML file of options (names as the flags, - or _; not MODEL or FILE); flags given override it.")),
+    model: str = typer.Argument(..., help=field_help(EvalRequest, "model") + ".", show_default=False),
+    file: Optional[str] = typer.Argument(None, help=field_help(EvalRequest, "file") + ".", show_default=False),
+    **options: Any,
 ) -> None:
     from rnnlm_cli.files.roles import FileRole, check_one_stdin, check_stdout_apart
-    from rnnlm_cli.score.eval_request import EvalRequest
     from rnnlm_cli.text.reading import check_readable
 
-    params = {name: value for name, value in ctx.params.items() if name != "config"}
     # A --config read from stdin leaves nothing there for FILE or --nbest: refused before it is read.
-    check_one_stdin([FileRole("--config", config or ""), *(FileRole(name, path) for name, path in
-                                                          EvalRequest.named_inputs(params))])
-    # What the user typed wins over --config, which wins over the defaults.
-    # (By the source's name: typer may carry its own copy of click and of its enum.)
-    given = {name for name in params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
-    request = EvalRequest.resolve(params, given, config)
+    check_one_stdin([FileRole(name, path) for name, path in EvalRequest.named_inputs(ctx.params)])
+    request = EvalRequest.resolve(ctx.params)  # an option not given is None: the file's, else the default
     for name, path in request.inputs():
         if name != "MODEL":  # the model is checked as it is loaded, after the inputs
             check_readable(path)

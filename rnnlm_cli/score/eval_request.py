@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any, Collection, Mapping
+from typing import Any, Mapping
 
 from rnnlm_cli.config import check_values, load_yaml
 from rnnlm_cli.errors import UsageError
@@ -36,49 +36,97 @@ class EvalRequest:
     """The options of one ``rnnlm eval`` call (None: not given), named as its parameters."""
 
     model: str
+    """Model file written by 'rnnlm train'."""
     file: str | None = None
+    """Text to score (plain or .gz), a token file, or '-' for stdin."""
     context: str | None = None
+    """stream: state carries across lines; sentence: each line alone."""
     debug: int = 0
+    """SRILM's detail: 0 totals, 1 adds each sentence, 2 adds each word."""
     json_output: bool = False
+    """Print one JSON object of the totals."""
     per_sentence: bool = False
+    """Print one log10 score per input line, in order."""
     query: bool = False
+    """Answer each line as soon as it is read: its words' log10 scores and total (one score with
+    --per-sentence); totals go to stderr."""
     query_format: str = "srilm"
+    """--query's layout: srilm (word=log10 fields, totals on stderr) or kenlm (KenLM's word=ID ORDER
+    log10, OOVs as <unk> with id 0, its perplexity summary on stdout)."""
     unk: bool = False
+    """Score OOV words as <unk> instead of leaving them out."""
     mix_lm: str | None = None
+    """N-gram model to mix with, per word: ARPA (plain or .gz), or a KenLM binary file (with the kenlm extra)."""
     mix_lm_backend: str = "auto"
+    """Who reads --mix-lm: kenlm (the kenlm module: less memory, fast loading), python (the built-in
+    ARPA reader), or auto (kenlm when installed)."""
     mix_lambda: float | None = None
+    """With --mix-lm: the neural model's weight in the mix."""
     fit_lambda: str | None = None
+    """With --mix-lm: find the best --lambda on this text first (EM)."""
     cache: int = ScoringConfig.cache
+    """Neural cache over the last N positions (Grave et al.); 0 = off."""
     cache_theta: float | None = None
+    """Cache: inverse temperature of the feature dot products."""
     cache_lambda: float | None = None
+    """Cache: its weight in the mix with the model."""
     dynamic: bool = ScoringConfig.dynamic
+    """Dynamic evaluation (Krause et al.): after scoring each segment, one SGD step on it; never before."""
     dynamic_lr: float | None = None
+    """Dynamic evaluation: learning rate."""
     dynamic_decay: float | None = None
+    """Dynamic evaluation: per-step pull back to the trained weights."""
     dynamic_segment: int | None = None
+    """Dynamic evaluation: tokens per step."""
     nbest: str | None = None
+    """Rescore this n-best list file ('-' for stdin)."""
     nbest_format: str | None = None
+    """n-best layout: auto, srilm or kaldi."""
     nbest_acoustic: str | None = None
+    """kaldi: table of 'KEY cost' acoustic costs (natural log)."""
     lm_weight: float | None = None
+    """n-best: total = acoustic + lm-weight * lm + word-penalty * words."""
     word_penalty: float | None = None
+    """n-best: log10 score added per word."""
     nbest_sort: bool = NBestConfig.sort
+    """n-best: order each list by total, best first."""
     nbest_best: bool = False
+    """n-best: print only each utterance's best, 'UTT words'."""
     nbest_output: str | None = None
+    """n-best: rescored ('KEY TOTAL ACOUSTIC LM NWORDS words'); sentence-scores (one log10 probability
+    per hypothesis, in input order, as Mikolov's rnnlm -nbest; higher is better); token-scores
+    ('KEY c1 ... cN cEOS', each word's and the sentence end's cost = -ln P, 4 decimals)."""
     nbest_cost: bool = NBestConfig.cost
+    """sentence-scores: print Kaldi's 'KEY cost' instead, cost = -ln P = -log10 P * ln 10 (lower is better)."""
     symbols: str | None = None
+    """n-best: Kaldi symbol table ('word id' lines); the hypotheses are integer ids, <eps>, <s>, </s>
+    and #N are dropped."""
     carry_state: str | None = None
+    """n-best: best starts each utterance from the state after the previous utterance's best hypothesis
+    (highest total when the list has acoustic scores, else rank 1); input order is one conversation,
+    never reset."""
     pairs: str | None = None
+    """Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]';
+    '#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a
+    pair is right when the good sentence scores strictly higher (a tie is wrong). Prints accuracy
+    overall, per category and per distance bucket (1, 2, 3-4, 5-8, ...)."""
     amp: str = ScoringConfig.amp
+    """Matrix products in float32 (off), bf16, or auto (bf16 on CUDA or a CPU with AMX): bf16 scores
+    several times faster there, a little less exactly."""
     device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
     strict: bool = False
+    """Refuse invalid UTF-8 instead of replacing it."""
     config: str | None = None
-    """The YAML file the options not given as flags came from."""
+    """YAML file of options (names as the flags, - or _; not MODEL or FILE); flags given override it."""
 
     @classmethod
-    def resolve(cls, params: Mapping[str, Any], given: Collection[str], config: str | None) -> "EvalRequest":
-        """The request of a call whose parameters are ``params``, of which the user gave ``given``
-        on the command line: defaults < the ``config`` YAML file (options named as the flags, - or _)
-        < flags."""
-        values = dict(params, config=config)
+    def resolve(cls, options: Mapping[str, Any]) -> "EvalRequest":
+        """The request of a call whose options are ``options`` (None: not given on the command
+        line): defaults < the ``config`` YAML file they name (options named as the flags, - or _)
+        < the options given."""
+        values = {name: value for name, value in options.items() if value is not None}
+        config = values.get("config")
         if config is not None:
             by_key = {FLAGS.get(name, "--" + name).lstrip("-").replace("-", "_"): name
                       for name in (spec.name for spec in fields(cls)) if name not in NOT_IN_CONFIG}
@@ -86,7 +134,7 @@ class EvalRequest:
             stray = sorted(set(from_file) - set(by_key))
             if stray:
                 raise UsageError(f"{config}: not options of rnnlm eval: {', '.join(stray)}")
-            values.update({by_key[key]: value for key, value in from_file.items() if by_key[key] not in given})
+            values = {**{by_key[key]: value for key, value in from_file.items()}, **values}
         return cls(**values)
 
     def __post_init__(self) -> None:

@@ -69,8 +69,9 @@ def test_every_option_with_a_field_shows_its_default():
         shown = re.findall(r"\[default: ([^\]]*)\]", rows[param.opts[0]])
         checked += 1
         if param.is_flag:
-            # A switch turns its field on: off must be the default, and needs no words.
-            assert default is False and param.default is False and shown == [], (param.name, default, shown)
+            # A switch turns its field on: off must be the default, and needs no words (not given,
+            # the flag is None: the field's default applies).
+            assert default is False and param.default in (False, None) and shown == [], (param.name, default, shown)
         elif default is None:
             assert param.default is None and shown == [], (param.name, shown)
         else:

@@ -1,9 +1,9 @@
 """Every command's options, as ``--help`` lists them, against a record kept in the repository.
 
 ``tests/fixtures/cli_options.json`` holds, for each command, each option's name, flags,
-metavar (its choices, or its type) and the default its help shows, recorded from rnnlm 0.2's
-hand-written signatures before ``rnnlm train``'s flags were made from the config fields
-(rnnlm_cli.cli.field_flags). A flag renamed, a choice lost or a default shown differently
+metavar (its choices, or its type) and the default its help shows (written in the help or
+added by typer), recorded from the hand-written signatures before ``train``'s and ``eval``'s
+flags were made from their dataclasses' fields (rnnlm_cli.cli.field_flags). A flag renamed, a choice lost or a default shown differently
 fails here; an option added on purpose is recorded by running this file as a script::
 
     python3 tests/cli/test_option_snapshot.py > tests/fixtures/cli_options.json
@@ -20,18 +20,27 @@ import click
 import typer
 
 from rnnlm_cli.cli import app
+from rnnlm_cli.cli.options import render
 
 RECORD = Path(__file__).resolve().parents[1] / "fixtures" / "cli_options.json"
 SHOWN_DEFAULT = re.compile(r"\\?\[default: (.*?)\]")
 
 
+def shown_default(param: click.Parameter) -> str | None:
+    """The default ``--help`` shows: written into the help, or added by typer from the parameter's
+    own default (an option whose default is a value, not None or off)."""
+    written = SHOWN_DEFAULT.search(getattr(param, "help", None) or "")
+    if written:
+        return written.group(1)
+    if (param.param_type_name == "option" and getattr(param, "show_default", False) and not getattr(param, "is_flag", False)
+            and param.default is not None and param.default is not False):
+        return render(param.default)
+    return None
+
+
 def _rows(command: click.Command) -> list[dict]:
-    rows = []
-    for param in command.params:
-        shown = SHOWN_DEFAULT.search(getattr(param, "help", None) or "")
-        rows.append({"name": param.name, "flags": [*param.opts, *getattr(param, "secondary_opts", [])],
-                     "metavar": param.metavar, "default": shown.group(1) if shown else None})
-    return rows
+    return [{"name": param.name, "flags": [*param.opts, *getattr(param, "secondary_opts", [])],
+             "metavar": param.metavar, "default": shown_default(param)} for param in command.params]
 
 
 def options_now() -> dict[str, list[dict]]:

@@ -66,7 +66,7 @@ def test_a_missing_config_file_is_exit_66(files):
 def test_the_config_from_stdin_and_the_text_from_stdin_are_refused_before_reading(files):
     model, _, _ = files
     result = run(model, "-", "--config", "-", input="json: true\n")
-    assert result.exit_code == 2 and "--config and FILE are both '-'" in result.stderr
+    assert result.exit_code == 2 and "FILE and --config are both '-'" in result.stderr
 
 
 def test_the_config_may_come_from_stdin(files):
@@ -77,7 +77,7 @@ def test_the_config_may_come_from_stdin(files):
 
 def test_the_request_resolves_defaults_then_file_then_flags(tmp_path):
     config = write(tmp_path / "c.yaml", "context: sentence\ncache: 10\ncache-theta: 0.5\n")
-    params = {"model": "m.pt", "file": "t.txt", "context": "stream", "cache": 0, "debug": 0}
-    request = EvalRequest.resolve(params, given={"context"}, config=str(config))
+    given = {"model": "m.pt", "file": "t.txt", "context": "stream", "cache": None, "debug": None, "config": str(config)}
+    request = EvalRequest.resolve(given)  # None: not given on the command line
     assert (request.context, request.cache, request.cache_theta, request.debug) == ("stream", 10, 0.5, 0)
     assert request.config == str(config) and ("--config", str(config)) in request.inputs()
