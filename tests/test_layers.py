@@ -3,7 +3,7 @@
 Every import counts, at module level or inside a function (a lazy import still ties the
 modules together), under ``TYPE_CHECKING`` too. The layers, lowest first:
 
-    base    the top-level modules (config, errors, device, option_files, stored_checks, units, presets) and files/
+    base    the top-level modules (config, errors, device, option_files, stored_checks, units, json_text, presets) and files/
     text, models          never import each other
     store
     train, score          never import each other

@@ -122,9 +122,7 @@ def _run(request) -> None:
         _nbest(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
                best_only=request.nbest_best, kaldi=request.mode == "lists")
     elif request.mode == "text":
-        _score(lm, tokenizer, request.file, target, config, ngram, strict, debug=request.debug,
-               json_output=request.json_output, per_sentence=request.per_sentence, query=request.query,
-               kenlm=request.kenlm)
+        _score(lm, tokenizer, request, target, config, ngram)
 
 
 def _load_ngram(path: str | None, backend: str):
@@ -152,30 +150,25 @@ def _fit(lm, tokenizer, dev: str, device, config, ngram, strict: bool, report_to
     return dataclasses.replace(config, mix_weight=fit.weight)
 
 
-def _score(lm, tokenizer, file: str, device, config, ngram, strict: bool, *, debug: int, json_output: bool,
-           per_sentence: bool, query: bool, kenlm: bool = False) -> None:
+def _score(lm, tokenizer, request, device, config, ngram) -> None:
     from rnnlm_cli.cli.ui import log
     from rnnlm_cli.score.evaluate import evaluate_file
-    from rnnlm_cli.score.formats import LineRenderer, totals_lines, vocabulary_ids
+    from rnnlm_cli.score.formats import vocabulary_ids
+    from rnnlm_cli.score.text_outputs import TEXT_OUTPUTS
 
-    render = LineRenderer(sys.stdout, debug=debug, per_sentence=per_sentence, query=query,
-                          kenlm_ids=vocabulary_ids(tokenizer) if kenlm else None)
+    output = TEXT_OUTPUTS[request.text_output](sys.stdout, vocabulary_ids(tokenizer) if request.kenlm else None)
     with Progress("scoring") as progress:
-        render.progress = progress
-        result = evaluate_file(lm, tokenizer, file, device, config, ngram=ngram, strict=strict, eager=query,
-                               on_words=render.on_words if render.wants_words else None,
-                               on_sentence=render.on_sentence)
+        output.progress = progress
+        result = evaluate_file(lm, tokenizer, request.file, device, config, ngram=ngram, strict=request.strict,
+                               eager=request.query, on_words=output.on_words if output.wants_words else None,
+                               on_sentence=output.on_sentence)
     for note in result.warnings():
         warn(note)
-    if query or per_sentence:
-        if render.kenlm is not None:
-            print("\n".join(render.kenlm.summary()))  # KenLM's query ends with these, on stdout
-        elif query:
-            log("\n".join(totals_lines(result, name=file)))
-    elif json_output:
-        print_json(result.to_dict())
-    else:
-        print("\n".join(totals_lines(result, name=file)))
+    summary = output.summary(result, request.file)
+    if summary.stdout:
+        print("\n".join(summary.stdout))
+    if summary.log:
+        log("\n".join(summary.log))
     sys.stdout.flush()  # the results are out (or their failure is the one error line) before notes on them
     if result.tokens:
         # SRILM's lines are per word; the model predicts tokens. Both, never mixed.

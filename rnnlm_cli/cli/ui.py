@@ -4,8 +4,6 @@ the standard streams themselves (see :func:`guarded_streams`)."""
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import sys
 from typing import Any, Iterator
@@ -40,18 +38,10 @@ def warn(message: str) -> None:
     log(f"rnnlm: warning: {message}")
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(_json_safe(obj)) + "\n")
+    from rnnlm_cli.json_text import json_line
+
+    sys.stdout.write(json_line(obj) + "\n")
     sys.stdout.flush()
 
 

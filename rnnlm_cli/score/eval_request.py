@@ -191,6 +191,17 @@ class EvalRequest:
                                  f"{'does' if len(clash) == 1 else 'do'} not go with it")
 
     @property
+    def text_output(self) -> str:
+        """The layout a scored text is printed in: a key of :data:`~rnnlm_cli.score.text_outputs.TEXT_OUTPUTS`."""
+        if self.query:
+            return "kenlm" if self.kenlm else "query-scores" if self.per_sentence else "query"
+        if self.per_sentence:
+            return "per-sentence"
+        if self.json_output:
+            return "json"
+        return {0: "srilm", 1: "debug", 2: "debug-words"}[self.debug]
+
+    @property
     def kenlm(self) -> bool:
         """--query's answers in KenLM's layout (word ids, OOVs as <unk>)."""
         return self.query_format == "kenlm"

@@ -1,5 +1,6 @@
 """Score reports as text: SRILM's ``ngram -ppl -debug N`` layout, KenLM-style query lines, and
-the report of a fitted mixture weight.
+the report of a fitted mixture weight. (:mod:`.text_outputs` puts them together, line by line,
+into what ``eval`` prints.)
 
 SRILM (debug 1 and 2), for each line::
 
@@ -168,52 +169,3 @@ def vocabulary_ids(tokenizer) -> dict[str, int]:
     from rnnlm_cli.score.word_scoring import SENTENCE_END
 
     return {**tokenizer.index, SENTENCE_END: tokenizer.eos_id}
-
-
-class LineRenderer:
-    """Writes to ``out`` what ``rnnlm eval`` shows per line, as soon as the line is scored: one
-    log10 score (``per_sentence``), a query answer (SRILM's or, with ``kenlm_ids``, KenLM's
-    layout), or SRILM's debug block. Feed it :func:`rnnlm_cli.score.evaluate.evaluate_file`'s
-    ``on_words`` (when :attr:`wants_words`) and ``on_sentence``."""
-
-    def __init__(self, out, *, debug: int, per_sentence: bool, query: bool,
-                 kenlm_ids: dict[str, int] | None = None) -> None:
-        self._out = out
-        self.debug, self.per_sentence, self.query = debug, per_sentence, query
-        self._kenlm_ids = kenlm_ids
-        self.kenlm = KenlmTotals() if kenlm_ids is not None else None
-        """KenLM's running totals, for the summary its query prints last."""
-        self.wants_words = debug > 0 or (query and not per_sentence)
-        self.progress = None
-        """Something with ``update(count)``, told of each line scored."""
-        self._word_lines = WordLines()
-        self._text: list[str] = []
-        self._lines: list[str] = []
-        self._words: list = []
-
-    def on_words(self, text: str, words: list, ends_line: bool) -> None:
-        self._text.append(text)
-        self._words.extend(words)
-        if self.debug == 2:
-            self._lines.extend(self._word_lines.lines(words))
-
-    def on_sentence(self, count: int, score: float) -> None:
-        from rnnlm_cli.score.evaluate import Totals
-
-        if self.progress is not None:
-            self.progress.update(count)
-        if self.per_sentence:
-            self._out.write(f"{score:.6f}\n")
-        elif self.query or self.debug:
-            totals = Totals()
-            totals.add(self._words)
-            if self.kenlm is not None:
-                entries = kenlm_entries(self._words, self._kenlm_ids.__getitem__)
-                self._out.write("\t".join(entries + [self.kenlm.add(self._words)]) + "\n")
-            elif self.query:
-                self._out.write("\t".join(query_entries(self._words) + [query_total(totals, self._words)]) + "\n")
-            else:
-                self._out.write("\n".join(["".join(self._text), *self._lines, *totals_lines(totals), ""]) + "\n")
-        if self.query:
-            self._out.flush()  # a coprocess waits for each answer
-        self._text, self._lines, self._words = [], [], []
