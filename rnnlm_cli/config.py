@@ -233,7 +233,7 @@ class SamplingConfig:
     stop_at_eos: bool = False
     """End a sample at its first end of line."""
     seed: int | None = None
-    """Seed of the sampler; None draws one at random."""
+    """Seed: the same seed gives the same text (none given: one drawn at random)."""
 
     def __post_init__(self) -> None:
         if self.seed is not None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any
 
 import typer
 
-from rnnlm_cli.cli.options import default_of, switch, with_default
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags
 from rnnlm_cli.cli.ui import warn
 from rnnlm_cli.config import SamplingConfig
 
@@ -26,26 +26,32 @@ EPILOG = (
 )
 
 
+def _sampling(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(SamplingConfig, name, **how)
+
+
+# Every option, in the order --help lists them: the sampling options are SamplingConfig's fields.
+ORDER = (
+    "model", "prompt",
+    _sampling("max_tokens"), _sampling("temperature"), _sampling("top_k"), _sampling("top_p"),
+    _sampling("seed", shown_default="random"), _sampling("num_samples"), _sampling("stop_at_eos"),
+    "device",
+)
+
+
+@field_flags(*ORDER)
 def command(
     model: str = typer.Argument(..., help="Model file written by 'rnnlm train'."),
     prompt: str = typer.Option("", help="Text to continue; '-' reads it from stdin."),
-    max_tokens: int = typer.Option(default_of(SamplingConfig, "max_tokens"), help="Tokens to generate per sample."),
-    temperature: float = typer.Option(default_of(SamplingConfig, "temperature"), help="Softmax temperature; 0 = always the most likely token."),
-    top_k: int = typer.Option(default_of(SamplingConfig, "top_k"), help="Sample among the k most likely tokens; 0 = all."),
-    top_p: float = typer.Option(default_of(SamplingConfig, "top_p"), help="Sample from the smallest set of tokens with probability >= p."),
-    seed: Optional[int] = typer.Option(None, help=with_default(
-        "Seed: the same seed gives the same text", SamplingConfig, "seed", {None: "random"})),
-    num_samples: int = typer.Option(default_of(SamplingConfig, "num_samples"), help="Independent samples, drawn as one batch."),
-    stop_at_eos: bool = switch(default_of(SamplingConfig, "stop_at_eos"), "--stop-at-eos", help="End each sample at its first end of line."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    **sampling: Any,
 ) -> None:
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.device import resolve_device
     from rnnlm_cli.files.roles import FileRole, check_stdout_apart
     from rnnlm_cli.models.generate import sample_text
 
-    config = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            num_samples=num_samples, stop_at_eos=stop_at_eos, seed=seed)
+    config = SamplingConfig(**{name: value for name, value in sampling.items() if value is not None})
     if prompt == "-":
         prompt = sys.stdin.read().rstrip("\r\n")
     check_stdout_apart([FileRole("MODEL", model)])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Optional
+from typing import Any
 
 import typer
 
-from rnnlm_cli.cli.options import choices, switch, with_default
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help
+from rnnlm_cli.cli.options import choices, default_of, render
 from rnnlm_cli.cli.ui import log, warn
 from rnnlm_cli.config import SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig
+from rnnlm_cli.text.tokenize_request import TokenizeRequest
 
 NAME = "tokenize"
 SUMMARY = "Learn a tokenizer; encode text into a token file, ids or pieces; decode ids."
@@ -30,76 +32,62 @@ EPILOG = (
 )
 
 
+def _request(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(TokenizeRequest, name, **how)
+
+
+def _learned(name: str) -> str:
+    """The default a tokenizer learned from CORPUS takes for ``name``."""
+    return render(default_of(TokenizerConfig, name))
+
+
+# Every option, in the order --help lists them, each a field of TokenizeRequest (its docstrings
+# are the help); the learning options show the defaults a learned tokenizer takes.
+ORDER = (
+    "corpus",
+    _request("kind", metavar=choices(*TOKENIZER_KINDS), shown_default=_learned("kind")),
+    _request("tokenizer", metavar="FILE"), _request("symbols", metavar="FILE"),
+    _request("out", decls=("--out", "-o"), metavar="FILE"), _request("save_tokenizer", metavar="FILE"),
+    _request("print_as", decls=("--print",), metavar="TEXT"), _request("decode"),
+    *(_request(name, shown_default=_learned(name)) for name in ("min_count", "max_size", "vocab_size")),
+    _request("model_type", decls=("--sp-model",), metavar=choices(*SP_MODEL_TYPES), shown_default=_learned("model_type")),
+    _request("strict"),
+)
+
+
+@field_flags(*ORDER)
 def command(
-    corpus: str = typer.Argument(..., help="Text to learn from and encode (plain or .gz), or '-' for stdin."),
-    kind: Optional[str] = typer.Option(None, metavar=choices(*TOKENIZER_KINDS), help=with_default(
-        "Tokenizer to learn: word, char, byte or sentencepiece", TokenizerConfig, "kind")),
-    tokenizer: Optional[str] = typer.Option(None, metavar="FILE", help="Use this tokenizer (JSON, model or token file) instead of learning one."),
-    symbols: Optional[str] = typer.Option(None, "--symbols", metavar="FILE", help=(
-        "Use a recogniser's vocabulary instead of learning one: a Kaldi symbol table ('word id' lines, "
-        "words.txt) or an ESPnet token list (one token per line, id = line number). Its words keep their "
-        "order; <eos> is 0 and <unk> 1 as in every vocabulary; <eps>, <s>, </s>, #N, <blank> and <sos/eos> "
-        "are not words. The table must be UTF-8, and is kept in the tokenizer: 'rnnlm export --format symbols' "
-        "writes it back byte for byte.")),
-    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write the binary token file here."),
-    save_tokenizer: Optional[str] = typer.Option(None, metavar="FILE", help="Write the tokenizer as JSON here."),
-    print_as: Optional[str] = typer.Option(None, "--print", help="Print each line as 'ids' or 'pieces' to stdout."),
-    decode: bool = switch(False, "--decode", help="CORPUS holds lines of ids: print them as text."),
-    min_count: Optional[int] = typer.Option(None, help=with_default(
-        "word/char: entries seen fewer times become <unk>", TokenizerConfig, "min_count")),
-    max_size: Optional[int] = typer.Option(None, help=with_default(
-        "word/char: largest vocabulary, specials included; 0 = no limit", TokenizerConfig, "max_size")),
-    vocab_size: Optional[int] = typer.Option(None, help=with_default("sentencepiece: vocabulary size", TokenizerConfig, "vocab_size")),
-    model_type: Optional[str] = typer.Option(None, "--sp-model", metavar=choices(*SP_MODEL_TYPES), help=with_default("sentencepiece: bpe or unigram", TokenizerConfig, "model_type")),
-    strict: bool = switch(False, "--strict", help="Refuse invalid UTF-8 instead of replacing it."),
+    corpus: str = typer.Argument(..., help=field_help(TokenizeRequest, "corpus") + "."),
+    **options: Any,
 ) -> None:
     from rnnlm_cli.text.corpus import learn_tokenizer
-    from rnnlm_cli.errors import UsageError
     from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
     from rnnlm_cli.text.tokenizers import tokenizer_from_table
     from rnnlm_cli.text.reading import check_readable
 
-    if print_as not in (None, "ids", "pieces"):
-        raise UsageError(f"--print must be 'ids' or 'pieces', got {print_as!r}")
-    if symbols is not None and tokenizer is not None:
-        raise UsageError("--symbols and --tokenizer each give the tokenizer: pick one")
-    _check_files(corpus, "--symbols" if symbols else "--tokenizer", tokenizer or symbols, out, save_tokenizer)
-    if decode:
-        if tokenizer is None and symbols is None:
-            raise UsageError("--decode needs --tokenizer (a tokenizer JSON, model or token file) or --symbols")
+    request = TokenizeRequest(corpus, **{name: value for name, value in options.items() if value is not None})
+    _check_files(corpus, request.source_flag, request.source, request.out, request.save_tokenizer)
+    tokenizer, symbols, strict, print_as = request.tokenizer, request.symbols, request.strict, request.print_as
+    given = (tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols) if symbols else None)
+    if request.decode:
         from rnnlm_cli.text.token_lines import decode_lines
 
-        decode_lines(tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols),
-                     corpus, sys.stdout, strict=strict)
+        decode_lines(given, corpus, sys.stdout, strict=strict)
         return
-    if not (out or save_tokenizer or print_as):
-        raise UsageError("nothing to do: give --out, --print, --save-tokenizer or --decode")
-    learning = {"kind": kind, "min_count": min_count, "max_size": max_size, "vocab_size": vocab_size,
-                "model_type": model_type}
-    if (tokenizer or symbols) is not None and any(v is not None for v in learning.values()):
-        given_options = ", ".join("--" + k.replace("_", "-") for k, v in learning.items() if v is not None)
-        source = "--tokenizer" if tokenizer else "--symbols"
-        raise UsageError(f"{given_options} learn a tokenizer; with {source} there is nothing to learn")
-    config = TokenizerConfig(**{k: v for k, v in learning.items() if v is not None})
     check_readable(corpus)
-    given = (tokenizer_from_file(tokenizer) if tokenizer else
-             tokenizer_from_table(symbols) if symbols else None)
-    if print_as and given is None and not out and corpus == "-":
-        raise UsageError("printing from stdin needs --tokenizer, or --out to learn from it first")
-
-    if out:
-        tok = _encode(corpus, out, given, config, strict, print_as)
-        _finish(tok, out, save_tokenizer, print_as, strict, reported=True, name=corpus)
+    if request.out:
+        tok = _encode(corpus, request.out, given, request.learning, strict, print_as)
+        _finish(tok, request.out, request.save_tokenizer, print_as, strict, reported=True, name=corpus)
         return
     if given is not None:
-        _finish(given, corpus, save_tokenizer, print_as, strict, reported=False, name=corpus)
+        _finish(given, corpus, request.save_tokenizer, print_as, strict, reported=False, name=corpus)
         return
     from rnnlm_cli.files.spool import spooled
 
     # Learning and then printing reads the text twice: a pipe is copied once first.
     with spooled(corpus) if print_as else contextlib.nullcontext(corpus) as readable:
-        _finish(learn_tokenizer(readable, config, strict=strict), readable, save_tokenizer, print_as, strict,
-                reported=False, name=corpus)
+        _finish(learn_tokenizer(readable, request.learning, strict=strict), readable, request.save_tokenizer,
+                print_as, strict, reported=False, name=corpus)
 
 
 def _encode(corpus: str, out: str, given, config, strict: bool, print_as: str | None):
