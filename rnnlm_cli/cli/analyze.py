@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from rnnlm_cli.analysis.gradient_config import GradientConfig
-from rnnlm_cli.cli.options import default_of, switch
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags
+from rnnlm_cli.cli.options import switch
 
 NAME = "analyze"
 SUMMARY = "Measure trained models: how far back their gradients reach."
@@ -35,20 +36,21 @@ app = typer.Typer(name=NAME, help=HELP, epilog=EPILOG, no_args_is_help=True, add
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
+def _measure(name: str) -> FieldFlag:
+    return FieldFlag(GradientConfig, name)
+
+
 @app.command("gradients", help=GRADIENTS_HELP, epilog=GRADIENTS_EPILOG,
              short_help="Gradient norm against distance, and the gradient reach.")
+@field_flags("models", "text", *(_measure(name) for name in ("max_distance", "positions", "warmup", "batch", "seed")),
+             "plot", "json_output", "device")
 def gradients(
     models: list[str] = typer.Argument(..., metavar="MODEL...", help="One or more model files written by 'rnnlm train'."),
     text: str = typer.Argument(..., metavar="TEXT", help="The text to measure on (plain, .gz, or '-' for stdin)."),
-    max_distance: int = typer.Option(default_of(GradientConfig, "max_distance"), help="Largest distance k measured."),
-    positions: int = typer.Option(default_of(GradientConfig, "positions"), help="Positions t sampled from TEXT."),
-    warmup: int = typer.Option(default_of(GradientConfig, "warmup"),
-                               help="Tokens read before each window, so the state at t-k is a typical one."),
-    batch: int = typer.Option(default_of(GradientConfig, "batch"), help="Windows run together (memory)."),
-    seed: int = typer.Option(default_of(GradientConfig, "seed"), help="Seed of the position sampling."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Draw the norms against k (log scale) into this PNG."),
     json_output: bool = switch(False, "--json", help="Print one JSON object with every distance's figures."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    **measure: Any,
 ) -> None:
     from rnnlm_cli.analysis.gradients import gradient_profile
     from rnnlm_cli.cli.ui import Progress, print_json, print_text
@@ -58,7 +60,7 @@ def gradients(
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.text.reading import check_readable, display_name
 
-    config = GradientConfig(max_distance=max_distance, positions=positions, warmup=warmup, batch=batch, seed=seed)
+    config = GradientConfig(**{name: value for name, value in measure.items() if value is not None})
     if plot is not None:
         from rnnlm_cli.train.plot import require_matplotlib
 
