@@ -59,6 +59,12 @@ def check_option_names(options: dict[str, Any], where: str) -> None:
             raise UsageError(f"{where}: unknown option {key!r}; names are those of 'rnnlm train' flags, e.g. hidden")
 
 
+def check_variant_source(vary: list[str] | None, variants_file: str | None) -> None:
+    """UsageError unless the variants come from exactly one place: ``--vary`` specs or a ``--variants`` file."""
+    if bool(vary) == bool(variants_file):
+        raise UsageError("give the variants by --vary KEY=V1,V2 or by --variants FILE (one of the two)")
+
+
 def grid(specs: list[str]) -> list[Variant]:
     """``["cell=lstm,gru", "dropout=0,0.2"]`` -> the 4 combinations, named ``cell=lstm,dropout=0`` ...
 

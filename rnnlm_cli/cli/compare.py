@@ -50,13 +50,12 @@ def command(
     json_output: bool = switch(False, "--json", help="Print one JSON object: every run and the per-variant summary."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps: where runs train and are measured."),
 ) -> None:
-    from rnnlm_cli.errors import UsageError
+    from rnnlm_cli.analysis.variants import check_variant_source
     from rnnlm_cli.files.roles import FileRole, check_one_stdin
     from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.text.reading import check_readable
 
-    if bool(vary) == bool(variants):
-        raise UsageError("give the variants by --vary KEY=V1,V2 or by --variants FILE (one of the two)")
+    check_variant_source(vary, variants)
     given = {"corpus": corpus, "valid": valid, "test": test, "pairs": pairs, "variants": variants, "config": config}
     check_one_stdin([FileRole("CORPUS" if name == "corpus" else f"--{name}", path)
                      for name, path in given.items() if path is not None])

@@ -33,14 +33,6 @@ def command(
                                     "Kaldi symbol table, or the Kaldi or ESPnet table it was built from)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Output file \\[default: the model's name with .onnx, .safetensors, .vec or .words.txt]."),
 ) -> None:
-    from rnnlm_cli.errors import UsageError
-    from rnnlm_cli.store.export import FORMATS, export_model
+    from rnnlm_cli.store.export import export_model
 
-    if format not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if format == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise UsageError("ONNX export needs the onnx extra: pip install 'rnnlm[onnx]'") from None
-    print(export_model(model, format, out))
+    print(export_model(model, format, out))  # checks the format (and the onnx extra) before reading anything

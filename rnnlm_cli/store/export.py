@@ -224,6 +224,11 @@ def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401  (torch.onnx writes through it)
+        except ImportError:
+            raise UsageError("ONNX export needs the onnx extra: pip install 'rnnlm[onnx]'") from None
     out = out or default_output(model_path, fmt)
     check_output_file(out, "--out")
     check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
