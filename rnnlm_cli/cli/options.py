@@ -90,6 +90,7 @@ def conventional_metavars(command) -> None:
     hints = {name: param.annotation for name, param in
              inspect.signature(inspect.unwrap(command.callback), eval_str=True).parameters.items()}
     for param in command.params:
+        _name_long_choices(param)
         if param.metavar is not None:
             continue
         if param.param_type_name == "argument":
@@ -98,3 +99,21 @@ def conventional_metavars(command) -> None:
         hint = hints.get(param.name)
         kinds = (hint, *typing.get_args(hint), *(k for arg in typing.get_args(hint) for k in typing.get_args(arg)))
         param.metavar = next((_TYPE_METAVARS[kind] for kind in kinds if kind in _TYPE_METAVARS), None)
+
+
+CHOICES_WIDTH = 12
+"""Widest list of choices a metavar shows (``bpe|unigram``). A longer one would take the
+width of the help beside it: at 80 columns rich leaves a 20-character column for the text."""
+_CHOICE_NAMES = {"tokenizer": "KIND|FILE", "nbest_output": "OUTPUT", "nbest_format": "FORMAT", "mix_lm_backend": "BACKEND"}
+"""Metavars for long lists of choices, where the option's name in capitals is not the word."""
+
+
+def _name_long_choices(param) -> None:
+    """A metavar listing more choices than :data:`CHOICES_WIDTH` holds says what is chosen
+    (``CELL``, ``DEVICE``) instead; the help names each choice (a test checks), and
+    ``param.listed_choices`` keeps them."""
+    metavar = param.metavar or ""
+    if "|" not in metavar or len(metavar) <= CHOICES_WIDTH:
+        return
+    param.listed_choices = tuple(choice for choice in metavar.split("|") if choice != "FILE")
+    param.metavar = _CHOICE_NAMES.get(param.name, param.name.upper())

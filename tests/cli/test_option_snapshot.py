@@ -1,7 +1,8 @@
 """Every command's options, as ``--help`` lists them, against a record kept in the repository.
 
 ``tests/fixtures/cli_options.json`` holds, for each command, each option's name, flags,
-metavar (its choices, or its type) and the default its help shows (written in the help or
+metavar (its choices, or its type), the choices a long list's metavar names (listed in the
+help instead) and the default its help shows (written in the help or
 added by typer), recorded from the hand-written signatures before ``train``'s and ``eval``'s
 flags were made from their dataclasses' fields (rnnlm_cli.cli.field_flags). A flag renamed, a choice lost or a default shown differently
 fails here; an option added on purpose is recorded by running this file as a script::
@@ -40,7 +41,8 @@ def shown_default(param: click.Parameter) -> str | None:
 
 def _rows(command: click.Command) -> list[dict]:
     return [{"name": param.name, "flags": [*param.opts, *getattr(param, "secondary_opts", [])],
-             "metavar": param.metavar, "default": shown_default(param)} for param in command.params]
+             "metavar": param.metavar, "choices": list(getattr(param, "listed_choices", ())),
+             "default": shown_default(param)} for param in command.params]
 
 
 def options_now() -> dict[str, list[dict]]:
