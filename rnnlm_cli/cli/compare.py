@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
+from typing import Any
 
 import typer
 
 from rnnlm_cli.analysis.compare import Comparison
-from rnnlm_cli.cli.options import default_of, switch
-from rnnlm_cli.config import TrainConfig
+from rnnlm_cli.analysis.compare_request import CompareRequest
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help
 
 NAME = "compare"
 SUMMARY = "Train variants (cells, dropout, ...) at one time budget; a table and a picture."
@@ -33,41 +33,41 @@ EPILOG = (
 )
 
 
+def _request(name: str, **how: Any) -> FieldFlag:
+    return FieldFlag(CompareRequest, name, **how)
+
+
+# Every option, in the order --help lists them, each a field of CompareRequest (its docstrings are the help).
+ORDER = (
+    "corpus", _request("valid", metavar="FILE"), _request("budget"),
+    _request("vary", metavar="KEY=V1,V2,..."), _request("variants", metavar="FILE"), _request("test", metavar="FILE"),
+    _request("pairs", metavar="FILE"), _request("preset"), _request("config", metavar="FILE"), _request("repeat"),
+    _request("seed"), _request("out", metavar="DIR"), _request("json_output", decls=("--json",)), _request("device"),
+)
+
+
+@field_flags(*ORDER)
 def command(
-    corpus: str = typer.Argument(..., help="Training text (plain or .gz) or a token file."),
-    valid: str = typer.Option(..., metavar="FILE", help="Validation text: keeps each run's best model, and the gradient reach."),
-    budget: float = typer.Option(..., help="Seconds of training per run (each run's --max-time)."),
-    vary: Optional[list[str]] = typer.Option(None, "--vary", metavar="KEY=V1,V2,...",
-                                             help="A train option and its values; several --vary make a grid."),
-    variants: Optional[str] = typer.Option(None, metavar="FILE", help="YAML file: variant name -> its train options ('base': shared)."),
-    test: Optional[str] = typer.Option(None, metavar="FILE", help="Test text: each model's perplexity on it (stream context)."),
-    pairs: Optional[str] = typer.Option(None, metavar="FILE", help="Minimal pairs (as 'rnnlm eval --pairs' reads): each model's accuracy."),
-    preset: Optional[str] = typer.Option(None, help="A preset every run starts from (see 'rnnlm train --preset')."),
-    config: Optional[str] = typer.Option(None, metavar="FILE", help="YAML train options every run shares."),
-    repeat: int = typer.Option(1, help="Runs per variant, with seeds --seed, --seed + 1, ...; reports mean ± std."),
-    seed: int = typer.Option(default_of(TrainConfig, "seed"), help="Seed of each variant's first run."),
-    out: str = typer.Option("runs/compare", metavar="DIR", help="Folder that keeps every run, its models and curves.png."),
-    json_output: bool = switch(False, "--json", help="Print one JSON object: every run and the per-variant summary."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps: where runs train and are measured."),
+    corpus: str = typer.Argument(..., help=field_help(CompareRequest, "corpus") + "."),
+    **options: Any,
 ) -> None:
-    from rnnlm_cli.analysis.variants import check_variant_source
     from rnnlm_cli.files.roles import FileRole, check_one_stdin
     from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.text.reading import check_readable
 
-    check_variant_source(vary, variants)
-    given = {"corpus": corpus, "valid": valid, "test": test, "pairs": pairs, "variants": variants, "config": config}
-    check_one_stdin([FileRole("CORPUS" if name == "corpus" else f"--{name}", path)
-                     for name, path in given.items() if path is not None])
+    request = CompareRequest(corpus, **{name: value for name, value in options.items() if value is not None})
+    given = request.inputs()
+    check_one_stdin([FileRole("CORPUS" if name == "corpus" else f"--{name}", path) for name, path in given.items()])
     for path in given.values():
-        if path is not None:
-            check_readable(path)
+        check_readable(path)
     with contextlib.ExitStack() as copies:
         # Every run's training and measuring reads these again, in child processes: a pipe,
         # stdin or <(...) gives its bytes once, so it is copied once, here.
-        readable = {name: None if path is None else copies.enter_context(spooled(path)) for name, path in given.items()}
-        _compare(readable, budget=budget, vary=vary, preset=preset, repeat=repeat, seed=seed, out=out,
-                 json_output=json_output, device=device, config_name=config)
+        readable = {name: None for name in ("corpus", "valid", "test", "pairs", "variants", "config")}
+        readable.update({name: copies.enter_context(spooled(path)) for name, path in given.items()})
+        _compare(readable, budget=request.budget, vary=request.vary, preset=request.preset, repeat=request.repeat,
+                 seed=request.seed, out=request.out, json_output=request.json_output, device=request.device,
+                 config_name=request.config)
 
 
 def _compare(inputs: dict, *, budget: float, vary, preset, repeat: int, seed: int, out: str, json_output: bool,

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import inspect
 import textwrap
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Union
@@ -76,11 +77,15 @@ def field_help(owner: type, name: str) -> str:
     return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
 
 
-def _value_type(owner: type, name: str) -> type:
-    """The type a flag for ``owner.name`` parses: the field's, without its ``| None``."""
+def _value_type(owner: type, name: str) -> Any:
+    """The type a flag for ``owner.name`` parses: the field's, without its ``| None``; a
+    ``tuple[str, ...]`` field is a repeatable flag, a list."""
     hint = typing.get_type_hints(owner)[name]
-    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] or [hint]
-    return kinds[0]
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        hint = next(kind for kind in typing.get_args(hint) if kind is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]
+    return hint
 
 
 def _option(spec: FieldFlag) -> tuple[Any, Any]:
@@ -90,12 +95,16 @@ def _option(spec: FieldFlag) -> tuple[Any, Any]:
     decls = spec.decls or ("--" + spec.parameter.replace("_", "-"),)
     text = field_help(owner, name) + (f"; {spec.unset}" if spec.unset else "")
     field = next(f for f in dataclasses.fields(owner) if f.name == name)
+    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        # A field without a default is an option the user must give (typer says [required]).
+        extra = {} if spec.metavar is None else {"metavar": spec.metavar}
+        return typer.Option(..., *decls, help=text + ".", **extra), kind
     if kind is bool and "/" not in decls[0] and field.default is False:
         # An on-switch: it takes no value, and its default (off) goes without saying.
         return switch(None, *decls, help=text + "."), Optional[bool]
     if spec.shown_default is not None:
         shown = f" \\[default: {spec.shown_default}]"
-    elif field.default is None:  # a file not given is not a default worth a word
+    elif field.default is None or field.default == ():  # nothing given is not a default worth a word
         shown = ""
     else:
         shown = " " + default_text(owner, name, spec.labels)
