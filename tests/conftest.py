@@ -33,6 +33,18 @@ settings.register_profile("dev", max_examples=30, **_PROPERTIES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
+MAX_WORKERS = 8
+"""Most test processes ``-n auto`` starts: each imports torch (a few hundred MB), and a large
+host's CPU count says nothing of the share a container may use."""
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per CPU this process may run on, at most
+    :data:`MAX_WORKERS`."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(usable, MAX_WORKERS))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """Tiny models on a small shared machine: a second intra-op thread only adds
