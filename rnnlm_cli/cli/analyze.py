@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, Optional
 
 import typer
 
 from rnnlm_cli.analysis.gradient_config import GradientConfig
-from rnnlm_cli.cli.field_flags import FieldFlag, field_flags
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, given_options
 from rnnlm_cli.cli.options import switch
 
 NAME = "analyze"
@@ -36,8 +37,8 @@ app = typer.Typer(name=NAME, help=HELP, epilog=EPILOG, no_args_is_help=True, add
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def _measure(name: str) -> FieldFlag:
-    return FieldFlag(GradientConfig, name)
+_measure = partial(FieldFlag, GradientConfig)
+"""A flag backed by a field of that class."""
 
 
 @app.command("gradients", help=GRADIENTS_HELP, epilog=GRADIENTS_EPILOG,
@@ -60,7 +61,7 @@ def gradients(
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.text.reading import check_readable, display_name
 
-    config = GradientConfig(**{name: value for name, value in measure.items() if value is not None})
+    config = GradientConfig(**given_options(measure))
     if plot is not None:
         from rnnlm_cli.train.plot import require_matplotlib
 

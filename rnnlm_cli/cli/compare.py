@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 from typing import Any
 
 import typer
 
 from rnnlm_cli.analysis.compare import Comparison
 from rnnlm_cli.analysis.compare_request import CompareRequest
-from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help, given_options
 
 NAME = "compare"
 SUMMARY = "Train variants (cells, dropout, ...) at one time budget; a table and a picture."
@@ -33,8 +34,8 @@ EPILOG = (
 )
 
 
-def _request(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(CompareRequest, name, **how)
+_request = partial(FieldFlag, CompareRequest)
+"""A flag backed by a field of that class."""
 
 
 # Every option, in the order --help lists them, each a field of CompareRequest (its docstrings are the help).
@@ -55,7 +56,7 @@ def command(
     from rnnlm_cli.files.spool import spooled
     from rnnlm_cli.text.reading import check_readable
 
-    request = CompareRequest(corpus, **{name: value for name, value in options.items() if value is not None})
+    request = CompareRequest(corpus, **given_options(options))
     given = request.inputs()
     check_one_stdin([FileRole("CORPUS" if name == "corpus" else f"--{name}", path) for name, path in given.items()])
     for path in given.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any, Optional
 
 import typer
@@ -42,8 +43,8 @@ EPILOG = (
 )
 
 
-def _request(name: str, **how) -> FieldFlag:
-    return FieldFlag(EvalRequest, name, **how)
+_request = partial(FieldFlag, EvalRequest)
+"""A flag backed by a field of that class."""
 
 
 def _shown(owner: type, name: str) -> str:

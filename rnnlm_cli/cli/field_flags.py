@@ -18,7 +18,7 @@ import ast
 import dataclasses
 import functools
 import inspect
-import textwrap
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -54,10 +54,23 @@ class FieldFlag:
 
 
 @functools.cache
+def _classes(module: str) -> dict[str, ast.ClassDef]:
+    """The top-level classes of ``module``'s source by name, parsed once: every command module
+    is imported when ``rnnlm`` starts, and ``inspect.getsource(cls)`` would parse the whole
+    module again for each class."""
+    tree = ast.parse(inspect.getsource(sys.modules[module]))
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+@functools.cache
+def _hints(owner: type) -> dict[str, Any]:
+    return typing.get_type_hints(owner)
+
+
+@functools.cache
 def field_docs(owner: type) -> dict[str, str]:
     """Field name -> its docstring (the string literal under it), from ``owner``'s source."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(owner)))
-    body = tree.body[0].body  # the class statement's own statements
+    body = _classes(owner.__module__)[owner.__name__].body  # the class statement's own statements
     docs = {}
     for node, following in zip(body, body[1:]):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
@@ -80,7 +93,7 @@ def field_help(owner: type, name: str) -> str:
 def _value_type(owner: type, name: str) -> Any:
     """The type a flag for ``owner.name`` parses: the field's, without its ``| None``; a
     ``tuple[str, ...]`` field is a repeatable flag, a list."""
-    hint = typing.get_type_hints(owner)[name]
+    hint = _hints(owner)[name]
     if typing.get_origin(hint) in (Union, types.UnionType):
         hint = next(kind for kind in typing.get_args(hint) if kind is not type(None))
     if typing.get_origin(hint) is tuple:
@@ -141,3 +154,8 @@ def field_flags(*order: Union[str, FieldFlag]) -> Callable[[Callable[..., Any]],
 
     return decorate
 
+
+def given_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The flags of ``options`` the user gave: one not given is None, and its field's own
+    default applies when the dataclass is built from what is left."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import typer
 
-from rnnlm_cli.cli.field_flags import FieldFlag, field_flags
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, given_options
 from rnnlm_cli.cli.ui import warn
 from rnnlm_cli.config import SamplingConfig
 
@@ -26,8 +27,8 @@ EPILOG = (
 )
 
 
-def _sampling(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(SamplingConfig, name, **how)
+_sampling = partial(FieldFlag, SamplingConfig)
+"""A flag backed by a field of that class."""
 
 
 # Every option, in the order --help lists them: the sampling options are SamplingConfig's fields.
@@ -51,7 +52,7 @@ def command(
     from rnnlm_cli.files.roles import FileRole, check_stdout_apart
     from rnnlm_cli.models.generate import sample_text
 
-    config = SamplingConfig(**{name: value for name, value in sampling.items() if value is not None})
+    config = SamplingConfig(**given_options(sampling))
     if prompt == "-":
         prompt = sys.stdin.read().rstrip("\r\n")
     check_stdout_apart([FileRole("MODEL", model)])

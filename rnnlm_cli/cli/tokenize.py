@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from functools import partial
 from typing import Any
 
 import typer
 
-from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help
+from rnnlm_cli.cli.field_flags import FieldFlag, field_flags, field_help, given_options
 from rnnlm_cli.cli.options import choices, default_of, render
 from rnnlm_cli.cli.ui import log, warn
 from rnnlm_cli.config import SP_MODEL_TYPES, TOKENIZER_KINDS, TokenizerConfig
@@ -32,8 +33,8 @@ EPILOG = (
 )
 
 
-def _request(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(TokenizeRequest, name, **how)
+_request = partial(FieldFlag, TokenizeRequest)
+"""A flag backed by a field of that class."""
 
 
 def _learned(name: str) -> str:
@@ -65,7 +66,7 @@ def command(
     from rnnlm_cli.text.tokenizers import tokenizer_from_table
     from rnnlm_cli.text.reading import check_readable
 
-    request = TokenizeRequest(corpus, **{name: value for name, value in options.items() if value is not None})
+    request = TokenizeRequest(corpus, **given_options(options))
     _check_files(corpus, request.source_flag, request.source, request.out, request.save_tokenizer)
     tokenizer, symbols, strict, print_as = request.tokenizer, request.symbols, request.strict, request.print_as
     given = (tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols) if symbols else None)

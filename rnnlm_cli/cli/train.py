@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,20 +74,11 @@ def refresh_cell_option(command: Any) -> None:
             param.metavar, param.help = choices(*CELLS), _cell_help()
 
 
-def _model(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(ModelConfig, name, **how)
-
-
-def _train(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(TrainConfig, name, **how)
-
-
-def _job(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(JobConfig, name, **how)
-
-
-def _tokenizer(name: str, **how: Any) -> FieldFlag:
-    return FieldFlag(TokenizerConfig, name, **how)
+_model = partial(FieldFlag, ModelConfig)
+_train = partial(FieldFlag, TrainConfig)
+_job = partial(FieldFlag, JobConfig)
+_tokenizer = partial(FieldFlag, TokenizerConfig)
+"""Flags backed by a field of each class."""
 
 
 # Every option of the command, in the order --help lists them: the strings are the command's

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from rnnlm_cli.store.checkpoint import save_checkpoint
-from rnnlm_cli.cli import app
 from rnnlm_cli.text.tokenizers import WordTokenizer
 
-from conftest import tiny_model
+from conftest import cli, tiny_model
 
 WORDS = ["<eos>", "<unk>", "the", "dog", "cat", "runs", "."]
 V = len(WORDS)
@@ -52,8 +50,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def run(*args, input=None):
-    env = {"RNNLM_DEBUG": None, "NO_COLOR": None, "FORCE_COLOR": None}
-    return CliRunner().invoke(app, ["eval", *map(str, args)], input=input, env=env)
+    """``rnnlm eval ARGS`` in this process."""
+    return cli("eval", *args, input=input)
 
 
 def ok(*args, input=None):
