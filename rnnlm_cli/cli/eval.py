@@ -13,8 +13,8 @@ from rnnlm_cli.cli.options import choices, default_of, render
 from rnnlm_cli.cli.ui import Progress, print_json, warn
 from rnnlm_cli.score.ngram_models import BACKENDS as NGRAM_BACKENDS
 from rnnlm_cli.score.eval_request import EvalRequest
-from rnnlm_cli.score.scoring_config import (CARRY_STATES, CONTEXTS, NBEST_FORMATS, NBEST_OUTPUTS, QUERY_FORMATS,
-                                            NBestConfig, ScoringConfig)
+from rnnlm_cli.score.scoring_config import (CARRY_STATES, CONTEXTS, DYNAMIC_RULES, DYNAMIC_WEIGHTS, NBEST_FORMATS,
+                                            NBEST_OUTPUTS, QUERY_FORMATS, NBestConfig, ScoringConfig)
 
 NAME = "eval"
 SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring, minimal pairs."
@@ -67,8 +67,11 @@ ORDER = (
     _request("fit_lambda", metavar="FILE"),
     _request("cache"), _request("cache_theta", shown_default=_shown(ScoringConfig, "cache_theta")),
     _request("cache_lambda", shown_default=_shown(ScoringConfig, "cache_lambda")),
-    _request("dynamic"), *(_request(name, shown_default=_shown(ScoringConfig, name))
-                           for name in ("dynamic_lr", "dynamic_decay", "dynamic_segment")),
+    _request("dynamic"), _request("dynamic_rule", metavar=choices(*DYNAMIC_RULES),
+                                  shown_default=_shown(ScoringConfig, "dynamic_rule")),
+    _request("dynamic_weights", metavar=choices(*DYNAMIC_WEIGHTS), shown_default=_shown(ScoringConfig, "dynamic_weights")),
+    _request("dynamic_lr", shown_default="fitted to the model"),
+    *(_request(name, shown_default=_shown(ScoringConfig, name)) for name in ("dynamic_decay", "dynamic_segment")),
     _request("nbest", metavar="FILE"),
     _request("nbest_format", metavar=choices(*NBEST_FORMATS), shown_default=_shown(NBestConfig, "format")),
     _request("nbest_acoustic", metavar="FILE"),
@@ -165,6 +168,8 @@ def _score(lm, tokenizer, request, device, config, ngram) -> None:
                                on_sentence=output.on_sentence)
     for note in result.warnings():
         warn(note)
+    if result.adaptation is not None:
+        log(result.adaptation.line)
     summary = output.summary(result, request.file)
     if summary.stdout:
         print("\n".join(summary.stdout))

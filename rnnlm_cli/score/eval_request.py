@@ -71,13 +71,21 @@ class EvalRequest:
     cache_lambda: float | None = None
     """Cache: its weight in the mix with the model."""
     dynamic: bool = ScoringConfig.dynamic
-    """Dynamic evaluation (Krause et al.): after scoring each segment, one SGD step on it; never before."""
+    """Dynamic evaluation (Krause et al.): after scoring each segment, one step on it; never before. Its
+    rate is fitted on the text's first 4,096 tokens, which are scored without adapting."""
+    dynamic_rule: str | None = None
+    """Dynamic evaluation: rms (each weight tensor's step divided by its gradient RMS, measured on the text's
+    first tokens, and its pull back scaled by it) or sgd."""
+    dynamic_weights: str | None = None
+    """Dynamic evaluation: adapt the decoder's weights (output: the recurrent layers run forward only, as in
+    plain scoring) or all of them (a backward pass through the network every segment)."""
     dynamic_lr: float | None = None
     """Dynamic evaluation: learning rate."""
     dynamic_decay: float | None = None
-    """Dynamic evaluation: per-step pull back to the trained weights."""
+    """Dynamic evaluation: per-step pull back to the trained weights (with rms, scaled per weight tensor by
+    its gradient RMS over the mean)."""
     dynamic_segment: int | None = None
-    """Dynamic evaluation: tokens per step."""
+    """Dynamic evaluation: tokens per step; shorter adapts sooner, at a cost in speed."""
     nbest: str | None = None
     """Rescore this n-best list file ('-' for stdin)."""
     nbest_format: str | None = None
@@ -145,7 +153,9 @@ class EvalRequest:
             "--lambda": self.mix_lambda, "--fit-lambda": self.fit_lambda,
             "--mix-lm-backend": None if self.mix_lm_backend == "auto" else self.mix_lm_backend})
         _needs(self.cache > 0, "--cache N", {"--cache-theta": self.cache_theta, "--cache-lambda": self.cache_lambda})
-        _needs(self.dynamic, "--dynamic", {"--dynamic-lr": self.dynamic_lr, "--dynamic-decay": self.dynamic_decay,
+        _needs(self.dynamic, "--dynamic", {"--dynamic-lr": self.dynamic_lr, "--dynamic-rule": self.dynamic_rule,
+                                           "--dynamic-weights": self.dynamic_weights,
+                                           "--dynamic-decay": self.dynamic_decay,
                                            "--dynamic-segment": self.dynamic_segment})
         _needs(self.nbest is not None, "--nbest", {
             "--nbest-format": self.nbest_format, "--nbest-acoustic": self.nbest_acoustic,
@@ -210,7 +220,7 @@ class EvalRequest:
     def scoring(self) -> ScoringConfig:
         """How every token is scored: the context, OOVs, the cache, dynamic evaluation, the weights."""
         given = {"cache_theta": self.cache_theta, "cache_lambda": self.cache_lambda, "dynamic_lr": self.dynamic_lr,
-                 "dynamic_decay": self.dynamic_decay, "dynamic_segment": self.dynamic_segment,
+                 "dynamic_rule": self.dynamic_rule, "dynamic_weights": self.dynamic_weights, "dynamic_decay": self.dynamic_decay, "dynamic_segment": self.dynamic_segment,
                  "mix_weight": self.mix_lambda, "lm_weight": self.lm_weight, "word_penalty": self.word_penalty}
         alone = self.query or self.nbest is not None or self.pairs is not None
         return ScoringConfig(

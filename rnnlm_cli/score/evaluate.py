@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.score.dynamic_fit import AdaptationReport, adaptation_report
 from rnnlm_cli.score.mixing import FitResult, fit_weight
 from rnnlm_cli.score.scoring_config import CONTEXTS, ScoringConfig
 from rnnlm_cli.score.token_scoring import PieceEncoder, RecentAnswers, score_sentences, score_stream
@@ -101,6 +102,8 @@ class EvalResult(Totals):
     literal_specials: int = 0
     """Word tokenizer only: words spelled ``<eos>``, read as ``<unk>``."""
     sentence_logprobs: list[float] | None = field(default=None, repr=False)
+    adaptation: AdaptationReport | None = None
+    """What dynamic evaluation did, when it ran."""
 
     @property
     def token_ppl(self) -> float:
@@ -134,6 +137,7 @@ class EvalResult(Totals):
             "byte_fallback_tokens": self.byte_tokens, "byte_fallback_rate": self.byte_tokens / encoded,
             "invalid_lines": self.invalid_lines, "control_chars": self.control_chars,
             "literal_specials": self.literal_specials,
+            **({} if self.adaptation is None else {"dynamic": self.adaptation.record}),
         }
 
     def warnings(self) -> list[str]:
@@ -168,10 +172,12 @@ def evaluate_file(
     with config.precision(device):
         dynamic = config.build_dynamic(model)
         try:
-            return score_file(model, tokenizer, path, device, context=config.context, strict=strict, unk=config.unk,
-                              per_sentence=per_sentence, eager=eager, cache=config.build_cache(), dynamic=dynamic,
-                              mix=None if ngram is None else NgramMix(ngram, config.mix_weight),
-                              chunk_tokens=config.chunk_tokens, on_words=on_words, on_sentence=on_sentence)
+            result = score_file(model, tokenizer, path, device, context=config.context, strict=strict, unk=config.unk,
+                                per_sentence=per_sentence, eager=eager, cache=config.build_cache(), dynamic=dynamic,
+                                mix=None if ngram is None else NgramMix(ngram, config.mix_weight),
+                                chunk_tokens=config.chunk_tokens, on_words=on_words, on_sentence=on_sentence)
+            result.adaptation = adaptation_report(dynamic)
+            return result
         finally:
             if dynamic is not None:
                 dynamic.restore()
@@ -210,8 +216,6 @@ def score_file(
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}")
-    if context != "stream" and (cache is not None or dynamic is not None):
-        raise ValueError("the cache and dynamic evaluation score a stream: use context 'stream'")
     model.eval()
     stats = DecodeStats()
     result = EvalResult(file=path, sentence_logprobs=[] if per_sentence else None)
@@ -219,8 +223,11 @@ def score_file(
     encoder = PieceEncoder(tokenizer, unk_words_are_oov=from_tokens)
     segments = token_file_segments(path, tokenizer) if from_tokens else iter_segments(path, strict=strict, stats=stats)
     pieces = encoder.pieces(segments)
-    if context == "stream":
-        scored = score_stream(model, pieces, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic)
+    if context == "stream" or cache is not None or dynamic is not None:
+        # Adapting needs the text in order: in the sentence context each line starts afresh,
+        # while the cache and the adapted weights carry on.
+        scored = score_stream(model, pieces, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic,
+                              lines_alone=context != "stream")
     else:
         scored = score_sentences(model, pieces, device, batch_tokens, chunk_tokens, eager=eager)
     sentence = Totals()

@@ -1,22 +1,29 @@
 """What ``rnnlm eval`` is asked to do beyond plain scoring, checked once, and the parts it needs;
 and how it reads n-best lists (:class:`NBestConfig`).
 
-Defaults for the neural cache and dynamic evaluation were tuned on the first 300 lines of
-WikiText-2's validation split with a 1x256 tied LSTM (see the README's scoring section);
-both want retuning for a very different model: the cache's ``theta`` scales with the size
-of the features, the dynamic learning rate with how far training went.
+Defaults for the neural cache were tuned on the first 300 lines of WikiText-2's validation
+split with a 1x256 tied LSTM (see the README's scoring section); the cache's ``theta`` scales
+with the size of the features, so a very different model may want others. Dynamic
+evaluation's learning rate, which differs by several times between two models of one recipe,
+is fitted to the model on the text being scored unless one is given
+(:mod:`rnnlm_cli.score.dynamic_fit`).
 
 Importing this module does not import torch, so the command line can read its defaults.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rnnlm_cli.config import AMP_MODES, check_values
 from rnnlm_cli.errors import UsageError
 
 CONTEXTS = ("stream", "sentence")
+DYNAMIC_RULES = ("rms", "sgd")
+"""Dynamic evaluation's steps: RMS-normalised with a global prior (Krause et al.), or plain SGD."""
+DYNAMIC_WEIGHTS = ("output", "all")
+"""The weights dynamic evaluation adapts: the decoder's, or every one."""
 DEBUG_LEVELS = (0, 1, 2)
 MAX_CACHE = 100_000
 """Largest --cache: each chunk scores against the whole window, a (chunk, window) matrix."""
@@ -38,12 +45,18 @@ class ScoringConfig:
     """Cache: its weight in the mix with the model's prediction."""
     dynamic: bool = False
     """Dynamic evaluation: adapt the weights on each segment after scoring it."""
-    dynamic_lr: float = 0.5
-    """Dynamic evaluation: SGD learning rate on the segment's mean loss."""
-    dynamic_decay: float = 0.0
-    """Dynamic evaluation: pull towards the trained weights per step (0 = none)."""
-    dynamic_segment: int = 20
-    """Dynamic evaluation: tokens per adaptation step."""
+    dynamic_rule: str = "rms"
+    """Dynamic evaluation: rms (steps divided by each weight tensor's gradient RMS) or sgd."""
+    dynamic_weights: str = "output"
+    """Dynamic evaluation: the weights adapted, the decoder's (output) or all."""
+    dynamic_lr: float | None = None
+    """Dynamic evaluation: learning rate; None: fitted on the text's first tokens."""
+    dynamic_decay: float = 0.01
+    """Dynamic evaluation: pull towards the trained weights per step (0 = none; with rms, scaled per tensor
+    by its gradient RMS over the mean)."""
+    dynamic_segment: int = 96
+    """Dynamic evaluation: tokens per adaptation step. Every step reads and writes every adapted weight,
+    so shorter segments adapt sooner at a cost in speed (README: 20 tokens give a few points more)."""
     mix_weight: float = 0.5
     """With an n-gram model: the neural model's weight in the per-word mix."""
     amp: str = "off"
@@ -64,7 +77,12 @@ class ScoringConfig:
             raise UsageError(f"--cache-theta must be a finite number >= 0, got {self.cache_theta}")
         if not 0.0 <= self.cache_lambda <= 1.0:
             raise UsageError(f"--cache-lambda must be within [0, 1], got {self.cache_lambda}")
-        if not self.dynamic_lr > 0:
+        if self.dynamic_rule not in DYNAMIC_RULES:
+            raise UsageError(f"--dynamic-rule must be one of {', '.join(DYNAMIC_RULES)}, got {self.dynamic_rule!r}")
+        if self.dynamic_weights not in DYNAMIC_WEIGHTS:
+            raise UsageError(f"--dynamic-weights must be one of {', '.join(DYNAMIC_WEIGHTS)}, "
+                             f"got {self.dynamic_weights!r}")
+        if self.dynamic_lr is not None and not 0 < self.dynamic_lr < math.inf:
             raise UsageError(f"--dynamic-lr must be a positive number, got {self.dynamic_lr}")
         if not 0.0 <= self.dynamic_decay <= 1.0:
             raise UsageError(f"--dynamic-decay must be within [0, 1], got {self.dynamic_decay}")
@@ -74,13 +92,12 @@ class ScoringConfig:
             raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if self.context != "stream" and (self.cache or self.dynamic):
-            raise UsageError("--cache and --dynamic score a continuous stream: they need --context stream")
 
     @property
     def chunk_tokens(self) -> int:
-        """Tokens fed to the model at once in the stream context."""
-        return self.dynamic_segment if self.dynamic else 256
+        """Tokens fed to the model at once in the stream context (dynamic evaluation steps
+        every ``dynamic_segment`` tokens within a chunk)."""
+        return 256
 
     def precision(self, device):
         """The autocast context the model runs in: bf16 matrix products when ``amp`` asks
@@ -97,11 +114,21 @@ class ScoringConfig:
         return NeuralCache(self.cache, self.cache_theta, self.cache_lambda)
 
     def build_dynamic(self, model):
+        """None, a :class:`~rnnlm_cli.score.dynamic.DynamicEvaluation` at the rate given, or a
+        :class:`~rnnlm_cli.score.dynamic_fit.StreamFit` that fits it on the text's first tokens."""
         if not self.dynamic:
             return None
+        from rnnlm_cli.score.dynamic_fit import StreamFit
+
+        how = dict(weights=self.dynamic_weights, segment=self.dynamic_segment)
+        if self.dynamic_lr is None:
+            return StreamFit(self.dynamic_rule, self.dynamic_decay, **how)
+        if self.dynamic_rule == "rms":
+            # A rate given: the RMS statistics still come from the text's first tokens.
+            return StreamFit(self.dynamic_rule, self.dynamic_decay, rate=self.dynamic_lr, **how)
         from rnnlm_cli.score.dynamic import DynamicEvaluation
 
-        return DynamicEvaluation(model, self.dynamic_lr, self.dynamic_decay)
+        return DynamicEvaluation(model, self.dynamic_lr, self.dynamic_decay, **how)
 
 
 NBEST_FORMATS = ("auto", "srilm", "kaldi")

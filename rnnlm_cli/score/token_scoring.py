@@ -26,6 +26,8 @@ import torch
 from rnnlm_cli.text.corpus import count_literal_specials
 from rnnlm_cli.text.tokenizer_base import UNK
 from rnnlm_cli.models.lm import detach_state
+from rnnlm_cli.score.dynamic import score_and_adapt
+from rnnlm_cli.score.dynamic_fit import StreamFit
 
 
 @dataclass
@@ -122,20 +124,26 @@ class StreamScorer:
 
     ``eager`` scores each line as soon as its end arrives (answers a line before the next
     is read). ``cache`` (:class:`rnnlm_cli.score.cache.NeuralCache`) mixes a pointer over past
-    features into each prediction; ``dynamic`` (:class:`rnnlm_cli.score.dynamic.DynamicEvaluation`)
-    takes a gradient step on each chunk once it is scored, so a prediction only ever
-    benefits from text before it.
+    features into each prediction; ``dynamic`` (:class:`rnnlm_cli.score.dynamic.DynamicEvaluation`,
+    or :class:`rnnlm_cli.score.dynamic_fit.StreamFit` to fit its rate on the stream's first
+    tokens) takes a gradient step on each chunk once it is scored, so a prediction only ever
+    benefits from text before it. ``lines_alone`` starts every line from a fresh state (the
+    sentence context) while the cache and the adapted weights carry on across lines.
     """
 
     def __init__(self, model, device, chunk_tokens: int, *, eager: bool = False, cache=None,
-                 dynamic=None, state=None) -> None:
+                 dynamic=None, state=None, lines_alone: bool = False) -> None:
         """``state``: the state the stream starts from (None: a fresh one)."""
         self._model = model
         self._device = device
         self._chunk = chunk_tokens
         self._eager = eager
         self._cache = cache
-        self._dynamic = dynamic
+        self._fitting = dynamic if isinstance(dynamic, StreamFit) else None
+        self._dynamic = None if self._fitting is not None else dynamic
+        self._lines_alone = lines_alone
+        self._at_line_start = True
+        self._fresh = False  # the next chunk starts from a fresh state at a line start
         self._state = model.init_state(1, device=device) if state is None else state
         self._open: deque[_Open] = deque()
         self._inputs: list[int] = []
@@ -144,6 +152,12 @@ class StreamScorer:
 
     def feed(self, piece: Piece) -> Iterator[Piece]:
         """Take ``piece``; yield the leading pieces now fully scored, ``logprobs`` filled."""
+        if self._lines_alone and self._at_line_start:
+            if self._inputs:
+                self._run()
+            self._state = self._model.init_state(1, device=self._device)
+            self._fresh = True
+        self._at_line_start = piece.last
         entry = _Open(piece)
         self._open.append(entry)
         start = 0
@@ -170,29 +184,36 @@ class StreamScorer:
         x = torch.tensor(self._inputs, dtype=torch.long, device=self._device).unsqueeze(1)  # (T, 1)
         y = torch.tensor(self._targets, dtype=torch.long, device=self._device)  # (T,)
         if self._dynamic is None:
+            before = self._state
             with torch.no_grad():
-                logprobs = self._score(x, y)
+                logprobs = self._mixed(*self._model_scores(x, y), y)
+            if self._fitting is not None and self._fitting.collect(x, y, before, self._fresh):
+                self._dynamic, self._fitting = self._fitting.finish(self._model), None
         else:
-            with self._dynamic.scoring():
-                logprobs = self._score(x, y)
-                # Score first, then adapt on what was just scored: never on text not yet scored.
-                self._dynamic.adapt(-logprobs.mean())
+            logprobs = self._adapted(x, y)
         for owner, value in zip(self._owners, logprobs.detach().double().tolist()):
             owner.left -= 1
             owner.piece.logprobs.append(value)
         self._inputs, self._targets, self._owners = [], [], []
+        self._fresh = False
 
-    def _score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(T,) natural-log probability of each target; the state moves on."""
+    def _adapted(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Score the chunk segment by segment, a step after each (:func:`score_and_adapt`)."""
+        logprobs, features, self._state = score_and_adapt(self._model, self._dynamic, x, y, self._state)
+        return self._mixed(features, logprobs, y)
+
+    def _model_scores(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features (T, D) and the model's natural-log probability (T,) of each target;
+        the state moves on."""
         features, state = self._model.hidden_states(x, self._state)  # (T, 1, D)
         self._state = detach_state(state)
-        logprobs = self._model.target_logprobs(features[:, 0], y)  # (T,)
-        if self._cache is not None:
-            with torch.no_grad():
-                mixed = self._cache.mix(features[:, 0].detach(), y, logprobs.detach())
-            # The cache's share carries no gradient: dynamic evaluation adapts the model alone.
-            logprobs = logprobs + (mixed - logprobs).detach()
-        return logprobs
+        return features[:, 0], self._model.target_logprobs(features[:, 0], y)
+
+    def _mixed(self, features: torch.Tensor, logprobs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The targets' log-probabilities with the cache mixed in, when there is one."""
+        if self._cache is None:
+            return logprobs
+        return self._cache.mix(features, y, logprobs)
 
     def _done(self) -> Iterator[Piece]:
         while self._open and self._open[0].left == 0:
@@ -200,10 +221,11 @@ class StreamScorer:
 
 
 def score_stream(model, pieces: Iterable[Piece], device, chunk_tokens: int, *, eager: bool = False,
-                 cache=None, dynamic=None, state=None) -> Iterator[Piece]:
+                 cache=None, dynamic=None, state=None, lines_alone: bool = False) -> Iterator[Piece]:
     """Yield pieces in order with ``logprobs`` filled, the state carried across every line
-    (from ``state``; None: a fresh one)."""
-    scorer = StreamScorer(model, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic, state=state)
+    (from ``state``; None: a fresh one), or every line from a fresh state with ``lines_alone``."""
+    scorer = StreamScorer(model, device, chunk_tokens, eager=eager, cache=cache, dynamic=dynamic, state=state,
+                          lines_alone=lines_alone)
     for piece in pieces:
         yield from scorer.feed(piece)
     yield from scorer.finish()

@@ -43,7 +43,7 @@ NOT_INPUTS = {
     "train": {"--out", "--preset", "--sp-model", "--cell", "--impl", "--adaptive-softmax", "--optimizer", "--schedule",
               "--amp", "--device", "--promote-if-better"},
     "eval": {"--context", "--format", "--mix-lm-backend", "--nbest-format", "--output", "--carry-state", "--device",
-             "--amp"},
+             "--amp", "--dynamic-rule", "--dynamic-weights"},
     "generate": {"--prompt", "--device"},
     "export": {"--format", "--out"},
     "compare": {"--vary", "--preset", "--out", "--device"},

@@ -103,3 +103,17 @@ def uniform_lm(tmp_path_factory, word_tok):
 def random_lm(tmp_path_factory, word_tok):
     """A model whose predictions depend on the context, so a carried state shows."""
     return save(tmp_path_factory.mktemp("random") / "model.pt", tiny_model(V, seed=5), word_tok)
+
+
+def scored_logprobs(model, tokenizer, path, **options):
+    """The scorer's result for ``path`` and the natural-log probability of every token in text
+    order (a word tokenizer's words and line ends), as ``score_file`` reports them."""
+    from rnnlm_cli.score.evaluate import score_file
+
+    seen = []
+
+    def collect(text, words, ends_line):
+        seen.extend(words)
+
+    result = score_file(model, tokenizer, str(path), torch.device("cpu"), on_words=collect, **options)
+    return result, [w.model_log10 * math.log(10) for w in seen]

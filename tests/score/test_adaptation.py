@@ -10,20 +10,10 @@ from rnnlm_cli.score.dynamic import DynamicEvaluation
 from rnnlm_cli.score.evaluate import score_file
 
 from conftest import tiny_model
+from eval_support import scored_logprobs as token_logprobs
 
 CPU = torch.device("cpu")
 LINES = ["the dog runs .", "a cat sees the dog .", "the cats see a dog .", "the dog runs ."]
-
-
-def token_logprobs(model, tokenizer, path, **options):
-    """Per-token natural-log probabilities in text order, as the scorer reports them."""
-    seen = []
-
-    def collect(text, words, ends_line):
-        seen.extend(words)
-
-    result = score_file(model, tokenizer, str(path), CPU, on_words=collect, **options)
-    return result, [w.model_log10 * math.log(10) for w in seen]
 
 
 def stream_ids(tokenizer, lines):
@@ -131,9 +121,14 @@ def test_cache_helps_on_repeated_text(tmp_path, word_tokenizer):
     assert cached.ppl < 0.8 * plain.ppl
 
 
-def test_cache_and_dynamic_evaluation_need_the_stream_context(tmp_path, word_tokenizer):
+def test_the_cache_in_the_sentence_context_remembers_earlier_lines(tmp_path, word_tokenizer):
+    """Each line starts from a fresh state, but the cache's window runs on across lines: the
+    second line's scores are those of the line alone mixed with a pointer over the first."""
     text = tmp_path / "t.txt"
-    text.write_text("the dog runs .\n")
+    text.write_text("the dog runs .\nthe dog runs .\n")
     model = tiny_model(word_tokenizer.vocab_size)
-    with pytest.raises(ValueError):
-        score_file(model, word_tokenizer, str(text), CPU, context="sentence", cache=NeuralCache(5, 0.1, 0.1))
+    _, alone = token_logprobs(model, word_tokenizer, text, context="sentence")
+    _, cached = token_logprobs(model, word_tokenizer, text, context="sentence", cache=NeuralCache(50, 0.0, 0.5))
+    assert cached[0] == pytest.approx(alone[0], abs=1e-6)  # nothing in the window yet
+    # theta 0: the pointer is each token's share of the window; "the" is 1 of the 5 tokens before it.
+    assert cached[5] == pytest.approx(math.log(0.5 * math.exp(alone[5]) + 0.5 * (1 / 5)), abs=1e-5)

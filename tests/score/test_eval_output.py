@@ -270,8 +270,6 @@ def test_query_scores_each_line_alone_unless_the_stream_context_is_asked(random_
 
 
 @pytest.mark.parametrize("flags", [("--json", "--debug", "1"), ("--json", "--per-sentence"),
-                                   ("--cache", "10", "--context", "sentence"),
-                                   ("--dynamic", "--context", "sentence"),
                                    # options that mean something only beside another
                                    ("--lambda", "0.3"), ("--cache-theta", "0.3"), ("--dynamic-lr", "1"),
                                    ("--lm-weight", "2"), ("--nbest-sort",)])

@@ -168,14 +168,13 @@ def test_dynamic_evaluation_from_the_config_scores_as_its_parts_and_puts_the_wei
     text.write_text("the dog runs .\na cat sees the dog .\n" * 3)
     model = tiny_model(word_tokenizer.vocab_size, seed=3)
     trained = [p.detach().clone() for p in model.parameters()]
-    config = ScoringConfig(cache=15, cache_theta=0.3, cache_lambda=0.1, dynamic=True, dynamic_lr=0.3,
+    config = ScoringConfig(cache=15, cache_theta=0.3, cache_lambda=0.1, dynamic=True, dynamic_rule="sgd", dynamic_lr=0.3,
                            dynamic_decay=0.05, dynamic_segment=4)
     got = evaluate_file(model, word_tokenizer, str(text), CPU, config)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), trained))
     # The same parts built by hand; a second run from the restored weights gives the same figures.
-    dynamic = DynamicEvaluation(model, 0.3, 0.05)
-    parts = score_file(model, word_tokenizer, str(text), CPU, chunk_tokens=4, cache=NeuralCache(15, 0.3, 0.1),
-                       dynamic=dynamic)
+    dynamic = DynamicEvaluation(model, 0.3, 0.05, weights="output", segment=4)
+    parts = score_file(model, word_tokenizer, str(text), CPU, cache=NeuralCache(15, 0.3, 0.1), dynamic=dynamic)
     dynamic.restore()
     assert got.logprob == pytest.approx(parts.logprob, abs=1e-9)
     # ...and they differ from plain scoring: the config's adaptation did take part.

@@ -98,7 +98,7 @@ def test_the_weight_used_for_scoring_does_not_bias_the_fit(word_tokenizer, dev_f
 def test_dynamic_evaluation_during_the_fit_leaves_the_trained_weights(word_tokenizer, dev_file):
     model = tiny_model(word_tokenizer.vocab_size)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    config = ScoringConfig(dynamic=True, dynamic_lr=5.0, dynamic_segment=4)
+    config = ScoringConfig(dynamic=True, dynamic_rule="sgd", dynamic_lr=5.0, dynamic_segment=4)
     adapted = fit_mix_weight(model, word_tokenizer, str(dev_file), CPU, config, NGRAM)
     static = fit_mix_weight(model, word_tokenizer, str(dev_file), CPU, ScoringConfig(), NGRAM)
     assert adapted.rnn_ppl != static.rnn_ppl  # the adaptation did change the scores

@@ -57,11 +57,9 @@ def test_values_on_the_edges_are_accepted(fields):
 
 
 @pytest.mark.parametrize("fields", [{"cache": 10}, {"dynamic": True}])
-def test_cache_and_dynamic_need_the_stream_context(fields):
-    with pytest.raises(UsageError, match="need --context stream") as caught:
-        ScoringConfig(context="sentence", **fields)
-    assert caught.value.exit_code == 2
-    assert ScoringConfig(context="stream", **fields).context == "stream"
+def test_cache_and_dynamic_go_with_either_context(fields):
+    for context in ("stream", "sentence"):
+        assert ScoringConfig(context=context, **fields).context == context
 
 
 def test_defaults():
@@ -72,10 +70,13 @@ def test_defaults():
         config.cache = 5
 
 
-def test_chunk_tokens_follow_the_dynamic_segment_only_under_dynamic_evaluation():
-    assert ScoringConfig().chunk_tokens == 256
-    assert ScoringConfig(dynamic_segment=7).chunk_tokens == 256
-    assert ScoringConfig(dynamic=True, dynamic_segment=7).chunk_tokens == 7
+def test_dynamic_evaluation_steps_every_segment_within_the_chunks(word_tokenizer):
+    from conftest import tiny_model
+
+    assert ScoringConfig().chunk_tokens == ScoringConfig(dynamic=True, dynamic_segment=7).chunk_tokens == 256
+    built = ScoringConfig(dynamic=True, dynamic_rule="sgd", dynamic_lr=0.1, dynamic_segment=7).build_dynamic(
+        tiny_model(word_tokenizer.vocab_size))
+    assert (built.segment, built.weights, built.lr, built.rule) == (7, "output", 0.1, "sgd")
 
 
 def test_parts_are_built_only_when_asked_for():
