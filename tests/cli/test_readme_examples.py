@@ -80,9 +80,14 @@ QUICKSTART_MODEL = ROOT / QUICKSTART_NAME
 """Where sample_data/quickstart.sh writes its model, in this checkout."""
 QUICKSTART_PRESET = "sample-cpu"
 README_FLOATS = 1e-3
-"""How far a number may be from the README's in a quickstart transcript: a CPU of another
-kind may round the last bits differently; a stale figure is further off (13.9354 against
-14.0379 is 0.7%)."""
+"""How far a number may be from the README's in a quickstart transcript that scores a corpus of
+``sample_data/``: a CPU of another kind rounds the last bits of training differently, which
+totals over 35k tokens average out (logprob -40168.2 on both kinds measured); a stale figure is
+further off (13.9354 against 14.0379 is 0.7%)."""
+FEW_WORDS_FLOATS = 0.05
+"""The same for a transcript over a handful of words, where that rounding shows: a quickstart
+model trained on a second kind of 2-core EPYC moved single words' probabilities by up to 3%
+(0.548048 against 0.558245) while its corpus totals matched to the last digit shown."""
 
 
 @dataclass(frozen=True)
@@ -278,12 +283,12 @@ def shown_line_matches(shown: str, printed: str) -> bool:
     return True
 
 
-def shown_numbers_match(shown: str, printed: str) -> bool:
-    """The same text and integers, and each float within :data:`README_FLOATS` of the README's."""
+def shown_numbers_match(shown: str, printed: str, tolerance: float = README_FLOATS) -> bool:
+    """The same text and integers, and each float within ``tolerance`` (relative) of the README's."""
     if not shown_line_matches(shown, printed):
         return False
     for want, got in zip(NUMBER.findall(shown), NUMBER.findall(printed)):
-        if not math.isclose(float(want), float(got), rel_tol=README_FLOATS, abs_tol=max(1e-4, last_digit(want))):
+        if not math.isclose(float(want), float(got), rel_tol=tolerance, abs_tol=max(1e-4, last_digit(want))):
             return False
     return True
 
@@ -514,8 +519,9 @@ def test_readme_transcript_is_the_quickstart_models_output(example, prepared, tm
     result = run_example(example, prepared, tmp_path / "work", model=model)
     assert result.returncode == 0, (shell_command(example), result.stderr[-3000:])
     printed = result.stdout.splitlines() + result.stderr.splitlines()
+    tolerance = README_FLOATS if "sample_data/" in example.command else FEW_WORDS_FLOATS
     for line in example.shown:
-        assert any(shown_numbers_match(line, out) for out in printed), (
+        assert any(shown_numbers_match(line, out, tolerance) for out in printed), (
             f"README.md line {example.line}: {line!r} is not what the quickstart model prints", printed[:40])
 
 
@@ -527,6 +533,9 @@ def test_shown_numbers_must_be_the_readmes():
     assert shown_numbers_match("utt1 1.7866 0.0001", "utt1 1.7866 0.0000")
     assert shown_numbers_match("</s>=-3.1735e-05", "</s>=-3.2e-05")
     assert not shown_numbers_match("utt1 1.7866 0.0001", "utt1 1.7966 0.0001")
+    # Over a handful of words another CPU's training may move a figure by a few percent, not more.
+    assert shown_numbers_match("p = 0.558245", "p = 0.548048", FEW_WORDS_FLOATS)
+    assert not shown_numbers_match("p = 0.558245", "p = 0.5", FEW_WORDS_FLOATS)
     assert last_digit("0.0001") == 1e-4 and math.isclose(last_digit("-3.1735e-06"), 1e-10)
 
 
