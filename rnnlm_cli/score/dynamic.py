@@ -36,6 +36,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnlm_cli.models.lm import detach_state
+
 WEIGHT_SCOPES = ("output", "all")
 EPSILON_SHARE = 0.1
 """The RMS rule's ``eps``, as a share of the mean gradient RMS over the adapted weights."""
@@ -53,11 +55,18 @@ def adapted_parameters(model: nn.Module, weights: str) -> list[nn.Parameter]:
 
 def features_fixed(model: nn.Module, params: Sequence[Tensor]) -> bool:
     """Whether the features the decoder reads stay as the trained weights give them: no
-    adapted parameter is used before the decoder (as a tied embedding is)."""
-    adapted = {id(p) for p in params}
-    decoder = {id(p) for p in model.decoder.parameters()}
-    return adapted <= decoder and not any(id(p) in adapted for name, p in model.named_parameters()
-                                          if not name.startswith("decoder."))
+    adapted parameter belongs to a module before the decoder (as a tied embedding does)."""
+    upstream = {id(p) for name, module in model.named_children() if name != "decoder" for p in module.parameters()}
+    return not any(id(p) in upstream for p in params)
+
+
+@contextlib.contextmanager
+def gradients_on(device_type: str) -> Iterator[None]:
+    """Gradients on, dropout stays off (the model is in eval mode); on CUDA without cuDNN,
+    whose RNN backward runs only in training mode."""
+    disable = torch.backends.cudnn.flags(enabled=False) if device_type == "cuda" else contextlib.nullcontext()
+    with torch.enable_grad(), disable:
+        yield
 
 
 def diverged(logprobs: Tensor, vocab_size: int) -> bool:
@@ -102,14 +111,8 @@ class DynamicEvaluation:
     def rule(self) -> str:
         return "sgd" if self._scale is None else "rms"
 
-    @contextlib.contextmanager
-    def scoring(self) -> Iterator[None]:
-        """Gradients on, dropout stays off (the model is in eval mode); on CUDA without
-        cuDNN, whose RNN backward runs only in training mode."""
-        disable = (torch.backends.cudnn.flags(enabled=False) if self._device_type == "cuda"
-                   else contextlib.nullcontext())
-        with torch.enable_grad(), disable:
-            yield
+    def scoring(self) -> contextlib.AbstractContextManager:
+        return gradients_on(self._device_type)
 
     def adapt(self, loss: Tensor) -> None:
         """One step on ``loss`` (a scored segment's mean negative log-likelihood)."""
@@ -156,6 +159,15 @@ def rms_factors(rms: Sequence[float], params: Sequence[Tensor], decay: float) ->
     return [1.0 / (float(r) + eps) for r in rms], [min(decay * float(r) / mean, 1.0) for r in rms]
 
 
+def segment_features(model: nn.Module, x: Tensor, span: slice, state, features: Tensor | None):
+    """The features (S, D) of the chunk's segment ``span`` and the state after it: cut from the
+    chunk's ``features`` when they are fixed, else computed from ``state``, the graph cut there."""
+    if features is not None:
+        return features[span], state
+    out, state = model.hidden_states(x[span], state)
+    return out[:, 0], detach_state(state)
+
+
 def score_and_adapt(model: nn.Module, dynamic: DynamicEvaluation, x: Tensor, y: Tensor, state,
                     features: Tensor | None = None) -> tuple[Tensor, Tensor, tuple]:
     """Score a chunk (inputs (T, 1), targets (T,)) from ``state`` segment by segment, a step
@@ -167,32 +179,26 @@ def score_and_adapt(model: nn.Module, dynamic: DynamicEvaluation, x: Tensor, y: 
     from the state before it, and the steps get smaller (:meth:`DynamicEvaluation.back_off`).
     """
     size = dynamic.segment or y.numel()
-    fixed = dynamic.features_fixed
-    if fixed and features is None:
+    if not dynamic.features_fixed:
+        features = None
+    elif features is None:
         with torch.no_grad():
             out, state = model.hidden_states(x, state)
         features = out[:, 0]
     scores, seen = [], []
     for start in range(0, y.numel(), size):
-        targets = y[start:start + size]
-        before = state
+        span, before = slice(start, start + size), state
         with dynamic.scoring():
-            if fixed:
-                part = features[start:start + size]
-            else:
-                out, state = model.hidden_states(x[start:start + size], state)
-                state, part = tuple(s.detach() for s in state), out[:, 0]
-            logprobs = model.target_logprobs(part, targets)
+            part, state = segment_features(model, x, span, state, features)
+            logprobs = model.target_logprobs(part, y[span])
             bad = diverged(logprobs, model.config.vocab_size)
             if not bad:
                 dynamic.adapt(-logprobs.mean())  # score first, then adapt on what was just scored
         if bad:
             dynamic.back_off()
             with torch.no_grad():
-                if not fixed:
-                    out, state = model.hidden_states(x[start:start + size], before)
-                    part = out[:, 0]
-                logprobs = model.target_logprobs(part, targets)
+                part, state = segment_features(model, x, span, before, features)
+                logprobs = model.target_logprobs(part, y[span])
         scores.append(logprobs.detach())
         seen.append(part.detach())
     return torch.cat(scores), torch.cat(seen), state

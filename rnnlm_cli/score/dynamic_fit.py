@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from rnnlm_cli.models.lm import detach_state
-from rnnlm_cli.score.dynamic import DynamicEvaluation, adapted_parameters, features_fixed, score_and_adapt
+from rnnlm_cli.score.dynamic import (DynamicEvaluation, adapted_parameters, features_fixed, gradients_on,
+                                     score_and_adapt, segment_features)
 from rnnlm_cli.units import perplexity
 
 FIT_TOKENS = 4096
@@ -43,6 +43,7 @@ MAX_TRIALS = 8
 DIVERGED = math.log(2.0)
 """A trial whose running loss exceeds plain scoring's by this many nats (twice the perplexity)
 is stopped: that rate diverges."""
+
 
 @dataclass(frozen=True)
 class DynamicFit:
@@ -117,18 +118,14 @@ def gradient_rms(piece: Slice, params: Sequence[Tensor], segment: int | None) ->
     rule's statistics."""
     model, fixed = piece.model, features_fixed(piece.model, params)
     sums, count, state = [0.0] * len(params), 0, piece.state
-    probe = DynamicEvaluation(model, 1.0)  # for its scoring context only: it never steps
-    with probe.scoring():
+    with gradients_on(params[0].device.type if params else "cpu"):
         for index, chunk in enumerate(piece.chunks):
             x, y, _ = chunk
             state = piece.start(chunk, state)
+            features = piece.features()[index] if fixed else None
             size = segment or y.numel()
             for start in range(0, y.numel(), size):
-                if fixed:
-                    part = piece.features()[index][start:start + size]
-                else:
-                    out, state = model.hidden_states(x[start:start + size], state)
-                    state, part = detach_state(state), out[:, 0]
+                part, state = segment_features(model, x, slice(start, start + size), state, features)
                 loss = -model.target_logprobs(part, y[start:start + size]).mean()
                 for i, grad in enumerate(torch.autograd.grad(loss, params, allow_unused=True)):
                     if grad is not None:

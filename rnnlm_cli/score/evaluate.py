@@ -175,7 +175,7 @@ def evaluate_file(
             result = score_file(model, tokenizer, path, device, context=config.context, strict=strict, unk=config.unk,
                                 per_sentence=per_sentence, eager=eager, cache=config.build_cache(), dynamic=dynamic,
                                 mix=None if ngram is None else NgramMix(ngram, config.mix_weight),
-                                chunk_tokens=config.chunk_tokens, on_words=on_words, on_sentence=on_sentence)
+                                on_words=on_words, on_sentence=on_sentence)
             result.adaptation = adaptation_report(dynamic)
             return result
         finally:

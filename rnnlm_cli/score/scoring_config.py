@@ -93,12 +93,6 @@ class ScoringConfig:
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
 
-    @property
-    def chunk_tokens(self) -> int:
-        """Tokens fed to the model at once in the stream context (dynamic evaluation steps
-        every ``dynamic_segment`` tokens within a chunk)."""
-        return 256
-
     def precision(self, device):
         """The autocast context the model runs in: bf16 matrix products when ``amp`` asks
         for them; log-softmaxes and the sums of scores stay float32 either way."""

@@ -73,7 +73,6 @@ def test_defaults():
 def test_dynamic_evaluation_steps_every_segment_within_the_chunks(word_tokenizer):
     from conftest import tiny_model
 
-    assert ScoringConfig().chunk_tokens == ScoringConfig(dynamic=True, dynamic_segment=7).chunk_tokens == 256
     built = ScoringConfig(dynamic=True, dynamic_rule="sgd", dynamic_lr=0.1, dynamic_segment=7).build_dynamic(
         tiny_model(word_tokenizer.vocab_size))
     assert (built.segment, built.weights, built.lr, built.rule) == (7, "output", 0.1, "sgd")
