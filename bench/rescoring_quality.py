@@ -181,7 +181,8 @@ def main() -> None:
                 scores: list[float] = []
                 started = time.perf_counter()
                 evaluate_file(model, tokenizer, texts[name], device, ScoringConfig(context="sentence", unk=True),
-                              per_sentence=True, on_sentence=lambda _, logprob, into=scores: into.append(logprob))
+                              per_sentence=True, on_sentence=lambda _, logprob, into=scores: into.append(logprob),
+                              skip_blank_lines=False)  # an empty hypothesis is scored: it competes
                 rate = rate or len(scores) / (time.perf_counter() - started)
                 scored[name] = scores
             assert len(scored["test"]) == len(hypotheses), (len(scored["test"]), len(hypotheses))

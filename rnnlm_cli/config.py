@@ -92,6 +92,13 @@ class TokenizerConfig:
     """sentencepiece: bpe or unigram."""
     sample_lines: int = 1_000_000
     """sentencepiece: lines sampled from the corpus to learn from (bounds memory)."""
+    grow_vocab: float | None = None
+    """With --init-from (or --tokenizer FILE): learn a new word/char vocabulary from the corpus
+    when at least this share of its words is outside the model's (0: every run); shared words
+    keep their rows, new ones start fresh. Unset: the model's vocabulary is kept.
+
+    Promotion compares models of different vocabularies on the validation words both know
+    (:mod:`rnnlm_cli.train.promote`)."""
 
     def __post_init__(self) -> None:
         check_values(self, {"model_type": "--sp-model", "sample_lines": "sample_lines"})
@@ -103,6 +110,8 @@ class TokenizerConfig:
         _check(self.max_size == 0 or self.max_size >= 3, f"--max-size must be 0 or at least 3, got {self.max_size}")
         _check(8 <= self.vocab_size <= 1_000_000, f"--vocab-size must be between 8 and 1000000, got {self.vocab_size}")
         _check(self.sample_lines >= 1, "sample_lines must be positive")
+        _check(self.grow_vocab is None or 0 <= self.grow_vocab <= 1,
+               f"--grow-vocab must be a share between 0 and 1, got {self.grow_vocab}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,9 @@ class TrainConfig:
     validation come on top; see --max-wall-time; 0: no limit)."""
     max_wall_time: float = 0.0
     """Bound the whole command's wall time, in seconds: reading the data, training, the final
-    validation and save; training stops early enough for what follows it (0: no limit)."""
+    validation and save; training stops early enough for what follows it, and a run left too
+    little to train (50 steps, or 1% of an epoch up to 500) is refused before its first step,
+    exit 4 (0: no limit)."""
     seed: int = 1234
     """Seed for weights, dropout and data order."""
     device: str = "auto"

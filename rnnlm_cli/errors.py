@@ -59,6 +59,14 @@ class NotPromotedError(RnnlmError):
     exit_code = 3
 
 
+class TooLittleTimeError(RnnlmError):
+    """``--max-wall-time`` leaves too little to train once the data is read and the
+    validations after training are paid for: refused before the first step, with no model,
+    state or metrics file written (exit 4; a longer --max-wall-time is the fix, not a retry)."""
+
+    exit_code = 4
+
+
 class TrainingInterrupted(RnnlmError):
     """A signal stopped training after a resumable checkpoint was written (exit 128 + signal)."""
 

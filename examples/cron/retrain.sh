@@ -11,10 +11,14 @@
 #   30 2 * * *  /srv/lm/retrain.sh /srv/lm >> /srv/lm/logs/retrain.log 2>&1
 #
 # The first night there is no current.pt: the run learns its vocabulary from the corpus and
-# its model becomes current.pt. Later nights start from current.pt (its vocabulary and
-# weights). With --resume auto beside --init-from, a run cut short (a reboot, SIGTERM) on the
-# same text continues where it stopped; once the text has grown, or the run has finished,
-# the night starts from current.pt again. One log line says which happened.
+# its model becomes current.pt. Later nights start from current.pt (its weights and, while the
+# text stays close to it, its vocabulary): once 1% or more of the corpus's words are outside
+# that vocabulary (--grow-vocab 0.01), the night learns the vocabulary of the corpus as it is
+# now, the words both share keep their rows, and promotion compares the two models on the
+# validation words both know. With --resume auto beside --init-from, a run cut short (a
+# reboot, SIGTERM) on the same text continues where it stopped; once the text has grown, the
+# run has finished, or today's options cannot continue it, the night starts from current.pt
+# again. One log line says which happened.
 #
 # Exit: 0 when the night went as it should (promoted, kept the better current model, or
 # another run still holds the output); the train command's code otherwise.
@@ -26,7 +30,7 @@ cd "$dir" || exit 66
 mkdir -p models runs/nightly logs
 
 set -- corpus/all.txt --valid corpus/dev.txt --promote-if-better models/current.pt \
-    --resume auto --max-time 3600 --out runs/nightly/model.pt "$@"
+    --resume auto --grow-vocab 0.01 --max-time 3600 --out runs/nightly/model.pt "$@"
 if [ -e models/current.pt ]; then
     set -- "$@" --init-from models/current.pt
 fi

@@ -164,7 +164,8 @@ def _score(lm, tokenizer, request, device, config, ngram) -> None:
     with Progress("scoring") as progress:
         output.progress = progress
         result = evaluate_file(lm, tokenizer, request.file, device, config, ngram=ngram, strict=request.strict,
-                               eager=request.query, on_words=output.on_words if output.wants_words else None,
+                               eager=request.query, skip_blank_lines=output.skips_blank_lines,
+                               on_words=output.on_words if output.wants_words else None,
                                on_sentence=output.on_sentence)
     for note in result.warnings():
         warn(note)

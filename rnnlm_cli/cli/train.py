@@ -91,6 +91,7 @@ ORDER = (
     _job("tokenizer", metavar=choices(*TOKENIZER_KINDS, "FILE"), shown_default=default_of(TokenizerConfig, "kind")),
     _tokenizer("min_count"), _tokenizer("max_size"), _tokenizer("vocab_size"),
     _tokenizer("model_type", decls=("--sp-model",), metavar=choices(*SP_MODEL_TYPES)),
+    _tokenizer("grow_vocab", metavar="RATE"),
     _model("cell", metavar=choices(*CELLS)), _model("impl", metavar=choices(*IMPLS)),
     _model("layers", shown_default=FITTED), _model("hidden", shown_default=FITTED), _model("emb", shown_default=FITTED),
     _model("dropout", shown_default=FITTED_TO_EPOCHS, unset=_dropout_unset()),

@@ -50,26 +50,17 @@ class TrainingReporter:
             f"{record['valid_loss'] / math.log(2):.3f} bits per token{mark}")
 
     def on_estimate(self, estimate: dict[str, Any]) -> None:
-        seconds, left, remaining = estimate["remaining_seconds"], estimate["max_time_left"], estimate["remaining_steps"]
-        line = (f"time: {estimate['seconds_per_step']:.3g} s a step (timed over {estimate['timed_steps']} steps), "
-                f"{about(estimate['seconds_per_epoch'])} an epoch; ")
-        if left is not None and left < seconds:
-            # The clock ends the run: the steps it would otherwise take (for a run the clock
-            # alone bounds, millions) say nothing, where it stops says what the run will do.
-            stop_at = estimate["planned_steps"] - remaining + int(left / estimate["seconds_per_step"])
-            line += (f"{estimate['clock']} stops the run after {about(left)} of training, near step {stop_at:,} of the "
-                     f"{estimate['planned_steps']:,} planned")
-        else:
-            line += f"the {remaining:,} steps left take about {about(seconds)} of training"
-        log(line + " (validation not included)")
+        log(estimate_line(estimate))
 
     def on_validation_progress(self, done: int, total: int) -> None:
         if self._progress is not None:
             self._progress.update(done, total=total, description="validating")
 
     def on_wall_budget(self, budget: dict[str, Any]) -> None:
+        steps = int(budget["training_seconds"] / max(budget["seconds_per_step"], 1e-12))
         log(f"--max-wall-time: {about(budget['wall_left'])} left once the data is read; training stops after "
-            f"{about(budget['training_seconds'])}, keeping {about(budget['reserve'])} for validating and saving")
+            f"{about(budget['training_seconds'])} (about {steps:,} steps at {budget['seconds_per_step']:.3g} s a step), "
+            f"keeping {about(budget['reserve'])} for validating and saving")
 
     def on_overfitting(self, record: dict[str, Any]) -> None:
         log(record["message"])
@@ -79,13 +70,34 @@ class TrainingReporter:
             self._progress.close()
 
 
-def about(seconds: float) -> str:
-    """12 s, 4.5 min, 3.2 h: a length of time at the precision an estimate has."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+def estimate_line(estimate: dict[str, Any]) -> str:
+    """The line for an estimate of the run's time (:meth:`RunBudget.estimate`): the first one,
+    or a refreshed one; a range where the pace is uncertain."""
+    kind = "first estimate" if estimate["first"] else "estimate refreshed"
+    line = (f"time ({kind}, {estimate['timed_steps']:,} steps timed): {estimate['seconds_per_step']:.3g} s a step, "
+            f"{about(estimate['seconds_per_epoch'])} an epoch; ")
+    if estimate["clock_ends_run"]:
+        # The clock ends the run: the steps it would otherwise take (for a run the clock
+        # alone bounds, millions) say nothing, where it stops says what the run will do.
+        stop = [estimate["stop_step"]] if not estimate["range"] else [estimate["stop_step_low"], estimate["stop_step_high"]]
+        line += (f"{estimate['clock']} stops the run after {about(estimate['max_time_left'])} of training, near step "
+                 f"{'-'.join(f'{step:,}' for step in sorted(set(stop)))} of the {estimate['planned_steps']:,} planned")
+    else:
+        seconds = ((estimate["remaining_low"], estimate["remaining_high"]) if estimate["range"]
+                   else (estimate["remaining_seconds"],))
+        line += f"the {estimate['remaining_steps']:,} steps left take about {about(*seconds)} of training"
+    validations = estimate["validations_timed"]
+    return line + (f" (the {validations} validation{'s' if validations > 1 else ''} so far included)" if validations
+                   else " (validation not included)")
+
+
+def about(seconds: float, up_to: float | None = None) -> str:
+    """12 s, 4.5 min, 3.2 h: a length of time at the precision an estimate has; with ``up_to``,
+    a range in the longer one's unit (9.0-14.0 min), or one figure when both round alike."""
+    top = seconds if up_to is None else up_to
+    unit, size, digits = ("s", 1, 0) if top < 90 else ("min", 60, 1) if top < 5400 else ("h", 3600, 1)
+    low, high = f"{seconds / size:.{digits}f}", f"{top / size:.{digits}f}"
+    return f"{high} {unit}" if low == high else f"{low}-{high} {unit}"
 
 
 def report_result(result: Any, job: Any, json_output: bool) -> None:

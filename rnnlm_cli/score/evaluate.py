@@ -19,6 +19,13 @@ fakes a line end; counted in ``literal_specials``) and a literal ``<unk>`` as th
 token (not an OOV, not counted: corpora that spell their rare words ``<unk>`` mean just that). A line longer than :data:`rnnlm_cli.text.reading.MAX_LINE_BYTES`
 is read in pieces and still scored as one sentence, without holding all its tokens.
 
+Blank lines (empty, or only space, tab, CR, FF, VT) follow SRILM in the ``sentence`` context:
+``ngram -ppl`` reads lines through ``File::getline``, which drops them, so they are no
+sentences, predict no ``</s>`` and add nothing to the totals (``skip_blank_lines``; without it,
+as KenLM's ``query``, a blank line is the sentence ``</s>`` alone). In the ``stream`` context,
+which SRILM lacks, a blank line's line end is text the model predicts (a paragraph break in
+WikiText), so it is scored and counted as a sentence of no words, as benchmark figures count it.
+
 :func:`fit_mix_weight` scores a held-out file with both the model and an n-gram model and fits
 the weight of their per-word mix on it (the mixture itself: :mod:`rnnlm_cli.score.mixing`).
 """
@@ -157,6 +164,7 @@ def evaluate_file(
     strict: bool = False,
     per_sentence: bool = False,
     eager: bool = False,
+    skip_blank_lines: bool = True,
     on_words: Callable[[str, list[WordScore], bool], None] | None = None,
     on_sentence: Callable[[int, float], None] | None = None,
 ) -> EvalResult:
@@ -167,13 +175,14 @@ def evaluate_file(
 
     Dynamic evaluation changes the model's weights while scoring; they are put back before
     this returns, so the next text starts from the trained ones. ``strict``, ``per_sentence``,
-    ``eager``, ``on_words`` and ``on_sentence`` are those of :func:`score_file`.
+    ``eager``, ``skip_blank_lines``, ``on_words`` and ``on_sentence`` are those of :func:`score_file`.
     """
     with config.precision(device):
         dynamic = config.build_dynamic(model)
         try:
             result = score_file(model, tokenizer, path, device, context=config.context, strict=strict, unk=config.unk,
-                                per_sentence=per_sentence, eager=eager, cache=config.build_cache(), dynamic=dynamic,
+                                per_sentence=per_sentence, eager=eager, skip_blank_lines=skip_blank_lines,
+                                cache=config.build_cache(), dynamic=dynamic,
                                 mix=None if ngram is None else NgramMix(ngram, config.mix_weight),
                                 on_words=on_words, on_sentence=on_sentence)
             result.adaptation = adaptation_report(dynamic)
@@ -194,6 +203,7 @@ def score_file(
     unk: bool = False,
     per_sentence: bool = False,
     eager: bool = False,
+    skip_blank_lines: bool = True,
     cache=None,
     dynamic=None,
     mix: NgramMix | None = None,
@@ -213,6 +223,9 @@ def score_file(
     ``unk`` scores OOV words as ``<unk>``; ``cache`` (:class:`rnnlm_cli.score.cache.NeuralCache`)
     and ``dynamic`` (:class:`rnnlm_cli.score.dynamic.DynamicEvaluation`) need the stream context,
     which they carry across lines; ``mix`` mixes each word with an n-gram model.
+    ``skip_blank_lines``: in the sentence context, a blank line is skipped as SRILM skips it
+    (no callback hears of it, and ``per_sentence`` has no score for it); False scores it as
+    the sentence ``</s>``, as KenLM does, for callers that answer every line.
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}")
@@ -222,7 +235,7 @@ def score_file(
     from_tokens = is_token_file(path)
     encoder = PieceEncoder(tokenizer, unk_words_are_oov=from_tokens)
     segments = token_file_segments(path, tokenizer) if from_tokens else iter_segments(path, strict=strict, stats=stats)
-    pieces = encoder.pieces(segments)
+    pieces = encoder.pieces(segments, skip_blank_lines=skip_blank_lines and context == "sentence")
     if context == "stream" or cache is not None or dynamic is not None:
         # Adapting needs the text in order: in the sentence context each line starts afresh,
         # while the cache and the adapted weights carry on.
@@ -253,7 +266,8 @@ def score_file(
     result.invalid_lines = stats.invalid_lines
     result.control_chars = stats.control_chars
     if result.sentences == 0:
-        raise DataError(f"{result.shown_name}: no text to score (empty input)")
+        what = "only blank lines, which the sentence context skips" if counts.blank_lines else "empty input"
+        raise DataError(f"{result.shown_name}: no text to score ({what})")
     return result
 
 

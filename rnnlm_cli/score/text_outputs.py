@@ -7,6 +7,11 @@ once; at the end, :meth:`~TextOutput.summary` gives what follows on stdout and w
 the log. :attr:`rnnlm_cli.score.eval_request.EvalRequest.text_output` names the layout the
 flags ask for. A new layout is one class here and one entry in :data:`TEXT_OUTPUTS`.
 
+In the sentence context SRILM's layouts (the totals, ``--debug 1|2``, ``--json``) skip blank
+lines as ``ngram -ppl`` does (:attr:`~TextOutput.skips_blank_lines`); the layouts of one answer
+per input line answer a blank line too, as the sentence ``</s>`` alone (KenLM's ``query``), so
+``paste`` keeps each line beside its answer.
+
 (``--nbest`` prints through :mod:`rnnlm_cli.score.nbest_outputs`, ``--pairs`` through
 :func:`rnnlm_cli.score.formats.pairs_lines`.)
 """
@@ -35,6 +40,9 @@ class TextOutput:
     """Whether :meth:`on_words` must be called (collecting words costs time on a long text)."""
     flushes = False
     """Whether each line's answer must reach the reader at once (a coprocess waits for it)."""
+    skips_blank_lines = True
+    """Whether the sentence context skips blank lines, as SRILM's ``ngram -ppl`` does: a layout
+    that answers every input line must not, or its answers would slip off their lines."""
 
     def __init__(self, out: TextIO, vocabulary_ids: dict[str, int] | None = None) -> None:
         self.out = out
@@ -116,6 +124,8 @@ class Json(TextOutput):
 class PerSentence(TextOutput):
     """``--per-sentence``: one log10 score per input line, in order, and nothing else on stdout."""
 
+    skips_blank_lines = False
+
     def line_done(self, score: float) -> None:
         self.out.write(f"{score:.6f}\n")
 
@@ -137,6 +147,7 @@ class Query(LineWords):
     total; the totals to the log."""
 
     flushes = True
+    skips_blank_lines = False
 
     def line_done(self, score: float) -> None:
         self.out.write("\t".join(query_entries(self.words) + [query_total(self.line_totals(), self.words)]) + "\n")
@@ -150,6 +161,7 @@ class KenlmQuery(LineWords):
     perplexity summary on stdout."""
 
     flushes = True
+    skips_blank_lines = False
 
     def __init__(self, out: TextIO, vocabulary_ids: dict[str, int] | None = None) -> None:
         super().__init__(out, vocabulary_ids)

@@ -42,6 +42,12 @@ class EncodeCounts:
     """Tokens that are ``<unk>`` (OOV words with a word tokenizer, unknown characters with char)."""
     byte_tokens: int = 0
     """Sentencepiece only: byte-fallback pieces (characters spelled as their UTF-8 bytes)."""
+    blank_lines: int = 0
+    """Lines skipped as blank (:meth:`PieceEncoder.pieces` with ``skip_blank_lines``)."""
+
+
+BLANK = " \t\r\n\f\v"
+"""C's ``isspace()`` in the C locale: a line of only these is blank to SRILM."""
 
 
 @dataclass
@@ -104,9 +110,31 @@ class PieceEncoder:
             self._previous = targets[-1]
         return piece
 
-    def pieces(self, segments: Iterable[tuple[str, bool]]) -> Iterator[Piece]:
+    def pieces(self, segments: Iterable[tuple[str, bool]], skip_blank_lines: bool = False) -> Iterator[Piece]:
+        """``skip_blank_lines``: no piece at all for a line that is empty or only :data:`BLANK`."""
+        if skip_blank_lines:
+            segments = self._without_blank_lines(segments)
         for text, ends_line in segments:
             yield self.encode(text, ends_line)
+
+    def _without_blank_lines(self, segments: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+        # SRILM's File::getline (misc/src/File.cc), which LM::pplFile reads lines through, drops
+        # a line of only isspace() characters: ngram -ppl never sees it, so it is no sentence,
+        # has no </s> to predict and prints nothing at -debug 1 or 2.
+        held: list[str] = []  # the line's pieces so far, all blank (a line longer than the read limit)
+        blank = True  # nothing but BLANK seen on this line yet
+        for text, ends_line in segments:
+            if blank and not text.strip(BLANK):
+                if ends_line:
+                    self.counts.blank_lines += 1
+                    held = []
+                else:
+                    held.append(text)
+                continue
+            for earlier in held:
+                yield earlier, False
+            held, blank = [], ends_line
+            yield text, ends_line
 
 
 class _Open:

@@ -13,9 +13,10 @@ can encode, so its text is read twice (stdin is first spooled to a temporary fil
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class CorpusStats:
     tokenizer: Tokenizer
     oov_tokens: int | None = None
     """Word tokenizer only: words not in the vocabulary, scored as ``<unk>``."""
+    oov_types: int | None = None
+    """Word tokenizer only: distinct words among ``oov_tokens``."""
     control_chars: int = 0
     """C0 control characters other than TAB, and DEL, kept in the text as they are."""
     literal_specials: int = 0
@@ -77,14 +80,21 @@ def count_literal_specials(text: str) -> int:
     return text.split().count(EOS)
 
 
+Choice = Callable[[Tokenizer, Mapping[str, int]], Tokenizer]
+"""Given the tokenizer learned from a text and each entry's count there, the tokenizer to encode
+the text with: the learned one, or another of the same kind (a model's own, kept)."""
+
+
 def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None = None,
                   config: TokenizerConfig | None = None, strict: bool = False,
-                  name: str | None = None) -> CorpusStats:
+                  name: str | None = None, choose: Choice | None = None) -> CorpusStats:
     """Write the token file ``out_path`` for ``text_path`` (a file, a .gz file, a pipe or "-").
 
     Give exactly one of ``tokenizer`` (encode with it) or ``config`` (learn one). ``name``
     is what the text is called in messages and the token file's ``source`` when
-    ``text_path`` is a copy of it (default: ``text_path``).
+    ``text_path`` is a copy of it (default: ``text_path``). ``choose`` (word and char only)
+    picks, once the entries are counted, the tokenizer to encode with: the text is still read
+    once whichever it picks.
     """
     if (tokenizer is None) == (config is None):
         raise ValueError("give exactly one of tokenizer or config")
@@ -96,7 +106,7 @@ def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None 
         return _encode_with(tokenizer, text_path, out_path, strict, source=source)
     assert config is not None
     if config.kind in ("word", "char"):
-        return _learn_and_encode(config, text_path, out_path, strict, source=source)
+        return _learn_and_encode(config, text_path, out_path, strict, source=source, choose=choose)
     # Learning a sentencepiece model reads the text, encoding reads it again: a pipe is copied once.
     with spooled(text_path, os.path.dirname(os.path.abspath(out_path))) as readable:
         sampled = DecodeStats()
@@ -147,7 +157,8 @@ def _encode_with(tokenizer: Tokenizer, text_path: str, out_path: str, strict: bo
                 buffer = []
         tokens += _write_ids(writer, buffer)
         _check_not_empty(tokens, source)
-        stats = _corpus_stats(decode, counted.words, tokens, tokenizer, counted.oov, counted.literal)
+        stats = _corpus_stats(decode, counted.words, tokens, tokenizer, counted.oov, counted.literal,
+                              None if counted.oov is None else len(counted.oov_words))
         writer.close(_metadata(source, stats))
     return stats
 
@@ -157,6 +168,8 @@ class _Counted:
     words: int = 0
     oov: int | None = None
     literal: int = 0
+    oov_words: set[str] = dataclasses.field(default_factory=set)
+    """The distinct words counted in ``oov`` (bounded by the text's vocabulary, not its length)."""
 
 
 def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str], ends: list[bool],
@@ -178,13 +191,14 @@ def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str]
             # A literal <unk> in the text is a known word, not an OOV; a literal <eos>
             # is not in the vocabulary.
             split = text.split()
-            known = split.count(UNK)
-            counted.oov += ids.count(UNK_ID) - known
+            unknown = [word for word, token in zip(split, ids) if token == UNK_ID and word != UNK]
+            counted.oov += len(unknown)
+            counted.oov_words.update(unknown)
             counted.literal += split.count(EOS)
 
 
 def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, strict: bool,
-                      source: str) -> CorpusStats:
+                      source: str, choose: Choice | None = None) -> CorpusStats:
     word_kind = config.kind == "word"
     # Provisional ids: 0 <eos>; for words 1 is a literal "<unk>" and 2 a literal "<eos>"
     # (an unknown word, see WordTokenizer); then entries in first-seen order.
@@ -204,12 +218,15 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
         counts = _count_and_write(buffer, provisional, counts)
         total = int(counts.sum())
         _check_not_empty(total, source)
-        tokenizer, remap = _final_vocab(config, index, counts)
+        tokenizer, remap = _final_vocab(config, index, counts, choose)
         # Literal "<unk>" words (provisional id 1) are in the vocabulary; every other
         # word that lands on <unk> is out of it.
-        oov = int(counts[remap == UNK_ID].sum() - counts[1]) if word_kind else None
+        unknown = remap == UNK_ID
+        unknown[:2] = False
+        oov = int(counts[unknown].sum()) if word_kind else None
+        types = int(np.count_nonzero(counts[unknown])) if word_kind else None
         literal = int(counts[2]) if word_kind else 0  # a literal <eos>; a literal <unk> means <unk>
-        stats = _corpus_stats(decode, words, total, tokenizer, oov, literal)
+        stats = _corpus_stats(decode, words, total, tokenizer, oov, literal, types)
         provisional.flush()
         provisional.seek(0)
         with TokenFileWriter(out_path, itemsize_for(tokenizer.vocab_size)) as writer:
@@ -231,9 +248,9 @@ def _provisional_into(buffer: list[int], text: str, index: dict[str, int], word_
 
 
 def _corpus_stats(decode: DecodeStats, words: int, tokens: int, tokenizer: Tokenizer, oov: int | None,
-                  literal: int) -> CorpusStats:
+                  literal: int, oov_types: int | None = None) -> CorpusStats:
     return CorpusStats(decode.lines, words, tokens, decode.invalid_lines, decode.replaced_chars, tokenizer,
-                       oov, decode.control_chars, literal)
+                       oov, oov_types, decode.control_chars, literal)
 
 
 def _write_ids(writer: TokenFileWriter, buffer: list[int]) -> int:
@@ -252,16 +269,22 @@ def _count_and_write(buffer: list[int], handle: Any, counts: np.ndarray) -> np.n
     return counts
 
 
-def _final_vocab(config: TokenizerConfig, index: dict[str, int], counts: np.ndarray) -> tuple[Tokenizer, np.ndarray]:
-    """The learned tokenizer and the array that maps provisional ids to its ids."""
+def _final_vocab(config: TokenizerConfig, index: dict[str, int], counts: np.ndarray,
+                 choose: Choice | None = None) -> tuple[Tokenizer, np.ndarray]:
+    """The learned tokenizer (or the one ``choose`` picks) and the array that maps provisional
+    ids to its ids."""
     counts = np.concatenate([counts, np.zeros(len(index) + 1 - len(counts), dtype=counts.dtype)])
     first_entry = 3 if config.kind == "word" else 1
     entries = {entry: int(counts[pid]) for entry, pid in index.items() if pid >= first_entry}
-    tokenizer: WordTokenizer | CharTokenizer
+    tokenizer: Tokenizer
     if config.kind == "word":
         tokenizer = WordTokenizer.from_counts(entries, config.min_count, config.max_size)
     else:
         tokenizer = CharTokenizer.from_counts(entries, config.min_count, config.max_size)
+    if choose is not None:
+        # The words spelled <unk> and <eos> count as words of the text too (the one known, the other not).
+        tokenizer = choose(tokenizer, {**entries, UNK: int(counts[1]), EOS: int(counts[2])}
+                           if config.kind == "word" else entries)
     remap = np.full(len(index) + 1, UNK_ID, dtype=np.dtype(f"<u{itemsize_for(tokenizer.vocab_size)}"))
     remap[EOS_ID] = EOS_ID
     final = tokenizer.index

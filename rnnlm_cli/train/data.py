@@ -22,6 +22,7 @@ from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file, tokenizer_to_learn
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.job import TrainJob
+from rnnlm_cli.train.vocabulary import GROWABLE_KINDS, VocabularyGrowth, oov_figures
 
 
 @dataclass
@@ -34,6 +35,9 @@ class PreparedData:
     notes: list[str]
     sources: tuple[str, str | None]
     """The train and validation token files (None: held out of the train file), for other ranks."""
+    vocabulary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What the texts' words are to the vocabulary: ``train``/``valid`` OOV figures (of text
+    encoded now; a token file's from its header) and ``growth`` with ``--grow-vocab``."""
 
 
 def open_prepared(sources: tuple[str, str | None], config: TrainConfig) -> PreparedData:
@@ -76,29 +80,9 @@ def _prepare(job: TrainJob, corpus: str, valid_text: str | None, given) -> Prepa
 
     stem, _ = os.path.splitext(job.out)
     notes: list[str] = []
-    source = job.tokenizer
-    if given is None and source is not None and not tokenizer_to_learn(source):
-        given = tokenizer_from_file(source)
-
-    if is_token_file(corpus):
-        train_path = _kept(corpus, job.corpus, f"{stem}.train.tok")
-        train_file = open_token_file(train_path)
-        tokenizer = train_file.tokenizer
-        if given is not None and fingerprint(given) != fingerprint(tokenizer):
-            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source or job.init_from}")
-        if given is None and source is not None and source != tokenizer.kind:
-            raise TokenizerMismatchError(
-                f"{job.corpus}: token file holds {tokenizer.kind} tokens, not {source}; drop --tokenizer "
-                "or re-create the token file")
-    else:
-        learn = None if given is not None else dataclasses.replace(job.tokenizer_config, kind=source or "word")
-        stats = encode_corpus(corpus, f"{stem}.train.tok", tokenizer=given, config=learn, strict=job.strict,
-                              name=job.corpus)
-        tokenizer = stats.tokenizer
-        train_path = f"{stem}.train.tok"
-        notes.extend(_warnings(job.corpus, stats))
-        train_file = open_token_file(f"{stem}.train.tok")
-
+    vocabulary: dict[str, Any] = {}
+    train_file, train_path = _train_file(job, corpus, given, stem, notes, vocabulary)
+    tokenizer = train_file.tokenizer
     if valid_text is None:
         train, valid = holdout_split(train_file.tokens, tokenizer.eos_id,
                                      job.train.valid_fraction, job.train.valid_max_tokens)
@@ -110,12 +94,86 @@ def _prepare(job: TrainJob, corpus: str, valid_text: str | None, given) -> Prepa
         if fingerprint(valid_file.tokenizer) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"{job.valid}: token file was made with another tokenizer than the corpus")
         train, valid = train_file.tokens, valid_file.tokens
+        vocabulary["valid"] = _header_figures(valid_file)
     else:
         valid_path = f"{stem}.valid.tok"
-        notes.extend(_warnings(job.valid, encode_corpus(valid_text, valid_path, tokenizer=tokenizer, strict=job.strict,
-                                                        name=job.valid)))
+        valid_stats = encode_corpus(valid_text, valid_path, tokenizer=tokenizer, strict=job.strict, name=job.valid)
+        notes.extend(_warnings(job.valid, valid_stats))
+        vocabulary["valid"] = oov_figures(valid_stats.words, valid_stats.oov_tokens, valid_stats.oov_types)
         train, valid = train_file.tokens, open_token_file(valid_path).tokens
-    return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes, sources=(train_path, valid_path))
+    vocabulary = {name: figures for name, figures in vocabulary.items() if figures is not None}
+    for name in ("train", "valid"):
+        if name in vocabulary:
+            vocabulary[name]["text"] = _text_name(job, name)
+    return PreparedData(train=train, valid=valid, tokenizer=tokenizer, notes=notes, sources=(train_path, valid_path),
+                        vocabulary=vocabulary)
+
+
+def _train_file(job: TrainJob, corpus: str, given, stem: str, notes: list[str], vocabulary: dict[str, Any]):
+    """The opened training token file and its path: the corpus's own (a token file), or the
+    corpus encoded with ``given``, with a tokenizer learned from it, or with the one
+    ``--grow-vocab`` picks. What it found goes into ``notes`` and ``vocabulary``."""
+    from rnnlm_cli.text.corpus import encode_corpus
+    from rnnlm_cli.text.tokenfile import is_token_file, open_token_file
+    from rnnlm_cli.text.tokenizers import fingerprint
+
+    source = job.tokenizer
+    if given is None and source is not None and not tokenizer_to_learn(source):
+        given = tokenizer_from_file(source)
+    if is_token_file(corpus):
+        train_path = _kept(corpus, job.corpus, f"{stem}.train.tok")
+        train_file = open_token_file(train_path)
+        tokenizer = train_file.tokenizer
+        vocabulary["train"] = _header_figures(train_file)
+        if given is not None and fingerprint(given) != fingerprint(tokenizer):
+            raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source or job.init_from}")
+        if given is None and source is not None and source != tokenizer.kind:
+            raise TokenizerMismatchError(
+                f"{job.corpus}: token file holds {tokenizer.kind} tokens, not {source}; drop --tokenizer "
+                "or re-create the token file")
+        return train_file, train_path
+    growth = _growth(job, given)
+    learn = None if given is not None and growth is None else dataclasses.replace(
+        job.tokenizer_config, kind=given.kind if given is not None else source or "word")
+    stats = encode_corpus(corpus, f"{stem}.train.tok", tokenizer=None if learn else given, config=learn,
+                          strict=job.strict, name=job.corpus, choose=growth)
+    notes.extend(_warnings(job.corpus, stats))
+    if growth is not None:
+        notes.append(growth.note)
+        vocabulary["growth"] = {"grown": growth.grown, **growth.figures}
+    vocabulary["train"] = oov_figures(stats.words, stats.oov_tokens, stats.oov_types)
+    return open_token_file(f"{stem}.train.tok"), f"{stem}.train.tok"
+
+
+def _growth(job: TrainJob, given) -> VocabularyGrowth | None:
+    """The ``--grow-vocab`` choice for a corpus encoded against ``given`` (the ``--init-from``
+    model's tokenizer), or None: nothing given, no ``--grow-vocab``, or a tokenizer that is not
+    to grow (refused when asked of one that cannot)."""
+    grow_at = job.tokenizer_config.grow_vocab
+    if given is None or grow_at is None:
+        return None
+    if given.kind not in GROWABLE_KINDS:
+        raise UsageError(f"--grow-vocab: the {given.kind} tokenizer of {job.init_from or job.tokenizer} reads every "
+                         "text (it has no out-of-vocabulary words); drop --grow-vocab")
+    if getattr(given, "symbols", None) is not None:
+        raise UsageError(f"--grow-vocab: the vocabulary of {job.init_from or job.tokenizer} is a recogniser's "
+                         "symbol table, which must stay as it is; drop --grow-vocab")
+    return VocabularyGrowth(given, grow_at, job.init_from or job.tokenizer or "the given tokenizer")
+
+
+def _header_figures(token_file) -> dict[str, Any] | None:
+    """The OOV figures a token file's header holds (made by ``rnnlm tokenize``), if any."""
+    header = getattr(token_file, "metadata", None) or {}
+    words, oov = header.get("words"), header.get("oov_tokens")
+    if type(words) is not int or type(oov) is not int:
+        return None
+    return oov_figures(words, oov)
+
+
+def _text_name(job: TrainJob, role: str) -> str:
+    from rnnlm_cli.text.reading import display_name
+
+    return display_name(job.corpus if role == "train" else job.valid)
 
 
 def _kept(readable: str, given: str, run_copy: str) -> str:

@@ -20,7 +20,7 @@ import contextlib
 import math
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from rnnlm_cli.config import TrainConfig, as_dict
 from rnnlm_cli.device import amp_enabled, bf16_autocast, synchronize
 from rnnlm_cli.train.distributed import SINGLE, Dist, max_all, sum_all
 from rnnlm_cli.errors import RnnlmError, TrainingInterrupted
-from rnnlm_cli.train.validation import seconds_a_token, stream_loss_sum
+from rnnlm_cli.train.validation import stream_loss_sum
 from rnnlm_cli.models.lm import detach_state
 from rnnlm_cli.train.optimizers import load_optimizer_state, make_optimizer
 from rnnlm_cli.text.tokenview import TokenFileChangedError
@@ -41,11 +41,9 @@ from rnnlm_cli.train.outputs import LogWindow, MetricsLog, OutputPaths
 from rnnlm_cli.train.run_files import RunFiles
 from rnnlm_cli.train.overfitting import levers
 from rnnlm_cli.train.state import RunPosition, TrainState, capture_rng, restore_rng
-from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult  # noqa: F401 (re-exported)
+from rnnlm_cli.train.result import SilentCallbacks, TrainCallbacks, TrainResult, no_validation_line  # noqa: F401 (re-exported)
+from rnnlm_cli.train.wall_budget import WallBudget, fewest_steps, fit_wall_clock
 from rnnlm_cli.units import perplexity
-
-SAVE_SECONDS = 3.0
-"""Seconds --max-wall-time keeps for writing the model and the training state at the end."""
 
 
 class TrainingDiverged(RnnlmError):
@@ -64,8 +62,11 @@ class Trainer:
                  paths: OutputPaths, callbacks: TrainCallbacks | None = None,
                  resume: TrainState | None = None, stop=None, provenance: dict[str, Any] | None = None,
                  dist: Dist = SINGLE, synonym_pairs: torch.Tensor | None = None,
-                 wall_deadline: float | None = None, validations_after: int = 1):
+                 wall_deadline: float | None = None, validations_after: int = 1,
+                 unk_stand_in: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.dist = dist
+        self.unk_stand_in = unk_stand_in
+        """Reads some rare words as ``<unk>`` in each segment (:mod:`~rnnlm_cli.train.unk_stand_in`), or None."""
         self.model = model.to(device)
         # Under torchrun the forward pass goes through DDP, which averages gradients.
         self.forward = self.model
@@ -124,6 +125,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------
     def run(self) -> TrainResult:
         progress = self.progress
+        # Before a line is shown or a file opened: a wall clock too short to train refuses the run (exit 4).
+        wall = self._fit_the_wall_clock() if self.wall_deadline is not None else None
         self.callbacks.on_start({
             "device": str(self.device), "train_tokens": self.train_length,
             "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
@@ -131,14 +134,15 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "resumed_at": progress.to_dict() if progress.step else None,
         })
-        if self.wall_deadline is not None:
-            self._fit_the_wall_clock()
+        if wall is not None:
+            self.callbacks.on_wall_budget(wall.to_dict())
         self.budget.start(progress.step, progress.train_seconds)  # a resumed run continues its schedule
         self._time_spent = self.budget.share_spent(0.0)
-        steps_at_start = progress.step
+        # What this invocation started from, and its finite validations: exit 0 needs one.
+        self._at_start, self._finite_validations = (progress.step, progress.skipped_steps), 0
         try:
             with self._saved_if_the_data_goes():
-                stop_reason = self._loop(steps_at_start)
+                stop_reason = self._loop(progress.step)
         finally:
             self.metrics.close()
         return self._result(stop_reason)
@@ -190,22 +194,19 @@ class Trainer:
                     progress.segment = progress.position = 0
                     self.hidden = None
                 self._save_last()
+            elif progress.skipped_steps > self._at_start[1]:
+                self._save_last()  # every step was skipped: the weights are as they were, the position is not
             break
         return stop_reason
 
-    def _fit_the_wall_clock(self) -> None:
+    def _fit_the_wall_clock(self) -> WallBudget:
         """Limit training to what --max-wall-time leaves once the validations after it are paid
-        for, timed on a slice of the validation tokens (the ranks agree on the slowest)."""
-        config = self.config
-        per_token = seconds_a_token(self.model, self.valid_tokens, config.eval_batch_size, config.bptt, self.device)
-        # A quarter more than measured, and a few seconds for the saves: the slice runs warm.
-        reserve = 1.25 * per_token * len(self.valid_tokens) * self.validations_after + SAVE_SECONDS
-        # Every rank must stop at the same step: they agree on the largest reserve and the least time left.
-        left = self.wall_deadline - time.monotonic()
-        reserve, negative_left = max_all([reserve, -left], self.dist, self.device)
-        limit = max(-negative_left - reserve, 0.0)
-        self.budget.limit_wall(limit)
-        self.callbacks.on_wall_budget({"wall_left": -negative_left, "reserve": reserve, "training_seconds": limit})
+        for (see :mod:`.wall_budget`); refuse the run when that buys too few steps."""
+        wall = fit_wall_clock(self.model, self.valid_tokens, self.streams, self.config, self.device, self.dist,
+                              self.wall_deadline, self.validations_after,
+                              fewest_steps(self.steps_per_epoch, self.budget.planned_steps - self.progress.step))
+        self.budget.limit_wall(wall.training_seconds)
+        return wall
 
     def _unvalidated(self) -> bool:
         """Whether the weights may be newer than the last validation: none was finite yet, or
@@ -239,11 +240,13 @@ class Trainer:
         try:
             for x, y in self._segments():
                 x, y = _to_device(x, self.device), _to_device(y, self.device)  # (T, B)
+                if self.unk_stand_in is not None:
+                    x, y = self.unk_stand_in(x, y)
                 state = self._step(x, y, state, window)
                 progress.segment += 1
                 progress.position += len(x)
                 self.callbacks.on_progress(progress.epoch, progress.segment, self.steps_per_epoch)
-                self.budget.estimate_once(progress.step, self.callbacks.on_estimate)
+                self.budget.estimate(progress.step, self._tell_estimate)
                 reason = self._should_stop()
                 if reason:
                     break
@@ -333,6 +336,7 @@ class Trainer:
         finally:
             if self.average is not None:
                 self.average.swap()
+            self.budget.validated()  # the clock the estimates read now holds a validation
 
     def _validate_current(self) -> str | None:
         progress, config = self.progress, self.config
@@ -343,6 +347,7 @@ class Trainer:
         loss = total / max(count, 1)
         restore_rng(rng)  # validation must not change what training draws next
         improved = math.isfinite(loss) and loss < progress.best_valid_loss
+        self._finite_validations += math.isfinite(loss)
         record = {"event": "valid", "epoch": progress.epoch, "step": progress.step, "valid_loss": loss,
                   "valid_ppl": perplexity(loss), "best": improved, "train_seconds": progress.train_seconds}
         if self.average is not None and self.average.active:
@@ -379,14 +384,26 @@ class Trainer:
         self.files.save_state(self.model, self.progress, self.optimizer, self.schedule.state_dict(),
                               None if self.average is None else self.average.state_dict(), self.hidden)
 
+    def _tell_estimate(self, estimate: dict[str, Any]) -> None:
+        self.metrics.write({"event": "estimate", "epoch": self.progress.epoch, **estimate})
+        self.callbacks.on_estimate(estimate)
+
     def _result(self, stop_reason: str) -> TrainResult:
         progress = self.progress
+        if (progress.step, progress.skipped_steps) != self._at_start and not self._finite_validations:
+            raise TrainingDiverged(self._why_not_validated(stop_reason))
         if not math.isfinite(progress.best_valid_loss):
             raise TrainingDiverged("training diverged: validation loss was never finite; "
                                    "try a lower --lr or a --clip value")
         done = (progress.position / max(self.streams.shape[1] - 1, 1) if self.config.random_bptt
                 else progress.segment / max(self.steps_per_epoch, 1))
         return TrainResult.of_run(progress, done, stop_reason, self.paths, self.dist.rank)
+
+    def _why_not_validated(self, stop_reason: str) -> str:
+        """The line for an invocation that trained but has no finite validation to show for it."""
+        progress = self.progress
+        return no_validation_line(progress.step - self._at_start[0], progress.skipped_steps - self._at_start[1],
+                                  stop_reason, self.paths)
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -52,20 +52,24 @@ class MetricsLog:
     whatever is at the path, a symbolic link included, without following it; a resumed
     run appends only to a plain file. A full disk is :class:`OutputError` (exit 73) with
     the lines before intact. Only rank 0 writes; other ranks get a writer that drops
-    everything.
+    everything. The file is opened at the first record, so a run refused before training
+    (:mod:`.wall_budget`) leaves an earlier run's file as it was, and no empty one.
     """
 
     def __init__(self, path: str | None, append: bool):
         self._fd: int | None = None
         self._path = path or ""
-        if path is not None:
-            self._fd = open_append(path, fresh=not append)
+        self._append = append
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._fd is not None:
-            append_line(self._fd, self._path, (json.dumps(record) + "\n").encode("utf-8"))
+        if not self._path:
+            return
+        if self._fd is None:
+            self._fd = open_append(self._path, fresh=not self._append)
+        append_line(self._fd, self._path, (json.dumps(record) + "\n").encode("utf-8"))
 
     def close(self) -> None:
+        self._path = ""  # a record after this is dropped, never written to a file opened again
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

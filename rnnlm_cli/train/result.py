@@ -38,6 +38,10 @@ class TrainResult:
     """The largest total gradient norm before clipping over the run's steps; None before a step."""
     clip_diagnosis: str | None = None
     """With --clip: one line on whether it clipped most steps, none, or some."""
+    vocabulary: dict[str, Any] | None = None
+    """The out-of-vocabulary figures of the corpus and validation text (``train``, ``valid``:
+    words, oov, oov_rate, oov_types) and, with --grow-vocab, ``growth``; see
+    :mod:`~rnnlm_cli.train.vocabulary`."""
     overfitting: dict[str, Any] | None = None
     """Where the run began to memorise its corpus, its figures and the line that said so
     (see :mod:`~rnnlm_cli.train.overfitting`); None when it was not seen."""
@@ -57,19 +61,34 @@ class TrainResult:
         return {**asdict(self), "paths": asdict(self.paths)}
 
 
+def no_validation_line(steps: int, skipped: int, stop_reason: str, paths: OutputPaths) -> str:
+    """The error of an invocation that took ``steps`` steps (and skipped ``skipped``) but has
+    no finite validation to show for them."""
+    if steps:
+        what = f"validation loss was never finite in this run ({steps:,} steps trained)"
+    else:
+        what = (f"all {skipped:,} steps tried had a non-finite loss or gradient until {stop_reason} ended the run, "
+                "so nothing was validated")
+    return (f"training diverged: {what}; {paths.model} is not replaced, the state is saved "
+            f"(--resume {paths.last} continues); try a lower --lr or a --clip value")
+
+
 class TrainCallbacks(Protocol):
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_progress(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None: ...
     def on_log(self, record: dict[str, Any]) -> None: ...
     def on_validate(self, record: dict[str, Any]) -> None: ...
     def on_estimate(self, estimate: dict[str, Any]) -> None:
-        """Once, after the first steps: seconds per step and per epoch, the planned and
-        remaining steps, their seconds, and what is left of --max-time (None: no limit)."""
+        """After the first steps (``first``), and again when the estimate moves: seconds per
+        step and per epoch, the planned and remaining steps, their seconds, what is left of
+        --max-time (None: no limit) and where the clock stops the run; a range (``*_low``,
+        ``*_high``) where ``range`` says the pace is uncertain (see :meth:`RunBudget.estimate`)."""
     def on_validation_progress(self, done: int, total: int) -> None:
         """Validation has scored ``done`` of about ``total`` tokens."""
     def on_wall_budget(self, budget: dict[str, Any]) -> None:
         """With --max-wall-time, before training: the seconds left, those kept for the
-        validations and saves after training, and the training seconds that leaves."""
+        validations and saves after training, the training seconds that leaves and the
+        step's seconds the probe timed (see :class:`~rnnlm_cli.train.wall_budget.WallBudget`)."""
     def on_overfitting(self, record: dict[str, Any]) -> None:
         """Once, at the validation where training kept improving and validation did not;
         ``record["message"]`` says so."""

@@ -19,6 +19,7 @@ from rnnlm_cli.models.config import shape_keys
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.outputs import OutputPaths
 from rnnlm_cli.train.job import TrainJob
+from rnnlm_cli.train.start import FRESH_START, check_resumed_shape
 from rnnlm_cli.train.state import TrainState, check_training_state
 
 AUTO = "auto"
@@ -43,7 +44,30 @@ def _check_resumable_settings(path: str, saved: dict, config: TrainConfig) -> No
         # A value of another type is damage, reported by the state check (exit 65).
         if name in saved and type(saved[name]) is type(wanted) and saved[name] != wanted:
             raise UsageError(f"{path}: the run being resumed used --{name.replace('_', '-')} {saved[name]}, "
-                             f"not {wanted}; resume with the same setting")
+                             f"not {wanted}; resume with the same setting, {FRESH_START}")
+
+
+def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size: int) -> str | None:
+    """Why the run saved in ``path`` cannot go on under ``job``'s options and ``world_size``
+    processes (None: it can, or it is refused for another reason): the refusals of options
+    :func:`load_resume_point` and the model's rebuild would make, found before anything is
+    built. Not among them: training data other than ``fingerprint``'s (another job, whose
+    state must not be lost: refused, 65) and damage (refused, 65, when it is read)."""
+    config = saved.train_config if isinstance(saved.train_config, dict) else {}
+    provenance = config.get("provenance")
+    before = provenance.get("data_fingerprint") if isinstance(provenance, dict) else None
+    if before is not None and before != fingerprint:
+        return None  # another corpus is another job: its state is kept and the resume refused (65)
+    state = saved.training_state if isinstance(saved.training_state, dict) else {}
+    saved_world = state.get("world_size", 1)
+    if type(saved_world) is int and saved_world != world_size:
+        return f"it used {saved_world} process(es), this run {world_size}"
+    try:
+        _check_resumable_settings(path, config, saved_settings(job, saved).train)
+        check_resumed_shape(job, saved.model_config)
+    except UsageError as exc:
+        return str(exc).removeprefix(f"{path}: ").split("; ")[0]
+    return None
 
 
 def load_resume_point(path: str, checkpoint, model, fingerprint: str, context, config: TrainConfig) -> TrainState:
@@ -60,14 +84,15 @@ def load_resume_point(path: str, checkpoint, model, fingerprint: str, context, c
     saved = provenance.get("data_fingerprint") if isinstance(provenance, dict) else None
     if saved is not None and saved != fingerprint:
         raise TokenizerMismatchError(f"{path}: the training data changed since this run started; "
-                                     "resume needs the same corpus (or start anew with --init-from)")
+                                     f"resume needs the same corpus, {FRESH_START}")
     _check_resumable_settings(path, checkpoint.train_config, config)
     if any(getattr(checkpoint.model_config, k) != getattr(model.config, k) for k in shape_keys() + ("vocab_size",)):
         raise UsageError(f"{path}: the run being resumed trains a model of another shape; "
-                         "give the same shape options, or none")
+                         f"give the same shape options, or none, {FRESH_START}")
     saved_world = state.get("world_size", 1) if isinstance(state, dict) else 1
     if saved_world != context.world_size and type(saved_world) is int:
-        raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number")
+        raise UsageError(f"{path}: the run used {saved_world} process(es); resume it with the same number, "
+                         f"{FRESH_START}")
     resume = check_training_state(path, checkpoint, model, config, context.world_size)
     model.load_state_dict(checkpoint.state_dict)
     return resume

@@ -26,8 +26,8 @@ from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.job_files import check_job_files
 from rnnlm_cli.train.loop import OutputPaths, TrainCallbacks, Trainer, TrainResult
 from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_budget, unset_regularization
-from rnnlm_cli.train.resume import (AUTO, load_resume_point, resume_path, saved_settings, track_best_on,
-                                    why_not_resumed)
+from rnnlm_cli.train.resume import (AUTO, load_resume_point, resume_path, resume_refusal, saved_settings,
+                                    track_best_on, why_not_resumed)
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.train.speed_probe import seconds_per_step
 from rnnlm_cli.train.start import check_tokenizer_options, init_model, output_layer, word_knowledge
@@ -63,13 +63,21 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     paths = OutputPaths.beside(job.out)
     start = _Start.read(job, paths, notes)
     counted: list[ModelConfig] = []  # the fresh model's config with its output layer chosen, on rank 0
-    sources = from_main(lambda: _prepare_on_main(job, start, context, device, folder, notes, counted), context)
-    data = open_prepared(sources, job.train)
+    vocabulary: dict = {}  # what rank 0 found of the texts' words against the vocabulary
+    sources = from_main(lambda: _prepare_on_main(job, start, context, device, folder, notes, counted, vocabulary),
+                        context)
+    data = dataclasses.replace(open_prepared(sources, job.train), vocabulary=vocabulary)
     fingerprint, valid_fingerprint = data_fingerprint(data.train), data_fingerprint(data.valid)
     why_not = why_not_resumed(job, start.saved, lambda: fingerprint)  # every rank decides alike
     if why_not is not None:
         notes.append(f"starting from {job.init_from}: {start.resume_from} {why_not} (--resume auto with "
                      "--init-from resumes only an unfinished run on the same data)")
+        start = dataclasses.replace(start, resume_from=None, saved=None)
+    refusal = _auto_refusal(job, start, fingerprint, context.world_size)
+    if refusal is not None:
+        origin = f"from {job.init_from}" if job.init_from else "from scratch"
+        notes.append(f"starting a new run {origin}: {start.resume_from} cannot be resumed with today's options "
+                     f"({refusal}); --resume auto replaces it")
         start = dataclasses.replace(start, resume_from=None, saved=None)
     # Every rank fits alike, from the same tokens.
     job = _fitted(job, start, len(data.train), data.tokenizer, start.saved is not None, context, device)
@@ -136,17 +144,20 @@ def _fitted(job: TrainJob, start: _Start, train_tokens: int, tokenizer, resuming
 
 
 def _prepare_on_main(job: TrainJob, start: _Start, context, device, folder: str, notes: list[str],
-                     counted: list[ModelConfig]) -> tuple[str, str | None]:
-    """Rank 0's part: the token files made, the shape fitted and the fresh model's size checked
-    (its config appended to ``counted``), the promotion target checked; the token files' paths."""
+                     counted: list[ModelConfig], vocabulary: dict) -> tuple[str, str | None]:
+    """Rank 0's part: the token files made (what their words are to the vocabulary put in
+    ``vocabulary``), the shape fitted and the fresh model's size checked (its config appended to
+    ``counted``), the promotion target checked; the token files' paths."""
     from rnnlm_cli.train.promote import check_promotable
 
     if clean_stale_temps(folder):
         notes.append(f"removed temporary files of an interrupted save in {folder}")
     prepared = prepare_data(job, given=start.tokenizer)
     notes.extend(prepared.notes)
-    resuming = (start.saved is not None
-                and why_not_resumed(job, start.saved, lambda: data_fingerprint(prepared.train)) is None)
+    vocabulary.update(prepared.vocabulary)
+    fingerprint = data_fingerprint(prepared.train)
+    resuming = (start.saved is not None and why_not_resumed(job, start.saved, lambda: fingerprint) is None
+                and _auto_refusal(job, start, fingerprint, context.world_size) is None)
     run = _fitted(job, start, len(prepared.train), prepared.tokenizer, resuming, context, device, notes)
     check_fits(prepared, run.train, context.world_size)
     if job.init_from is None and not resuming:
@@ -161,6 +172,15 @@ def _prepare_on_main(job: TrainJob, start: _Start, context, device, folder: str,
     return prepared.sources
 
 
+def _auto_refusal(job: TrainJob, start: _Start, fingerprint: str, world_size: int) -> str | None:
+    """Under ``--resume auto``, why the state found cannot go on with today's options and data
+    (the run then starts afresh instead of failing every night for an old reason); None when
+    it can, or when the state was named (its refusals stay errors that say how to start afresh)."""
+    if start.saved is None or job.resume != AUTO:
+        return None
+    return resume_refusal(job, start.resume_from, start.saved, fingerprint, world_size)
+
+
 def _say_where_it_starts(job: TrainJob, start: _Start, resume, valid_fingerprint: str, data, paths: OutputPaths,
                          device, context, notes: list[str]) -> None:
     """The note on what is resumed (and the best model tracked on this validation text), or on
@@ -171,7 +191,7 @@ def _say_where_it_starts(job: TrainJob, start: _Start, resume, valid_fingerprint
         notes.append(f"resuming {start.resume_from} at epoch {resume.progress.epoch}, "
                      f"step {resume.progress.step}{unused}")
         track_best_on(resume, start.saved, valid_fingerprint, paths, data.valid, job.train, device, context, notes)
-    elif job.resume == AUTO:
+    elif job.resume == AUTO and not os.path.exists(paths.last):
         notes.append(f"nothing to resume at {paths.last}: starting a new run")
 
 
@@ -179,7 +199,12 @@ def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks
                        device, started: float, notes: list[str], provenance: dict) -> TrainResult:
     """The training loop, then the promotion; a stop signal ends either as a stop."""
     from rnnlm_cli.train.distributed import shard
+    from rnnlm_cli.train.vocabulary import oov_note
 
+    # Said as training starts: a run refused before it says only why.
+    found = oov_note(data.vocabulary, data.tokenizer.vocab_size) if context.is_main else None
+    if found is not None:
+        notes.append(found)
     # The signals stay caught through the final validation and the promotion: a stop there
     # still ends as a stop (128 + signal) with the state saved and the target whole.
     with StopSignals() as stop:
@@ -187,13 +212,40 @@ def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks
         trainer = Trainer(model, shard(data.train, context), shard(data.valid, context), data.tokenizer.to_dict(),
                           job.train, device, paths, callbacks, resume=resume, stop=stop, provenance=provenance,
                           dist=context, synonym_pairs=synonym_pairs, wall_deadline=wall_deadline,
-                          validations_after=2 if job.promote_to is not None else 1)
+                          validations_after=_validations_after(job, data),
+                          unk_stand_in=_unk_stand_in(data, notes if context.is_main else []))
         result = trainer.run()
+        result.vocabulary = data.vocabulary or None
         if job.promote_to is not None and context.is_main and stop.requested is None:
             _promote(job, paths, data.valid, device, stop, notes, result)
         if stop.requested is not None:
             _stopped_after_training(stop.requested, job, paths, result)
     return result
+
+
+def _validations_after(job: TrainJob, data) -> int:
+    """What --max-wall-time keeps after training, in validations: the final one, and promotion's
+    scoring; promotion across vocabularies scores two full distributions a token
+    (:data:`~rnnlm_cli.train.promote.ACROSS_VOCABULARIES`). Rank 0 knows whether the
+    vocabulary grew, and the ranks agree on the largest reserve."""
+    from rnnlm_cli.train.promote import ACROSS_VOCABULARIES
+
+    if job.promote_to is None:
+        return 1
+    return 1 + (ACROSS_VOCABULARIES if data.vocabulary.get("growth", {}).get("grown") else 1)
+
+
+def _unk_stand_in(data, notes: list[str]):
+    """Rare words standing in for ``<unk>`` when the training tokens hardly hold it (the counts
+    of the whole corpus, so every rank draws from the same words)."""
+    from rnnlm_cli.models.output_layer import token_counts
+    from rnnlm_cli.train.unk_stand_in import UnkStandIn
+
+    blocks = data.train.blocks() if hasattr(data.train, "blocks") else [data.train]
+    stand_in = UnkStandIn.for_tokens(token_counts(blocks, data.tokenizer.vocab_size), data.tokenizer)
+    if stand_in is not None:
+        notes.append(stand_in.note())
+    return stand_in
 
 
 def _fit_to_budget(job: TrainJob, data, fresh: ModelConfig | None, device, context, started: float,

@@ -17,6 +17,10 @@ from rnnlm_cli.train.data import PreparedData
 from rnnlm_cli.train.job import TOKENIZER_OPTIONS, TrainJob
 
 
+FRESH_START = "or start a new run without --resume (its state file is then replaced)"
+"""How to get past a state that cannot be resumed with today's options; ``--resume auto`` does it itself."""
+
+
 def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
     """``base`` (a saved model's config) with the model options the user gave explicitly.
 
@@ -40,6 +44,15 @@ def _model_config(job: TrainJob, base: ModelConfig, source: str) -> ModelConfig:
     return dataclasses.replace(base, **changes)
 
 
+def check_resumed_shape(job: TrainJob, saved_config: ModelConfig) -> ModelConfig:
+    """The resumed run's model config with today's regularisation options; UsageError (saying
+    how to start afresh) for a shape option it cannot take."""
+    try:
+        return _model_config(job, saved_config, "the run being resumed")
+    except UsageError as exc:
+        raise UsageError(f"{exc}, {FRESH_START}") from None
+
+
 def init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=None, initial=None,
                 fresh: ModelConfig | None = None):
     """The model to train: shaped as the resumed run's (checkpoint), ``initial`` (--init-from's
@@ -49,16 +62,23 @@ def init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=
 
     if resume_from is not None:
         # The weights come from the saved state; only its shape and settings are needed here.
-        return build_model(_model_config(job, resume_from.model_config, "the run being resumed"))
+        return build_model(check_resumed_shape(job, resume_from.model_config))
     if initial is None:
         if fresh is None:
             fresh = output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
         return build_model(fresh)
-    model, _, checkpoint = initial
+    model, tokenizer, checkpoint = initial
     config = _model_config(job, checkpoint.model_config, job.init_from)
     if config != checkpoint.model_config:
         model = _with_config(model, **{k: getattr(config, k) for k in job.model_flags})
     notes.append(f"starting from the weights of {job.init_from}")
+    if getattr(tokenizer, "pieces", None) != getattr(data.tokenizer, "pieces", None):  # --grow-vocab learned the corpus's vocabulary
+        from rnnlm_cli.models.vocab_growth import regrow
+
+        model, kept = regrow(model, tokenizer.pieces, data.tokenizer.pieces)
+        size = data.tokenizer.vocab_size
+        notes.append(f"vocabulary of {size:,} entries: {kept:,} keep their rows from {job.init_from}, "
+                     f"{size - kept:,} start fresh")
     return model
 
 
@@ -122,7 +142,10 @@ def check_tokenizer_options(job: TrainJob, tokenizer, notes: list[str]) -> None:
         elif fingerprint(tokenizer_from_file(source)) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"--tokenizer {source} differs from the tokenizer of the model in "
                                          f"{job.init_from}, which the run keeps; drop --tokenizer")
-    unused = [name for name in TOKENIZER_OPTIONS if (job.origins or {}).get(name) in ("flag", "config")]
+    # --grow-vocab learns a vocabulary of the model's kind, with --min-count and --max-size.
+    used = ("grow_vocab", "min_count", "max_size") if job.tokenizer_config.grow_vocab is not None else ()
+    unused = [name for name in TOKENIZER_OPTIONS
+              if name not in used and (job.origins or {}).get(name) in ("flag", "config")]
     if unused:
         names = ", ".join("--" + name.replace("_", "-") for name in unused)
         notes.append(f"warning: {names} not used: the run keeps the tokenizer of {job.init_from}")

@@ -47,6 +47,42 @@ def stream_loss_sum(model: torch.nn.Module, tokens: np.ndarray, batch_size: int,
     return float(total.item()), count
 
 
+MERGED_CHUNK_ELEMENTS = 1 << 24
+"""Most log-probabilities held at once by :func:`merged_loss_sum` (64 MiB of float32)."""
+
+
+@torch.no_grad()
+def merged_loss_sum(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bptt: int,
+                    device: torch.device, merged: np.ndarray) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of a token stream, state carried, in which the
+    entries flagged in ``merged`` (one flag per vocabulary entry) are one event: a target
+    among them scores the model's probability of all of them together. Two models of
+    different vocabularies scored so, each with the entries the other lacks merged (and
+    ``<unk>``), predict the same events at every position."""
+    model.eval()
+    batch_size = max(1, min(batch_size, (len(tokens) - 1) // 2))
+    streams = bptt_streams(tokens, batch_size)
+    merged_ids = torch.from_numpy(np.flatnonzero(merged)).to(device)
+    is_merged = torch.from_numpy(np.asarray(merged, dtype=bool)).to(device)
+    state = model.init_state(batch_size, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    rows = max(1, MERGED_CHUNK_ELEMENTS // max(len(merged), 1))
+    for x, y in iter_bptt(streams, bptt):
+        x, y = x.to(device), y.to(device)
+        features, state = model.hidden_states(x, state)
+        flat, targets = features.reshape(-1, features.shape[-1]), y.reshape(-1)
+        for start in range(0, len(targets), rows):
+            chunk = slice(start, start + rows)
+            logp = torch.log_softmax(model.decode(flat[chunk]).float(), dim=-1)  # (N, V)
+            own = logp.gather(1, targets[chunk, None]).squeeze(1)
+            together = torch.logsumexp(logp[:, merged_ids], dim=1)
+            total -= torch.where(is_merged[targets[chunk]], together, own).sum().double()
+        count += y.numel()
+        state = detach_state(state)
+    return float(total.item()), count
+
+
 def seconds_a_token(model: torch.nn.Module, tokens: np.ndarray, batch_size: int, bptt: int,
                     device: torch.device) -> float:
     """Seconds validation spends per token of ``tokens``, timed on their first 20 segments of

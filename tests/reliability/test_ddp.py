@@ -114,6 +114,11 @@ def _worker(rank: int, folder: Path) -> None:
 
     trainer.bptt_streams, trainer.iter_bptt = streams, segments
     run_files.save_checkpoint, trainer.MetricsLog = save, metrics
+    # Every word of this corpus is seen once, so words would stand in for <unk> at random
+    # (train/unk_stand_in.py); the hand-computed steps below read the text as it is.
+    from rnnlm_cli.train.unk_stand_in import UnkStandIn
+
+    UnkStandIn.for_tokens = classmethod(lambda cls, counts, tokenizer: None)
 
     job = TrainJob(corpus=str(folder / "corpus.txt"), valid=str(folder / "valid.txt"), out=str(folder / "out" / "model.pt"),
                    model=_model_config(2), train=_train_config())

@@ -31,16 +31,38 @@ def test_resume_takes_the_shape_from_the_saved_state(tmp_path):
     assert load_checkpoint(tmp_path / "m.last.pt").training_state["progress"]["step"] == 10
 
 
-def test_resume_refuses_settings_its_state_cannot_serve(tmp_path):
+CHANGES = ((["--batch-size", "8", "--bptt", "10"], "batch-size"),
+           (["--batch-size", "4", "--bptt", "10", "--optimizer", "sgd"], "optimizer"),
+           (["--batch-size", "4", "--bptt", "10", "--hidden", "32"], "hidden"))
+
+
+def test_a_named_state_refuses_settings_it_cannot_serve_and_says_how_to_start_afresh(tmp_path):
     text, out = corpus(tmp_path), tmp_path / "m.pt"
     assert train(text, *SHAPE, *RUN, "--max-steps", "5", "--out", out).exit_code == 0
-    for change, name in ((["--batch-size", "8", "--bptt", "10"], "batch-size"),
-                         (["--batch-size", "4", "--bptt", "10", "--optimizer", "sgd"], "optimizer"),
-                         (["--batch-size", "4", "--bptt", "10", "--hidden", "32"], "hidden")):
-        result = train(text, *change, "--max-steps", "10", "--resume", "auto", "--out", out)
+    before = (tmp_path / "m.last.pt").read_bytes()
+    for change, name in CHANGES:
+        result = train(text, *change, "--max-steps", "10", "--resume", tmp_path / "m.last.pt", "--out", out)
         assert result.exit_code == 2, (change, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("rnnlm: error")]
         assert len(errors) == 1 and name in errors[0], result.stderr
+        assert "start a new run without --resume" in errors[0]
+    assert (tmp_path / "m.last.pt").read_bytes() == before
+
+
+def test_resume_auto_starts_afresh_when_todays_options_cannot_continue_the_state(tmp_path):
+    """A cron job that changed an option does not fail every night for it: the state that
+    cannot serve today's options is replaced by a new run, with one line saying why."""
+    text, out = corpus(tmp_path), tmp_path / "m.pt"
+    for change, name in CHANGES:
+        assert train(text, *SHAPE, *RUN, "--max-steps", "5", "--out", out).exit_code == 0
+        result = train(text, *SHAPE[2:], *change, "--max-steps", "10", "--resume", "auto", "--out", out)
+        assert result.exit_code == 0, (change, result.stderr)
+        said = [line for line in result.stderr.splitlines() if "cannot be resumed with today's options" in line]
+        assert len(said) == 1 and name in said[0] and said[0].startswith("starting a new run from scratch"), said
+        state = load_checkpoint(tmp_path / "m.last.pt")
+        assert state.training_state["progress"]["step"] == 10  # a new run of 10 steps, not 5 more
+        if name == "optimizer":
+            assert state.train_config["optimizer"] == "sgd"
 
 
 def test_init_from_accepts_new_regularisation_but_not_a_new_shape(tmp_path):

@@ -67,9 +67,10 @@ def test_scores_match_an_independent_forward_pass(tmp_path, word_tokenizer, cont
     text = tmp_path / "t.txt"
     text.write_text("\n".join(lines) + "\n")
     model = tiny_model(word_tokenizer.vocab_size, seed=3)
-    # A small chunk and batch size force several chunks and batches.
+    # A small chunk and batch size force several chunks and batches; the blank lines are scored
+    # (as --per-sentence asks: tests/score/test_blank_lines.py has them skipped).
     result = score_file(model, word_tokenizer, str(text), CPU, context=context, per_sentence=True,
-                        chunk_tokens=5, batch_tokens=30)
+                        chunk_tokens=5, batch_tokens=30, skip_blank_lines=False)
     expected = _independent_logprobs(model, word_tokenizer, lines, carry=context == "stream")
     assert result.sentence_logprobs == pytest.approx(expected, abs=1e-4)
     assert result.logprob == pytest.approx(sum(expected), abs=1e-3)
@@ -96,7 +97,7 @@ def test_sentence_batches_group_lines_by_length_and_keep_their_order(tmp_path, w
     text.write_text("\n".join(lines) + "\n")
     model = tiny_model(word_tokenizer.vocab_size, seed=5)
     result = score_file(model, word_tokenizer, str(text), CPU, context="sentence", per_sentence=True,
-                        batch_tokens=64)
+                        batch_tokens=64, skip_blank_lines=False)  # blank lines batched too, one token each
     expected = _independent_logprobs(model, word_tokenizer, lines, carry=False)
     assert result.sentence_logprobs == pytest.approx(expected, abs=1e-4)
     if window_batches == 64:  # the whole file in one window: no batch mixes lengths

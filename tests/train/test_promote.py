@@ -4,7 +4,9 @@ better replaces (keeping mode and owner), worse and equal leave the target, the 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
+import re
 import stat
 
 import numpy as np
@@ -207,3 +209,75 @@ def test_a_target_of_another_tokenizer_is_refused(tmp_path, models, word_tokeniz
     assert target.read_bytes() == before
     check_promotable(str(target), byte_tokenizer)  # the same tokenizer: comparable
     check_promotable(str(tmp_path / "missing.pt"), word_tokenizer)  # nothing in place: nothing to compare
+
+
+def biased(path, pieces, probabilities):
+    """A model over ``pieces`` that gives every position the same distribution, ``probabilities``
+    (its decoder weights zero, its biases their logs): its scores are known by hand."""
+    from rnnlm_cli.text.tokenizers import WordTokenizer
+
+    tokenizer = WordTokenizer(pieces)
+    model = tiny_model(len(pieces))
+    with torch.no_grad():
+        model.decoder.weight.zero_()
+        model.decoder.bias.copy_(torch.log(torch.tensor(probabilities, dtype=torch.float32)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model, tokenizer.to_dict())
+    return tokenizer
+
+
+TEXT_WORDS = "a b c d".split()
+
+
+def text_of(tokenizer) -> np.ndarray:
+    """"a b c d" and a line end, 40 times: targets a, the line end and b, c, d in 1:1:3."""
+    return np.array([0, *([tokenizer.index[word] for word in TEXT_WORDS] + [0]) * 40], dtype=np.int64)
+
+
+def promote_across(tmp_path, old_probabilities, new_probabilities):
+    old = biased(tmp_path / "prod" / "model.pt", ["<eos>", "<unk>", "a"], old_probabilities)
+    new = biased(tmp_path / "cand" / "model.pt", ["<eos>", "<unk>", "a", "b", "c", "d"], new_probabilities)
+    result = promote_if_better(str(tmp_path / "cand" / "model.pt"), str(tmp_path / "prod" / "model.pt"),
+                               text_of(new), CONFIG, CPU)
+    return old, new, result
+
+
+def expected_ppl(probabilities: dict[str, float]) -> float:
+    """Perplexity over targets a, the line end and "another word" in the ratio 1:1:3."""
+    return math.exp(-(math.log(probabilities["a"]) + math.log(probabilities["eos"])
+                      + 3 * math.log(probabilities["other"])) / 5)
+
+
+def test_a_smaller_vocabulary_does_not_win_by_guessing_unk(tmp_path):
+    """The model in place knows only "a": b, c and d are <unk> to it, which it gives 0.8. On its
+    own reading of the text it scores perplexity 2.87, against 5 for the new model, uniform
+    over five entries: on raw perplexity the smaller vocabulary would win. Compared on the
+    same events (a, the line end, and b, c, d, <unk> as one), the new model gives 0.2, 0.2 and
+    0.6: perplexity 2.59 against 2.87, and it replaces the old one."""
+    old, new, (promoted, message) = promote_across(tmp_path, [0.1, 0.8, 0.1], [0.2, 1e-30, 0.2, 0.2, 0.2, 0.2])
+    raw_old = math.exp(-(2 * math.log(0.1) + 3 * math.log(0.8)) / 5)
+    assert raw_old == pytest.approx(2.87, abs=0.01) and raw_old < 5
+    assert promoted, message
+    before, after = (float(x) for x in re.search(r"valid ppl ([\d.]+) -> ([\d.]+)", message).groups())
+    assert before == pytest.approx(expected_ppl({"a": 0.1, "eos": 0.1, "other": 0.8}), abs=1e-3)
+    assert after == pytest.approx(expected_ppl({"a": 0.2, "eos": 0.2, "other": 0.6}), abs=1e-3)
+    assert "over the events both vocabularies name (3 and 6 entries" in message
+
+
+def test_the_larger_vocabulary_loses_when_it_is_worse_on_the_same_events(tmp_path):
+    """New: a 0.3, line end 0.5, b, c, d 0.2 together (ppl 3.84); old: 0.2, 0.2, 0.6 (ppl 2.59)."""
+    _, _, (promoted, message) = promote_across(tmp_path, [0.2, 0.6, 0.2], [0.5, 1e-30, 0.3, 0.1, 0.05, 0.05])
+    assert promoted is False, message
+    before, after = (float(x) for x in re.search(r"ppl ([\d.]+) is not better than .*'s ([\d.]+)", message).groups())
+    assert before == pytest.approx(expected_ppl({"a": 0.3, "eos": 0.5, "other": 0.2}), abs=1e-3)
+    assert after == pytest.approx(expected_ppl({"a": 0.2, "eos": 0.2, "other": 0.6}), abs=1e-3)
+
+
+def test_check_promotable_accepts_another_word_vocabulary_but_not_another_kind(tmp_path, word_tokenizer):
+    from rnnlm_cli.text.tokenizers import ByteTokenizer
+
+    old = biased(tmp_path / "prod" / "model.pt", ["<eos>", "<unk>", "a"], [0.1, 0.8, 0.1])
+    check_promotable(str(tmp_path / "prod" / "model.pt"), word_tokenizer)
+    assert old.kind == word_tokenizer.kind
+    with pytest.raises(TokenizerMismatchError):
+        check_promotable(str(tmp_path / "prod" / "model.pt"), ByteTokenizer())

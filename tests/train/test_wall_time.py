@@ -15,7 +15,7 @@ from rnnlm_cli.cli import app
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.lm import build_model
-from rnnlm_cli.train import loop
+from rnnlm_cli.train import loop, wall_budget
 from rnnlm_cli.train.budget import RunBudget
 from rnnlm_cli.train.loop import OutputPaths, Trainer
 from rnnlm_cli.train.result import SilentCallbacks
@@ -65,7 +65,7 @@ def test_the_trainer_keeps_time_for_the_validations_after_it(tmp_path, monkeypat
     assert result.stop_reason == "max_wall_time"
     assert 0.0 < wall["wall_left"] <= 10.0  # less the real time building the trainer took
     assert wall["training_seconds"] == pytest.approx(wall["wall_left"] - wall["reserve"])
-    assert wall["reserve"] > loop.SAVE_SECONDS  # two validations' worth on top of the saves
+    assert wall["reserve"] > wall_budget.SAVE_SECONDS  # two validations' worth on top of the saves
     # Validation told its progress, up to all of the validation stream.
     assert heard.progress and heard.progress[-1][0] == heard.progress[-1][1]
 
