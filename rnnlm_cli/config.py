@@ -97,8 +97,9 @@ class TokenizerConfig:
     when at least this share of its words is outside the model's (0: every run); shared words
     keep their rows, new ones start fresh. Unset: the model's vocabulary is kept.
 
-    Promotion compares models of different vocabularies on the validation words both know
-    (:mod:`rnnlm_cli.train.promote`)."""
+    A run that learns its vocabulary (no --init-from, no --tokenizer FILE: the first night of a
+    cron job) learns it anyway, and the option changes nothing there. Promotion compares models
+    of different vocabularies on the same events (:mod:`rnnlm_cli.train.promote`)."""
 
     def __post_init__(self) -> None:
         check_values(self, {"model_type": "--sp-model", "sample_lines": "sample_lines"})

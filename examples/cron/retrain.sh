@@ -15,7 +15,7 @@
 # text stays close to it, its vocabulary): once 1% or more of the corpus's words are outside
 # that vocabulary (--grow-vocab 0.01), the night learns the vocabulary of the corpus as it is
 # now, the words both share keep their rows, and promotion compares the two models on the
-# validation words both know. With --resume auto beside --init-from, a run cut short (a
+# same events (the words only one vocabulary holds, with <unk>, as one). With --resume auto beside --init-from, a run cut short (a
 # reboot, SIGTERM) on the same text continues where it stopped; once the text has grown, the
 # run has finished, or today's options cannot continue it, the night starts from current.pt
 # again. One log line says which happened.

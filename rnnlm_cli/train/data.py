@@ -121,6 +121,9 @@ def _train_file(job: TrainJob, corpus: str, given, stem: str, notes: list[str], 
     if given is None and source is not None and not tokenizer_to_learn(source):
         given = tokenizer_from_file(source)
     if is_token_file(corpus):
+        if given is not None and job.tokenizer_config.grow_vocab is not None:
+            raise UsageError(f"--grow-vocab: {job.corpus} is a token file, whose words are already ids of its "
+                             "vocabulary; give the corpus as text to learn its vocabulary")
         train_path = _kept(corpus, job.corpus, f"{stem}.train.tok")
         train_file = open_token_file(train_path)
         tokenizer = train_file.tokenizer
@@ -158,7 +161,8 @@ def _growth(job: TrainJob, given) -> VocabularyGrowth | None:
     if getattr(given, "symbols", None) is not None:
         raise UsageError(f"--grow-vocab: the vocabulary of {job.init_from or job.tokenizer} is a recogniser's "
                          "symbol table, which must stay as it is; drop --grow-vocab")
-    return VocabularyGrowth(given, grow_at, job.init_from or job.tokenizer or "the given tokenizer")
+    return VocabularyGrowth(given, grow_at, job.init_from or job.tokenizer or "the given tokenizer",
+                            keeps_rows=job.init_from is not None)
 
 
 def _header_figures(token_file) -> dict[str, Any] | None:

@@ -77,19 +77,23 @@ def resolve_target(target: str) -> str:
     return os.path.realpath(path)
 
 
-def check_promotable(target: str, tokenizer) -> None:
-    """Refuse early when the model in place cannot be compared with the new one."""
+def check_promotable(target: str, tokenizer) -> bool:
+    """Refuse early when the model in place cannot be compared with the new one; whether it
+    is compared across vocabularies (:data:`ACROSS_VOCABULARIES`)."""
     from rnnlm_cli.store.checkpoint import load_checkpoint
     from rnnlm_cli.text.tokenizers import fingerprint, tokenizer_from_dict
 
     target = resolve_target(target)
     if not os.path.exists(target):
-        return
+        return False
     current = tokenizer_from_dict(load_checkpoint(target).tokenizer)
-    if fingerprint(current) != fingerprint(tokenizer) and not _comparable(current, tokenizer):
-        raise TokenizerMismatchError(
-            f"{target}: the model in place uses another tokenizer, so scores cannot be compared; "
-            "train with --init-from it (or --tokenizer it)")
+    if fingerprint(current) == fingerprint(tokenizer):
+        return False
+    if _comparable(current, tokenizer):
+        return True
+    raise TokenizerMismatchError(
+        f"{target}: the model in place uses another tokenizer, so scores cannot be compared; "
+        "train with --init-from it (or --tokenizer it)")
 
 
 def promote_if_better(candidate: str, target: str, valid: np.ndarray, config: TrainConfig,
@@ -166,8 +170,11 @@ def _replace_if_better(candidate: str, target: str, named: str, new_loss: float,
 
 def _comparable(one, other) -> bool:
     """Whether two tokenizers' vocabularies can be matched entry by entry (word with word,
-    char with char): then models of either are compared on the entries both know."""
-    return one.kind == other.kind and one.kind in ("word", "char") and hasattr(one, "pieces") and hasattr(other, "pieces")
+    char with char): then models of either are compared on the same events. A recogniser's
+    symbol table is not: its ids are the recogniser's, and another vocabulary would break them."""
+    return (one.kind == other.kind and one.kind in ("word", "char") and hasattr(one, "pieces")
+            and hasattr(other, "pieces") and getattr(one, "symbols", None) is None
+            and getattr(other, "symbols", None) is None)
 
 
 def common_events(tokens: np.ndarray, tokenizer, other) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -47,6 +47,16 @@ def _check_resumable_settings(path: str, saved: dict, config: TrainConfig) -> No
                              f"not {wanted}; resume with the same setting, {FRESH_START}")
 
 
+def tokenizer_options(job: TrainJob) -> dict:
+    """What makes a run's token ids besides its text: the tokenizer given or the kind learned,
+    and how it is learned (kept in a run's provenance, so a resume can tell a changed option
+    from a changed corpus)."""
+    options = {"tokenizer": job.tokenizer or "word"}
+    options.update(dataclasses.asdict(job.tokenizer_config))
+    options.pop("kind")  # --tokenizer names it
+    return options
+
+
 def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size: int) -> str | None:
     """Why the run saved in ``path`` cannot go on under ``job``'s options and ``world_size``
     processes (None: it can, or it is refused for another reason): the refusals of options
@@ -54,8 +64,13 @@ def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size
     built. Not among them: training data other than ``fingerprint``'s (another job, whose
     state must not be lost: refused, 65) and damage (refused, 65, when it is read)."""
     config = saved.train_config if isinstance(saved.train_config, dict) else {}
-    provenance = config.get("provenance")
-    before = provenance.get("data_fingerprint") if isinstance(provenance, dict) else None
+    provenance = config.get("provenance") if isinstance(config.get("provenance"), dict) else {}
+    learned_with = provenance.get("tokenizer_options")
+    if isinstance(learned_with, dict) and learned_with != tokenizer_options(job):
+        # Other tokenizer options give other ids: the tokens differ though the text is the same.
+        changed = sorted(name for name, value in tokenizer_options(job).items() if learned_with.get(name) != value)
+        return "its vocabulary was learned with other " + ", ".join("--" + name.replace("_", "-") for name in changed)
+    before = provenance.get("data_fingerprint")
     if before is not None and before != fingerprint:
         return None  # another corpus is another job: its state is kept and the resume refused (65)
     state = saved.training_state if isinstance(saved.training_state, dict) else {}

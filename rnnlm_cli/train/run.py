@@ -27,7 +27,7 @@ from rnnlm_cli.train.job_files import check_job_files
 from rnnlm_cli.train.loop import OutputPaths, TrainCallbacks, Trainer, TrainResult
 from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_budget, unset_regularization
 from rnnlm_cli.train.resume import (AUTO, load_resume_point, resume_path, resume_refusal, saved_settings,
-                                    track_best_on, why_not_resumed)
+                                    tokenizer_options, track_best_on, why_not_resumed)
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.train.speed_probe import seconds_per_step
 from rnnlm_cli.train.start import check_tokenizer_options, init_model, output_layer, word_knowledge
@@ -102,7 +102,8 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     provenance = {"data_fingerprint": fingerprint, "valid_fingerprint": valid_fingerprint,
                   "environment": environment(device),
                   "corpus": os.path.abspath(job.corpus) if job.corpus != "-" else "-",
-                  "init_from": job.init_from, "world_size": context.world_size}
+                  "init_from": job.init_from, "world_size": context.world_size,
+                  "tokenizer_options": tokenizer_options(job)}
     return _train_and_promote(job, model, data, paths, callbacks, resume, synonym_pairs, context, device, started,
                               notes, provenance)
 
@@ -167,8 +168,8 @@ def _prepare_on_main(job: TrainJob, start: _Start, context, device, folder: str,
         check_model_size(fresh, run.train.max_params)
         check_fits_in_memory(fresh, run.train, device)
         counted.append(fresh)
-    if job.promote_to is not None:
-        check_promotable(job.promote_to, prepared.tokenizer)
+    if job.promote_to is not None and check_promotable(job.promote_to, prepared.tokenizer):
+        vocabulary["promotion_across_vocabularies"] = True
     return prepared.sources
 
 
@@ -225,14 +226,14 @@ def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks
 
 def _validations_after(job: TrainJob, data) -> int:
     """What --max-wall-time keeps after training, in validations: the final one, and promotion's
-    scoring; promotion across vocabularies scores two full distributions a token
-    (:data:`~rnnlm_cli.train.promote.ACROSS_VOCABULARIES`). Rank 0 knows whether the
-    vocabulary grew, and the ranks agree on the largest reserve."""
+    scoring; across vocabularies that scores both models' whole distributions as well
+    (:data:`~rnnlm_cli.train.promote.ACROSS_VOCABULARIES`). Rank 0 knows which promotion it
+    will be, and the ranks agree on the largest reserve."""
     from rnnlm_cli.train.promote import ACROSS_VOCABULARIES
 
     if job.promote_to is None:
         return 1
-    return 1 + (ACROSS_VOCABULARIES if data.vocabulary.get("growth", {}).get("grown") else 1)
+    return 2 + (ACROSS_VOCABULARIES if data.vocabulary.get("promotion_across_vocabularies") else 0)
 
 
 def _unk_stand_in(data, notes: list[str]):

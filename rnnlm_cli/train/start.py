@@ -75,10 +75,12 @@ def init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=
     if getattr(tokenizer, "pieces", None) != getattr(data.tokenizer, "pieces", None):  # --grow-vocab learned the corpus's vocabulary
         from rnnlm_cli.models.vocab_growth import regrow
 
-        model, kept = regrow(model, tokenizer.pieces, data.tokenizer.pieces)
+        model, embedded, output = regrow(model, tokenizer.pieces, data.tokenizer.pieces)
         size = data.tokenizer.vocab_size
-        notes.append(f"vocabulary of {size:,} entries: {kept:,} keep their rows from {job.init_from}, "
-                     f"{size - kept:,} start fresh")
+        moved = f" ({embedded - output:,} of them moved between softmax clusters: fresh output rows)" \
+            if output < embedded else ""
+        notes.append(f"vocabulary of {size:,} entries: {embedded:,} keep their rows from {job.init_from}{moved}, "
+                     f"{size - embedded:,} start fresh")
     return model
 
 

@@ -53,6 +53,8 @@ class VocabularyGrowth:
     grow_at: float
     source: str
     """What ``current`` came from, for the log line."""
+    keeps_rows: bool = True
+    """Whether a model's rows go with the vocabulary (``--init-from``; not a tokenizer file)."""
     grown: bool = False
     note: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +77,6 @@ class VocabularyGrowth:
             return self.current
         self.grown = True
         self.note = (f"vocabulary grown: {before} (--grow-vocab {self.grow_at:g}); learned "
-                     f"{learned.vocab_size:,} entries from the corpus ({added:,} new, {dropped:,} dropped); "
-                     "shared entries keep their rows, new ones start fresh")
+                     f"{learned.vocab_size:,} entries from the corpus ({added:,} new, {dropped:,} dropped)"
+                     + ("; shared entries keep their rows, new ones start fresh" if self.keeps_rows else ""))
         return learned

@@ -26,8 +26,8 @@ def pairs():
 def test_full_softmax_rows_and_the_core_are_kept_new_rows_are_fresh():
     old = model(OLD)
     torch.manual_seed(1)
-    grown, kept = regrow(old, OLD, NEW)
-    assert kept == 7 and grown.config.vocab_size == len(NEW)
+    grown, kept, output = regrow(old, OLD, NEW)
+    assert kept == output == 7 and grown.config.vocab_size == len(NEW)
     for new, was in pairs():
         assert torch.equal(grown.embedding.weight[new], old.embedding.weight[was])
         assert torch.equal(grown.decoder.weight[new], old.decoder.weight[was])
@@ -41,7 +41,7 @@ def test_full_softmax_rows_and_the_core_are_kept_new_rows_are_fresh():
 
 def test_a_tied_model_keeps_one_shared_matrix():
     old = model(OLD, tied=True)
-    grown, _ = regrow(old, OLD, NEW)
+    grown, _, _ = regrow(old, OLD, NEW)
     assert grown.decoder.weight is grown.embedding.weight
     for new, was in pairs():
         assert torch.equal(grown.embedding.weight[new], old.embedding.weight[was])
@@ -52,8 +52,9 @@ def test_adaptive_softmax_rows_kept_where_the_layout_keeps_them():
     # w0..w9 stay; w10..w29 move down by 5 places (5 new words before them); 3 new at the end.
     new_vocab = old_vocab[:12] + [f"n{i}" for i in range(5)] + old_vocab[12:] + ["z1", "z2", "z3"]
     old = model(old_vocab, adaptive_softmax="6,16", adaptive_div=2.0)
-    grown, kept = regrow(old, old_vocab, new_vocab)
-    assert kept == len(old_vocab) and grown.config.cutoffs == (6, 16)
+    grown, kept, output = regrow(old, old_vocab, new_vocab)
+    # w10..w13 move from the first tail cluster to the second: fresh output rows.
+    assert kept == len(old_vocab) and output == kept - 4 and grown.config.cutoffs == (6, 16)
     head_old, head_new = old.decoder.head.weight, grown.decoder.head.weight
     for word in old_vocab:
         new, was = new_vocab.index(word), old_vocab.index(word)
@@ -69,7 +70,7 @@ def test_adaptive_softmax_rows_kept_where_the_layout_keeps_them():
 def test_a_grown_model_scores_a_shared_context_as_before_where_rows_were_kept():
     """Same core, same kept rows: the logits of the shared entries are the old ones."""
     old = model(OLD).eval()
-    grown, _ = regrow(old, OLD, NEW)
+    grown, _, _ = regrow(old, OLD, NEW)
     grown.eval()
     sentence = ["the", "cat", "sat", "on"]
     old_ids = torch.tensor([[OLD.index(w)] for w in sentence])
@@ -79,3 +80,20 @@ def test_a_grown_model_scores_a_shared_context_as_before_where_rows_were_kept():
         new_logits = grown.decode(grown.hidden_states(new_ids)[0])
     for new, was in pairs():
         assert torch.allclose(new_logits[..., new], old_logits[..., was], atol=1e-6)
+
+
+def test_a_vocabulary_that_shrinks_below_the_cutoffs_keeps_what_still_fits():
+    """A corpus that drops words (a sliding window, a smaller --max-size): a cutoff the new
+    vocabulary no longer reaches goes, and with it maybe the width of the others' projections;
+    below the first cutoff the layer is a full softmax whose head entries keep their rows."""
+    old_vocab = ["<eos>", "<unk>"] + [f"w{i}" for i in range(30)]
+    old = model(old_vocab, adaptive_softmax="6,16", adaptive_div=2.0)
+    for size in (12, 5):
+        grown, kept, output = regrow(old, old_vocab, old_vocab[:size])
+        assert kept == size and grown.config.vocab_size == size
+        if size == 12:
+            assert grown.config.cutoffs == (6,)
+            assert torch.equal(grown.decoder.head.weight[:6], old.decoder.head.weight[:6])
+        else:
+            assert grown.config.cutoffs == () and output == size  # every entry was in the head
+            assert torch.equal(grown.decoder.weight, old.decoder.head.weight[:5])

@@ -65,6 +65,23 @@ def test_resume_auto_starts_afresh_when_todays_options_cannot_continue_the_state
             assert state.train_config["optimizer"] == "sgd"
 
 
+def test_resume_auto_tells_a_changed_tokenizer_option_from_a_changed_corpus(tmp_path):
+    """Another --max-size gives other ids for the same text: under --resume auto that is a
+    changed option (a new run), while another text is another job's state (kept, 65)."""
+    text, out = corpus(tmp_path), tmp_path / "m.pt"
+    assert train(text, *SHAPE, *RUN, "--max-steps", "5", "--out", out).exit_code == 0
+    result = train(text, *SHAPE, *RUN, "--max-size", "50", "--max-steps", "10", "--resume", "auto", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "its vocabulary was learned with other --max-size" in result.stderr
+    assert load_checkpoint(out).tokenizer["pieces"].__len__() == 50
+    saved = (tmp_path / "m.last.pt").read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(SAMPLE.read_text().splitlines()[600:1200]) + "\n")
+    refused = train(other, *SHAPE, *RUN, "--max-size", "50", "--max-steps", "10", "--resume", "auto", "--out", out)
+    assert refused.exit_code == 65 and "the training data changed" in refused.stderr
+    assert (tmp_path / "m.last.pt").read_bytes() == saved
+
+
 def test_init_from_accepts_new_regularisation_but_not_a_new_shape(tmp_path):
     text, first = corpus(tmp_path), tmp_path / "a" / "m.pt"
     assert train(text, *SHAPE, *RUN, "--max-steps", "3", "--dropout", "0.2", "--out", first).exit_code == 0

@@ -274,10 +274,16 @@ def test_the_larger_vocabulary_loses_when_it_is_worse_on_the_same_events(tmp_pat
 
 
 def test_check_promotable_accepts_another_word_vocabulary_but_not_another_kind(tmp_path, word_tokenizer):
-    from rnnlm_cli.text.tokenizers import ByteTokenizer
+    from rnnlm_cli.text.tokenizers import ByteTokenizer, WordTokenizer
 
+    target = str(tmp_path / "prod" / "model.pt")
     old = biased(tmp_path / "prod" / "model.pt", ["<eos>", "<unk>", "a"], [0.1, 0.8, 0.1])
-    check_promotable(str(tmp_path / "prod" / "model.pt"), word_tokenizer)
-    assert old.kind == word_tokenizer.kind
+    assert check_promotable(target, word_tokenizer) is True  # compared across vocabularies
+    assert check_promotable(target, old) is False  # the same vocabulary: compared as ever
     with pytest.raises(TokenizerMismatchError):
-        check_promotable(str(tmp_path / "prod" / "model.pt"), ByteTokenizer())
+        check_promotable(target, ByteTokenizer())
+    # A recogniser's symbol table keeps its ids: a model of another vocabulary never replaces it.
+    table = WordTokenizer(["<eos>", "<unk>", "a"], symbols={"layout": "kaldi", "entries": [["a", 1]]})
+    save_checkpoint(tmp_path / "asr" / "model.pt", tiny_model(3), table.to_dict())
+    with pytest.raises(TokenizerMismatchError):
+        check_promotable(str(tmp_path / "asr" / "model.pt"), word_tokenizer)

@@ -65,3 +65,21 @@ def test_kept_below_the_rate_and_the_text_encoded_as_the_kept_vocabulary_reads_i
 def test_kept_when_nothing_new_would_come_in(tmp_path):
     growth, _ = grow(tmp_path, 0.0, text="the cat sat\n<unk> sat\n")
     assert not growth.grown and "adds no word" in growth.note
+
+
+def test_grow_vocab_refuses_a_token_file_corpus_and_is_said_to_be_used(tmp_path, toy):
+    """A token file's words are already ids of its vocabulary: there is nothing to learn from."""
+    from conftest import cli, one_error_line
+
+    tokens = tmp_path / "c.tok"
+    assert cli("tokenize", toy["train"], "--tokenizer", toy["model"], "--out", tokens).exit_code == 0
+    refused = cli("train", tokens, "--valid", toy["valid"], "--init-from", toy["model"], "--grow-vocab", "0.01",
+                  "--out", tmp_path / "m.pt", "--max-steps", "2")
+    assert refused.exit_code == 2
+    assert "--grow-vocab" in one_error_line(refused.stderr) and "token file" in refused.stderr
+    # From text it is used, with --min-count: no warning that the tokenizer options go unused.
+    grown = cli("train", toy["train"], "--valid", toy["valid"], "--init-from", toy["model"], "--grow-vocab", "0",
+                "--min-count", "2", "--out", tmp_path / "g.pt", "--max-steps", "2", "--max-time", "0")
+    assert grown.exit_code == 0, grown.stderr
+    assert "not used" not in grown.stderr
+    assert "vocabulary kept: 0.00% of the corpus" in grown.stderr and "(the corpus adds no word" in grown.stderr
