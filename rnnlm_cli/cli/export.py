@@ -33,6 +33,11 @@ def command(
                                     "Kaldi symbol table, or the Kaldi or ESPnet table it was built from)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Output file \\[default: the model's name with .onnx, .safetensors, .vec or .words.txt]."),
 ) -> None:
+    from rnnlm_cli.cli.ui import warn
     from rnnlm_cli.store.export import export_model
 
-    print(export_model(model, format, out))  # checks the format (and the onnx extra) before reading anything
+    notes: list[str] = []
+    written = export_model(model, format, out, notes)  # checks the format (and the onnx extra) before reading anything
+    for note in notes:
+        warn(note)
+    print(written)

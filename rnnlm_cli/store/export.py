@@ -217,8 +217,9 @@ def export_embeddings(model: torch.nn.Module, tokenizer, path: str) -> None:
             handle.write(_word2vec_token(tokenizer.piece(index)) + " " + " ".join(f"{v:.6g}" for v in row) + "\n")
 
 
-def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
-    """Export the model at ``model_path`` as ``fmt``; returns the path written."""
+def export_model(model_path: str, fmt: str, out: str | None = None, notes: list[str] | None = None) -> str:
+    """Export the model at ``model_path`` as ``fmt``; returns the path written. What the
+    caller should hear of (words a symbol table cannot hold) goes into ``notes``."""
     from rnnlm_cli.store.checkpoint import load_model
     from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
 
@@ -234,10 +235,14 @@ def export_model(model_path: str, fmt: str, out: str | None = None) -> str:
     check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
     model, tokenizer, checkpoint = load_model(model_path, "cpu")
     if fmt == "symbols":
-        from rnnlm_cli.text.symbol_tables import write_symbol_table
+        from rnnlm_cli.text.symbol_tables import reserved_words, write_symbol_table
 
         if tokenizer.kind != "word":
             raise UsageError(f"--format symbols lists a word model's vocabulary; this model's tokenizer is {tokenizer.kind}")
+        left_out = reserved_words(tokenizer)
+        if left_out and notes is not None:
+            notes.append(f"{out}: {len(left_out)} word(s) left out, which Kaldi reserves and a recogniser reads as "
+                         f"<unk>: {' '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''}")
         write_symbol_table(tokenizer, out)
     elif fmt == "onnx":
         export_onnx(model, out, checkpoint.tokenizer)

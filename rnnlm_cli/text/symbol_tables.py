@@ -4,8 +4,13 @@ Two layouts are read:
 
 ``kaldi``
     ``words.txt``: ``symbol id`` per line, ids unique non-negative integers (Kaldi's
-    ``SymbolTable``). ``<eps>``, ``<s>``, ``</s>`` and the disambiguation symbols ``#0``,
-    ``#1`` ... are not words.
+    ``SymbolTable``). ``<eps>``, ``<s>``, ``</s>`` and ``#0`` are not words, nor are the
+    grammar's ``#nonterm...`` symbols; these are what Kaldi reserves. ``utils/prepare_lang.sh``
+    writes ``<eps>`` 0, the lexicon's words, then ``#0``, ``<s>`` and ``</s>``. Its word-level
+    disambiguation symbol is ``#0`` alone: ``#1``, ``#2`` ... are phone-level, and extra word
+    ones must not be numeric. ``utils/validate_dict_dir.pl`` refuses only ``<s>``, ``</s>``,
+    ``<eps>`` and ``#0`` as lexicon words, so a word of text spelled ``#2`` ("stage #2") is a
+    word.
 ``espnet``
     ``tokens.txt`` (an ESPnet ``token_list``): one token per line, its id the line number
     from 0. ``<blank>`` (CTC's blank) is not a token of text and ``<sos/eos>`` is the end of
@@ -34,18 +39,18 @@ from rnnlm_cli.files.atomic import atomic_open
 from rnnlm_cli.text.reading import MAX_LINE_BYTES, STDIN, display_name, natural, open_binary
 from rnnlm_cli.text.tokenizer_base import EOS, SPECIALS
 
-KALDI_NON_WORDS = frozenset({"<eps>", "<s>", "</s>"})
-"""Symbols of a Kaldi table that are never words of a hypothesis (beside ``#N``)."""
+KALDI_NON_WORDS = frozenset({"<eps>", "<s>", "</s>", "#0"})
+"""Symbols of a Kaldi table that are never words of a hypothesis (beside ``#nonterm...``)."""
+_NONTERMINAL = "#nonterm"
 ESPNET_BLANK = "<blank>"
 ESPNET_EOS = "<sos/eos>"
-_DISAMBIGUATION = re.compile(r"#[0-9]+")
 _ID = re.compile(r"[0-9]+")
 BOM = "\ufeff"
 
 
 def is_kaldi_non_word(symbol: str) -> bool:
-    """``<eps>``, ``<s>``, ``</s>`` or a disambiguation symbol ``#N``."""
-    return symbol in KALDI_NON_WORDS or bool(_DISAMBIGUATION.fullmatch(symbol))
+    """``<eps>``, ``<s>``, ``</s>``, the back-off symbol ``#0`` or a grammar's ``#nonterm...``."""
+    return symbol in KALDI_NON_WORDS or symbol.startswith(_NONTERMINAL)
 
 
 def read_symbol_table(path: str) -> tuple[str, list[tuple[str, int]]]:
@@ -173,15 +178,25 @@ def table_words(layout: str, entries: list[tuple[str, int]]) -> list[str]:
 def symbol_lines(tokenizer) -> list[str]:
     """The lines of the tokenizer's table: the one it was built from, or a Kaldi ``words.txt``
     made from its vocabulary (``<eps>`` 0, its words from 1 in id order, ``<unk>`` among
-    them, then ``#0``, ``<s>`` and ``</s>``, as Kaldi's ``prepare_lang.sh`` ends a table)."""
+    them, then ``#0``, ``<s>`` and ``</s>``, as Kaldi's ``prepare_lang.sh`` ends a table).
+    Words Kaldi reserves (:func:`reserved_words`) are left out: in a recogniser they cannot be
+    words, so they are ``<unk>`` to it."""
     if tokenizer.kind != "word":
         raise ValueError(f"a symbol table lists words: a {tokenizer.kind} tokenizer has none")
     table = getattr(tokenizer, "symbols", None)
     if table is not None:
         return _lines(table["layout"], table["entries"])
-    words = [piece for piece in tokenizer.pieces if piece != EOS]
+    words = [piece for piece in tokenizer.pieces if piece != EOS and not is_kaldi_non_word(piece)]
     symbols = ["<eps>", *words, "#0", "<s>", "</s>"]
     return [f"{symbol} {index}" for index, symbol in enumerate(symbols)]
+
+
+def reserved_words(tokenizer) -> list[str]:
+    """The words of a learned vocabulary that a Kaldi ``words.txt`` cannot hold as words
+    (``#0``, ``<s>``, ``</s>``, ``<eps>``, ``#nonterm...``): :func:`symbol_lines` leaves them out."""
+    if tokenizer.kind != "word" or getattr(tokenizer, "symbols", None) is not None:
+        return []
+    return [piece for piece in tokenizer.pieces if piece != EOS and is_kaldi_non_word(piece)]
 
 
 def _lines(layout: str, entries) -> list[str]:
