@@ -10,6 +10,7 @@ every rank (skip a non-finite step, stop for a signal or a budget) are all-reduc
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,16 @@ def setup(device_spec: str) -> tuple[Dist, torch.device]:
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size()), device
 
 
+TEARDOWN_PAUSE = 0.05
+"""Seconds the process lets go of the GIL before destroying its process group (see :func:`teardown`)."""
+
+
 def teardown(context: Dist) -> None:
     if context.enabled and dist.is_initialized():
+        # gloo's worker thread may still be finishing the last collective, and dropping its
+        # tensor takes the GIL; the group's destructor joins that thread while holding the
+        # GIL, so a run refused right after a collective could deadlock. Sleeping releases it.
+        time.sleep(TEARDOWN_PAUSE)
         dist.destroy_process_group()
 
 

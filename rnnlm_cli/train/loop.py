@@ -68,12 +68,8 @@ class Trainer:
         self.unk_stand_in = unk_stand_in
         """Reads some rare words as ``<unk>`` in each segment (:mod:`~rnnlm_cli.train.unk_stand_in`), or None."""
         self.model = model.to(device)
-        # Under torchrun the forward pass goes through DDP, which averages gradients.
         self.forward = self.model
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        """What a step runs: the model, or under torchrun its DDP wrapper (made in :meth:`run`)."""
         self.valid_tokens = valid_tokens
         self.train_length = len(train_tokens)
         self.config = config
@@ -127,6 +123,13 @@ class Trainer:
         progress = self.progress
         # Before a line is shown or a file opened: a wall clock too short to train refuses the run (exit 4).
         wall = self._fit_the_wall_clock() if self.wall_deadline is not None else None
+        if self.dist.enabled:
+            # Made only once the run will train: a process group torn down while a fresh DDP
+            # still lives (a refused run's traceback holds it) can deadlock gloo's teardown.
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = self.device
+            self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.callbacks.on_start({
             "device": str(self.device), "train_tokens": self.train_length,
             "valid_tokens": int(len(self.valid_tokens)), "steps_per_epoch": self.steps_per_epoch,
