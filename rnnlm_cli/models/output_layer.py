@@ -88,6 +88,11 @@ def token_counts(blocks: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
     return counts
 
 
+def stream_token_counts(tokens, vocab_size: int) -> np.ndarray:
+    """:func:`token_counts` of a token stream: a token file's view, read block by block, or an array."""
+    return token_counts(tokens.blocks() if hasattr(tokens, "blocks") else [tokens], vocab_size)
+
+
 def choose_cutoffs(counts: np.ndarray, tied: bool = False) -> tuple[tuple[int, ...], str]:
     """Auto cutoffs for ids with these ``counts`` (id order), and one line saying why."""
     import numpy as np

@@ -38,6 +38,17 @@ class PreparedData:
     vocabulary: dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the texts' words are to the vocabulary: ``train``/``valid`` OOV figures (of text
     encoded now; a token file's from its header) and ``growth`` with ``--grow-vocab``."""
+    counts: np.ndarray | None = None
+    """Each id's count in the training tokens, once :meth:`token_counts` has read them."""
+
+    def token_counts(self) -> np.ndarray:
+        """Each id's count in the training tokens, read once (the output layer's choice and
+        the ``<unk>`` stand-ins both need them)."""
+        from rnnlm_cli.models.output_layer import stream_token_counts
+
+        if self.counts is None:
+            self.counts = stream_token_counts(self.train, self.tokenizer.vocab_size)
+        return self.counts
 
 
 def open_prepared(sources: tuple[str, str | None], config: TrainConfig) -> PreparedData:

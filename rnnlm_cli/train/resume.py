@@ -65,10 +65,10 @@ def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size
     state must not be lost: refused, 65) and damage (refused, 65, when it is read)."""
     config = saved.train_config if isinstance(saved.train_config, dict) else {}
     provenance = config.get("provenance") if isinstance(config.get("provenance"), dict) else {}
-    learned_with = provenance.get("tokenizer_options")
-    if isinstance(learned_with, dict) and learned_with != tokenizer_options(job):
+    learned_with, today = provenance.get("tokenizer_options"), tokenizer_options(job)
+    if isinstance(learned_with, dict) and learned_with != today:
         # Other tokenizer options give other ids: the tokens differ though the text is the same.
-        changed = sorted(name for name, value in tokenizer_options(job).items() if learned_with.get(name) != value)
+        changed = sorted(name for name, value in today.items() if learned_with.get(name) != value)
         return "its vocabulary was learned with other " + ", ".join("--" + name.replace("_", "-") for name in changed)
     before = provenance.get("data_fingerprint")
     if before is not None and before != fingerprint:

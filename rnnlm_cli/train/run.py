@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import os
 import time
 
+import numpy as np
 import torch
 
 from rnnlm_cli.files.locks import output_lock
@@ -62,28 +63,19 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
 
     paths = OutputPaths.beside(job.out)
     start = _Start.read(job, paths, notes)
-    counted: list[ModelConfig] = []  # the fresh model's config with its output layer chosen, on rank 0
-    vocabulary: dict = {}  # what rank 0 found of the texts' words against the vocabulary
-    sources = from_main(lambda: _prepare_on_main(job, start, context, device, folder, notes, counted, vocabulary),
-                        context)
-    data = dataclasses.replace(open_prepared(sources, job.train), vocabulary=vocabulary)
+    found = _Found()
+    sources = from_main(lambda: _prepare_on_main(job, start, context, device, folder, notes, found), context)
+    data = dataclasses.replace(open_prepared(sources, job.train), vocabulary=found.vocabulary, counts=found.counts)
     fingerprint, valid_fingerprint = data_fingerprint(data.train), data_fingerprint(data.valid)
-    why_not = why_not_resumed(job, start.saved, lambda: fingerprint)  # every rank decides alike
-    if why_not is not None:
-        notes.append(f"starting from {job.init_from}: {start.resume_from} {why_not} (--resume auto with "
-                     "--init-from resumes only an unfinished run on the same data)")
-        start = dataclasses.replace(start, resume_from=None, saved=None)
-    refusal = _auto_refusal(job, start, fingerprint, context.world_size)
-    if refusal is not None:
-        origin = f"from {job.init_from}" if job.init_from else "from scratch"
-        notes.append(f"starting a new run {origin}: {start.resume_from} cannot be resumed with today's options "
-                     f"({refusal}); --resume auto replaces it")
+    not_continued = _why_started_afresh(job, start, fingerprint, context.world_size)  # every rank decides alike
+    if not_continued is not None:
+        notes.append(not_continued)
         start = dataclasses.replace(start, resume_from=None, saved=None)
     # Every rank fits alike, from the same tokens.
     job = _fitted(job, start, len(data.train), data.tokenizer, start.saved is not None, context, device)
     if start.saved is not None:
         job = saved_settings(job, start.saved)
-    fresh = counted[0] if counted else None
+    fresh = found.fresh
     if start.saved is None and start.initial is None and unset_regularization(job):
         # A fresh model: its regularisation (and width) nobody set is fitted to the epochs it will see.
         job = _fit_to_budget(job, data, fresh, device, context, started, notes)
@@ -144,42 +136,64 @@ def _fitted(job: TrainJob, start: _Start, train_tokens: int, tokenizer, resuming
                    fixed_shape=start.initial is not None or resuming, fixed_batch=resuming, notes=notes)
 
 
+@dataclass
+class _Found:
+    """What rank 0 learns while it prepares the data (other ranks keep the defaults)."""
+
+    fresh: ModelConfig | None = None
+    """The fresh model's config with its output layer chosen; None for a model that exists."""
+    vocabulary: dict = dataclasses.field(default_factory=dict)
+    """The texts' words against the vocabulary (:attr:`PreparedData.vocabulary`), and whether
+    promotion compares across vocabularies."""
+    counts: np.ndarray | None = None
+    """The training tokens' id counts, if they were read (:meth:`PreparedData.token_counts`)."""
+
+
 def _prepare_on_main(job: TrainJob, start: _Start, context, device, folder: str, notes: list[str],
-                     counted: list[ModelConfig], vocabulary: dict) -> tuple[str, str | None]:
-    """Rank 0's part: the token files made (what their words are to the vocabulary put in
-    ``vocabulary``), the shape fitted and the fresh model's size checked (its config appended to
-    ``counted``), the promotion target checked; the token files' paths."""
+                     found: _Found) -> tuple[str, str | None]:
+    """Rank 0's part: the token files made, the shape fitted and the fresh model's size checked,
+    the promotion target checked, what it learned put in ``found``; the token files' paths."""
     from rnnlm_cli.train.promote import check_promotable
 
     if clean_stale_temps(folder):
         notes.append(f"removed temporary files of an interrupted save in {folder}")
     prepared = prepare_data(job, given=start.tokenizer)
     notes.extend(prepared.notes)
-    vocabulary.update(prepared.vocabulary)
-    fingerprint = data_fingerprint(prepared.train)
-    resuming = (start.saved is not None and why_not_resumed(job, start.saved, lambda: fingerprint) is None
-                and _auto_refusal(job, start, fingerprint, context.world_size) is None)
+    found.vocabulary.update(prepared.vocabulary)
+    resuming = (start.saved is not None
+                and _why_started_afresh(job, start, data_fingerprint(prepared.train), context.world_size) is None)
     run = _fitted(job, start, len(prepared.train), prepared.tokenizer, resuming, context, device, notes)
     check_fits(prepared, run.train, context.world_size)
     if job.init_from is None and not resuming:
         # Counted once here; other ranks count their own copy in init_model.
         fresh = output_layer(dataclasses.replace(run.model, vocab_size=prepared.tokenizer.vocab_size),
-                             prepared.train, notes)
+                             prepared, notes)
         check_model_size(fresh, run.train.max_params)
         check_fits_in_memory(fresh, run.train, device)
-        counted.append(fresh)
+        found.fresh = fresh
     if job.promote_to is not None and check_promotable(job.promote_to, prepared.tokenizer):
-        vocabulary["promotion_across_vocabularies"] = True
+        found.vocabulary["promotion_across_vocabularies"] = True
+    found.counts = prepared.counts
     return prepared.sources
 
 
-def _auto_refusal(job: TrainJob, start: _Start, fingerprint: str, world_size: int) -> str | None:
-    """Under ``--resume auto``, why the state found cannot go on with today's options and data
-    (the run then starts afresh instead of failing every night for an old reason); None when
-    it can, or when the state was named (its refusals stay errors that say how to start afresh)."""
+def _why_started_afresh(job: TrainJob, start: _Start, fingerprint: str, world_size: int) -> str | None:
+    """Under ``--resume auto``, the line saying why the state found is not continued (None: it
+    is, or it was named, and its refusals stay errors that say how to start afresh): beside
+    ``--init-from`` a finished run or one on other data (a corpus that grew overnight), or a
+    state today's options cannot continue, so a night never fails for an old reason."""
     if start.saved is None or job.resume != AUTO:
         return None
-    return resume_refusal(job, start.resume_from, start.saved, fingerprint, world_size)
+    why_not = why_not_resumed(job, start.saved, lambda: fingerprint)
+    if why_not is not None:
+        return (f"starting from {job.init_from}: {start.resume_from} {why_not} (--resume auto with "
+                "--init-from resumes only an unfinished run on the same data)")
+    refusal = resume_refusal(job, start.resume_from, start.saved, fingerprint, world_size)
+    if refusal is None:
+        return None
+    origin = f"from {job.init_from}" if job.init_from else "from scratch"
+    return (f"starting a new run {origin}: {start.resume_from} cannot be resumed with today's options "
+            f"({refusal}); --resume auto replaces it")
 
 
 def _say_where_it_starts(job: TrainJob, start: _Start, resume, valid_fingerprint: str, data, paths: OutputPaths,
@@ -239,11 +253,11 @@ def _validations_after(job: TrainJob, data) -> int:
 def _unk_stand_in(data, notes: list[str]):
     """Rare words standing in for ``<unk>`` when the training tokens hardly hold it (the counts
     of the whole corpus, so every rank draws from the same words)."""
-    from rnnlm_cli.models.output_layer import token_counts
-    from rnnlm_cli.train.unk_stand_in import UnkStandIn
+    from rnnlm_cli.train.unk_stand_in import KINDS, UnkStandIn
 
-    blocks = data.train.blocks() if hasattr(data.train, "blocks") else [data.train]
-    stand_in = UnkStandIn.for_tokens(token_counts(blocks, data.tokenizer.vocab_size), data.tokenizer)
+    if data.tokenizer.kind not in KINDS:
+        return None  # nothing to count for
+    stand_in = UnkStandIn.for_tokens(data.token_counts(), data.tokenizer)
     if stand_in is not None:
         notes.append(stand_in.note())
     return stand_in
@@ -279,7 +293,7 @@ def _fresh_config(job: TrainJob, data, fresh: ModelConfig | None) -> ModelConfig
     if fresh is not None:
         return dataclasses.replace(fresh, hidden=job.model.hidden,
                                    **{name: getattr(job.model, name) for name in FITTED_REGULARIZATION})
-    return output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
+    return output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data)
 
 
 def _promote(job: TrainJob, paths: OutputPaths, valid, device, stop, notes: list[str], result: TrainResult) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.models.config import ModelConfig, shape_keys
-from rnnlm_cli.models.output_layer import MIN_VOCAB, choose_cutoffs, cutoffs_for, is_fixed, token_counts
+from rnnlm_cli.models.output_layer import MIN_VOCAB, choose_cutoffs, cutoffs_for, is_fixed
 from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file, tokenizer_to_learn
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.data import PreparedData
@@ -65,7 +65,7 @@ def init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=
         return build_model(check_resumed_shape(job, resume_from.model_config))
     if initial is None:
         if fresh is None:
-            fresh = output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data.train)
+            fresh = output_layer(dataclasses.replace(job.model, vocab_size=data.tokenizer.vocab_size), data)
         return build_model(fresh)
     model, tokenizer, checkpoint = initial
     config = _model_config(job, checkpoint.model_config, job.init_from)
@@ -84,10 +84,10 @@ def init_model(job: TrainJob, data: PreparedData, notes: list[str], resume_from=
     return model
 
 
-def output_layer(config: ModelConfig, train_tokens, notes: list[str] | None = None) -> ModelConfig:
+def output_layer(config: ModelConfig, data: PreparedData, notes: list[str] | None = None) -> ModelConfig:
     """``config`` with its adaptive-softmax cutoffs written out as token counts, the form a
-    checkpoint keeps: auto chosen from the training tokens' frequencies, shares of the
-    vocabulary computed; a line in ``notes`` says what was chosen and why."""
+    checkpoint keeps: auto chosen from the frequencies of ``data``'s training tokens, shares of
+    the vocabulary computed; a line in ``notes`` says what was chosen and why."""
     spec = config.adaptive_softmax
     if is_fixed(spec):
         cutoffs = config.cutoffs
@@ -95,8 +95,7 @@ def output_layer(config: ModelConfig, train_tokens, notes: list[str] | None = No
             notes.append(f"output layer: adaptive softmax {','.join(map(str, cutoffs))} "
                          f"({spec} of the {config.vocab_size:,}-token vocabulary)")
     else:
-        blocks = train_tokens.blocks() if hasattr(train_tokens, "blocks") else [train_tokens]
-        cutoffs, why = choose_cutoffs(token_counts(blocks, config.vocab_size), config.tied)
+        cutoffs, why = choose_cutoffs(data.token_counts(), config.tied)
         if notes is not None and (cutoffs or config.vocab_size >= MIN_VOCAB):  # a small vocabulary: nothing to choose
             notes.append(f"output layer: {why}")
     return dataclasses.replace(config, adaptive_softmax=",".join(map(str, cutoffs)))

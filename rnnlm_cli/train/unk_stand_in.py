@@ -30,6 +30,8 @@ import torch
 
 from rnnlm_cli.text.tokenizers import EOS_ID, UNK_ID
 
+KINDS = ("word", "char")
+"""Tokenizers whose unknown tokens are ``<unk>``: byte and sentencepiece (byte fallback) have none."""
 SHARE_RANGE = (0.1, 0.9)
 """Least and most of a once-seen word's occurrences read as ``<unk>``."""
 
@@ -49,7 +51,7 @@ class UnkStandIn:
     def for_tokens(cls, counts: np.ndarray, tokenizer: Any) -> "UnkStandIn | None":
         """The stand-in for training tokens whose ids occur ``counts`` times, or None when
         ``<unk>`` needs none (see the module's docstring)."""
-        if tokenizer.kind not in ("word", "char"):
+        if tokenizer.kind not in KINDS:
             return None
         entries = counts.copy()
         entries[[EOS_ID, UNK_ID]] = 0

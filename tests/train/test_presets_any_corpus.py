@@ -75,11 +75,12 @@ def test_shares_of_the_vocabulary_are_stored_as_counts(corpus, tmp_path):
 
 
 def test_auto_counts_the_training_tokens_once(corpus, tmp_path, monkeypatch):
-    from rnnlm_cli.train import start
+    from rnnlm_cli.models import output_layer
 
     calls = []
-    counts = start.token_counts
-    monkeypatch.setattr(start, "token_counts", lambda *args: calls.append(1) or counts(*args))
+    counts = output_layer.token_counts
+    # Every count of the training tokens, the output layer's and the <unk> stand-ins', comes here.
+    monkeypatch.setattr(output_layer, "token_counts", lambda *args: calls.append(1) or counts(*args))
     out = tmp_path / "model.pt"
     result = CliRunner().invoke(app, ["train", str(corpus), "--max-steps", "1", "--emb", "8", "--hidden", "8",
                                       "--layers", "1", "--batch-size", "4", "--out", str(out)])
