@@ -14,7 +14,7 @@ from rnnlm_cli.cli.ui import Progress, print_json, warn
 from rnnlm_cli.score.ngram_models import BACKENDS as NGRAM_BACKENDS
 from rnnlm_cli.score.eval_request import EvalRequest
 from rnnlm_cli.score.scoring_config import (CARRY_STATES, CONTEXTS, DYNAMIC_RULES, DYNAMIC_WEIGHTS, NBEST_FORMATS,
-                                            NBEST_OUTPUTS, QUERY_FORMATS, NBestConfig, ScoringConfig)
+                                            NBEST_OUTPUTS, QUERY_FORMATS, TUNE_POINTS, NBestConfig, ScoringConfig)
 
 NAME = "eval"
 SUMMARY = "Score text: SRILM-style perplexity, per-word scores, queries, n-best rescoring, minimal pairs."
@@ -39,6 +39,8 @@ EPILOG = (
     "  rnnlm eval model.pt test.txt --mix-lm 3gram.arpa --fit-lambda valid.txt\n\n"
     "  rnnlm eval model.pt --nbest hyps.nbest --lm-weight 12 --nbest-sort > rescored.txt\n\n"
     "  rnnlm eval model.pt --nbest text.ids --nbest-format kaldi --symbols words.txt --output token-scores\n\n"
+    "  rnnlm eval model.pt --nbest dev.nbest --nbest-acoustic dev.cost --references dev.text --tune "
+    "--backward-model back.pt\n\n"
     "  rnnlm eval runs/sample/model.pt --pairs sample_data/pairs.tsv --json"
 )
 
@@ -82,6 +84,12 @@ ORDER = (
              shown_default=_shown(NBestConfig, "output")),
     _request("nbest_cost", decls=("--cost",)), _request("symbols", metavar="FILE"),
     _request("carry_state", metavar=choices(*CARRY_STATES), shown_default=_shown(NBestConfig, "carry_state")),
+    _request("backward_model", metavar="FILE"),
+    _request("backward_weight", shown_default=f"{_shown(ScoringConfig, 'backward_weight')}; searched with --tune"),
+    _request("tune"), _request("references", metavar="FILE"),
+    _request("tune_lm_weights", metavar="LO:HI", shown_default="from the lists"),
+    _request("tune_word_penalties", metavar="LO:HI", shown_default="from the lists"),
+    _request("tune_points", shown_default=str(TUNE_POINTS)), _request("plot", metavar="FILE"),
     _request("pairs", metavar="FILE"), _request("device"), _request("amp"), _request("strict"),
     _request("config", metavar="FILE"),
 )
@@ -120,11 +128,14 @@ def _run(request) -> None:
     if request.fit_lambda is not None:
         config = _fit(lm, tokenizer, request.fit_lambda, target, config, ngram, strict,
                       report_to_stdout=request.fit_report_to_stdout)
-    if request.mode == "pairs":
+    if request.mode == "tune":
+        _tune(lm, tokenizer, request, target, config, ngram)
+    elif request.mode == "pairs":
         _judge_pairs(lm, tokenizer, request.pairs, target, config, ngram, strict, json_output=request.json_output)
     elif request.mode in ("lists", "rescore"):
         _nbest(lm, tokenizer, request.nbest, target, config, request.lists, ngram, strict,
-               best_only=request.nbest_best, kaldi=request.mode == "lists")
+               best_only=request.nbest_best, kaldi=request.mode == "lists",
+               backward=_backward(request.backward_model, target))
     elif request.mode == "text":
         _score(lm, tokenizer, request, target, config, ngram)
 
@@ -188,6 +199,48 @@ def _score(lm, tokenizer, request, device, config, ngram) -> None:
             f"{result.encoded_tokens} ({rate:.2%})")
 
 
+def _tune(lm, tokenizer, request, device, config, ngram) -> None:
+    from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+    from rnnlm_cli.score.tuning import tune
+    from rnnlm_cli.score.tuning_data import ModelPair, score_lists
+    from rnnlm_cli.score.tuning_report import plot_tuning, require_matplotlib, tuning_dict, tuning_lines
+    from rnnlm_cli.text.reading import display_name
+
+    if request.plot is not None:
+        require_matplotlib()
+        check_output_file(request.plot, "--plot")
+        check_file_roles([FileRole(name, path) for name, path in request.inputs()]
+                         + [FileRole("--plot", request.plot, writes=True)])
+    backward = _backward(request.backward_model, device)
+    notes: list[str] = []
+    with Progress("scoring hypotheses") as progress:
+        lists = score_lists(ModelPair(lm, tokenizer), request.nbest, request.references, device, config, request.lists,
+                            ngram=ngram, backward=backward, strict=request.strict, on_progress=progress.update,
+                            warnings=notes)
+    result = tune(lists, request.tuning)
+    name = display_name(request.nbest)
+    if request.json_output:
+        print_json(tuning_dict(result, name))
+    else:
+        print("\n".join(tuning_lines(result, name)))
+    sys.stdout.flush()  # the results are out before notes on them
+    if request.plot is not None:
+        plot_tuning(result, request.plot, title=f"WER on {name}")
+    for note in notes + result.notes:
+        warn(note)
+
+
+def _backward(path: str | None, device):
+    """The backward model of --backward-model, refused unless it was trained right to left."""
+    if path is None:
+        return None
+    from rnnlm_cli.score.tuning_data import ModelPair
+    from rnnlm_cli.store.checkpoint import load_model
+
+    model, tokenizer, _ = load_model(path, device)
+    return ModelPair(model, tokenizer)
+
+
 def _judge_pairs(lm, tokenizer, path: str, device, config, ngram, strict: bool, *, json_output: bool) -> None:
     from rnnlm_cli.score.formats import pairs_lines
     from rnnlm_cli.score.pairs import evaluate_pairs
@@ -205,7 +258,7 @@ def _judge_pairs(lm, tokenizer, path: str, device, config, ngram, strict: bool, 
 
 
 def _nbest(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool, *, best_only: bool,
-           kaldi: bool) -> None:
+           kaldi: bool, backward=None) -> None:
     """Score the n-best lists at ``path`` (``kaldi``: through Kaldi's routes) and write each as it is done."""
     from rnnlm_cli.score.nbest_outputs import list_writer
 
@@ -219,7 +272,9 @@ def _nbest(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool,
             write(nbest_list, rows)
             progress.update(count)
 
-        result = score_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=written)
+        extra = {} if kaldi or backward is None else {"backward": (backward.model, backward.tokenizer)}
+        result = score_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=written,
+                             **extra)
     sys.stdout.flush()
     for note in result.warnings:
         warn(note)

@@ -9,6 +9,7 @@ the scoring and n-best configurations and which of the five jobs the call asks f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, Mapping
@@ -17,18 +18,22 @@ from rnnlm_cli.config import check_values, load_yaml
 from rnnlm_cli.errors import UsageError
 from rnnlm_cli.score.scoring_config import DEBUG_LEVELS, QUERY_FORMATS, NBestConfig, ScoringConfig
 
-MODES = ("pairs", "lists", "rescore", "text", "fit")
-"""What a call does: judge minimal pairs, score n-best lists for Kaldi (or with a carried state
-or symbol ids), rescore SRILM-style, score a text, or only fit the mixture weight."""
+MODES = ("pairs", "tune", "lists", "rescore", "text", "fit")
+"""What a call does: judge minimal pairs, tune n-best weights by WER, score n-best lists for Kaldi
+(or with a carried state or symbol ids), rescore SRILM-style, score a text, or only fit the
+mixture weight."""
 
 
 FLAGS = {"model": "MODEL", "file": "FILE", "json_output": "--json", "query_format": "--format",
          "mix_lambda": "--lambda", "nbest_output": "--output", "nbest_cost": "--cost"}
 """Fields whose flag (or argument) is not ``--`` and the field's name with dashes."""
-INPUTS = ("model", "file", "config", "nbest", "pairs", "mix_lm", "fit_lambda", "nbest_acoustic", "symbols")
+INPUTS = ("model", "file", "config", "nbest", "pairs", "mix_lm", "fit_lambda", "nbest_acoustic", "symbols",
+          "backward_model", "references")
 """Fields that name a file the call reads."""
 NOT_IN_CONFIG = ("model", "file", "config")
 """Fields a --config file cannot set: what to score is named on the command line."""
+MAX_TUNE_POINTS = 201
+"""Largest --tune-points: the grid is the square of it, times the mixture and backward weights."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,26 @@ class EvalRequest:
     """n-best: best starts each utterance from the state after the previous utterance's best hypothesis
     (highest total when the list has acoustic scores, else rank 1); input order is one conversation,
     never reset."""
+    backward_model: str | None = None
+    """n-best: a model trained with --reverse; each hypothesis' LM score becomes (1 - b) * forward + b * backward,
+    b the --backward-weight (Kaldi's backward-RNNLM rescoring). Words, not ids: not with --symbols outside --tune."""
+    backward_weight: float | None = None
+    """n-best: the backward model's share b of the LM score."""
+    tune: bool = False
+    """n-best: choose --lm-weight and --word-penalty (and --lambda with --mix-lm, --backward-weight with
+    --backward-model) by the WER against --references; prints the WER table and the flags to rescore with.
+    A weight given is held, the others searched."""
+    references: str | None = None
+    """--tune: reference transcripts, Kaldi's 'UTT w1 ... wN' lines (data/*/text)."""
+    tune_lm_weights: str | None = None
+    """--tune: the LM weights tried, LO:HI; by default laid out from the lists' acoustic and LM spreads, and
+    widened while the best lies on the edge."""
+    tune_word_penalties: str | None = None
+    """--tune: the word penalties tried, LO:HI; by default laid out around 0 from the LM's cost per word."""
+    tune_points: int | None = None
+    """--tune: values per axis of the LM weight x word penalty grid (mixture and backward weights: 0, 0.1 ... 1)."""
+    plot: str | None = None
+    """--tune: draw the WER over the grid into this PNG file (needs the plot extra)."""
     pairs: str | None = None
     """Minimal pairs to judge (plain or .gz, '-' for stdin), per line 'good<TAB>bad[<TAB>category[<TAB>distance]]';
     '#' lines are skipped. Each sentence is scored alone (as --context sentence), OOV words as <unk>; a
@@ -162,7 +187,12 @@ class EvalRequest:
             "--lm-weight": self.lm_weight, "--word-penalty": self.word_penalty,
             "--nbest-sort": self.nbest_sort or None, "--nbest-best": self.nbest_best or None,
             "--output": self.nbest_output, "--cost": self.nbest_cost or None, "--symbols": self.symbols,
-            "--carry-state": self.carry_state})
+            "--carry-state": self.carry_state, "--backward-model": self.backward_model, "--tune": self.tune or None})
+        _needs(self.backward_model is not None, "--backward-model", {"--backward-weight": self.backward_weight})
+        _needs(self.tune, "--tune", {"--references": self.references, "--tune-lm-weights": self.tune_lm_weights,
+                                     "--tune-word-penalties": self.tune_word_penalties,
+                                     "--tune-points": self.tune_points, "--plot": self.plot})
+        self._check_tuning()
         if self.file is None and self.nbest is None and self.pairs is None and self.fit_lambda is None:
             raise UsageError("missing FILE: the text to score ('-' for stdin)")
         # Both configurations are built (and check their values) now, before any file is read.
@@ -173,10 +203,11 @@ class EvalRequest:
     def _check_outputs(self) -> None:
         if self.debug not in DEBUG_LEVELS:
             raise UsageError(f"--debug must be 0, 1 or 2, got {self.debug}")
+        # --tune prints a table (or, with --json, its object) in place of the rescored lists.
         outputs = [name for name, on in (("--json", self.json_output), ("--per-sentence", self.per_sentence
                                                                           and not self.query),
                                          ("--debug", self.debug > 0), ("--query", self.query),
-                                         ("--nbest", self.nbest is not None)) if on]
+                                         ("--nbest", self.nbest is not None and not self.tune)) if on]
         if len(outputs) > 1:
             raise UsageError(f"{' and '.join(outputs)} choose different outputs: pick one")
         if self.query_format not in QUERY_FORMATS:
@@ -184,6 +215,43 @@ class EvalRequest:
         if self.kenlm and (not self.query or self.per_sentence):
             raise UsageError("--format kenlm is a layout of --query's per-word answers: give --query "
                              "(without --per-sentence)")
+
+    def _check_tuning(self) -> None:
+        if not self.tune:
+            if self.backward_model is not None and not self.lists.plain:
+                raise UsageError("--backward-model rescores hypotheses given as words into --output rescored, each "
+                                 "from a fresh state: not with --symbols, --carry-state best or other outputs "
+                                 "(score the backward model alone for those)")
+            return
+        if self.references is None:
+            raise UsageError("--tune needs --references: the transcripts the WER is counted against")
+        clash = [name for name, on in (("--output", self.nbest_output is not None), ("--nbest-sort", self.nbest_sort),
+                                       ("--nbest-best", self.nbest_best), ("--carry-state", self.carry_state is not None),
+                                       ("--fit-lambda", self.fit_lambda is not None)) if on]
+        if clash:
+            raise UsageError(f"--tune prints the WER of each choice of weights, not lists: {' and '.join(clash)} "
+                             f"{'does' if len(clash) == 1 else 'do'} not go with it")
+        for held, span, flags in ((self.lm_weight, self.tune_lm_weights, "--lm-weight and --tune-lm-weights"),
+                                  (self.word_penalty, self.tune_word_penalties,
+                                   "--word-penalty and --tune-word-penalties")):
+            if held is not None and span is not None:
+                raise UsageError(f"{flags}: a weight given is held, a range is searched; give one")
+        _ = self.tuning  # the ranges and the grid size are checked now, before any file is read
+
+    @cached_property
+    def tuning(self):
+        """What --tune searches (:class:`rnnlm_cli.score.tuning.TuneRequest`)."""
+        from rnnlm_cli.score.tuning import POINTS, TuneRequest
+
+        points = POINTS if self.tune_points is None else self.tune_points
+        if not 2 <= points <= MAX_TUNE_POINTS:
+            raise UsageError(f"--tune-points must be between 2 and {MAX_TUNE_POINTS}, got {points}")
+        return TuneRequest(points=points, lm_weight=self.lm_weight,
+                           lm_range=_span(self.tune_lm_weights, "--tune-lm-weights", low=0.0),
+                           word_penalty=self.word_penalty,
+                           penalty_range=_span(self.tune_word_penalties, "--tune-word-penalties"),
+                           mix_weight=self.mix_lambda if self.mix_lm is not None else None,
+                           backward_weight=self.backward_weight)
 
     def _check_inputs(self) -> None:
         if self.nbest is not None and self.file is not None:
@@ -221,7 +289,8 @@ class EvalRequest:
         """How every token is scored: the context, OOVs, the cache, dynamic evaluation, the weights."""
         given = {"cache_theta": self.cache_theta, "cache_lambda": self.cache_lambda, "dynamic_lr": self.dynamic_lr,
                  "dynamic_rule": self.dynamic_rule, "dynamic_weights": self.dynamic_weights, "dynamic_decay": self.dynamic_decay, "dynamic_segment": self.dynamic_segment,
-                 "mix_weight": self.mix_lambda, "lm_weight": self.lm_weight, "word_penalty": self.word_penalty}
+                 "mix_weight": self.mix_lambda, "lm_weight": self.lm_weight, "word_penalty": self.word_penalty,
+                 "backward_weight": self.backward_weight}
         alone = self.query or self.nbest is not None or self.pairs is not None
         return ScoringConfig(
             context=self.context or ("sentence" if alone else "stream"),
@@ -242,6 +311,8 @@ class EvalRequest:
         """Which of :data:`MODES` the call asks for."""
         if self.pairs is not None:
             return "pairs"
+        if self.tune:
+            return "tune"
         if self.nbest is not None:
             return "rescore" if self.lists.plain else "lists"
         return "text" if self.file is not None else "fit"
@@ -273,3 +344,19 @@ def _needs(on: bool, master: str, dependents: dict) -> None:
     given = [name for name, value in dependents.items() if value is not None]
     if given and not on:
         raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} {master}")
+
+
+def _span(text: str | None, flag: str, low: float | None = None) -> tuple[float, float] | None:
+    """``LO:HI`` as two finite numbers, LO < HI (and LO >= ``low``)."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        start, stop = (float(part) for part in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        start = stop = None
+    if start is None or not (math.isfinite(start) and math.isfinite(stop)) or start >= stop:
+        raise UsageError(f"{flag} takes LO:HI, two numbers with LO < HI, got {text!r}")
+    if low is not None and start < low:
+        raise UsageError(f"{flag} must start at {low:g} or above, got {text!r}")
+    return start, stop

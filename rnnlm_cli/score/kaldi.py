@@ -129,6 +129,18 @@ class StateScorer:
         found = {text: [word.log10 for word in words] for text, words in zip(short, self._score_short(short))}
         return [found[text] if text in found else self._score_long(text) for text in texts]
 
+    def word_scores(self, texts: Sequence[str]) -> list[list[WordScore]]:
+        """Each text's scored words, ``</s>`` last: the model's log10 of each and, with a mix,
+        the n-gram model's beside it."""
+        short = [text for text in texts if len(text) <= LONG_TEXT]
+        found = dict(zip(short, self._score_short(short)))
+        return [found[text] if text in found else self._long_words(text) for text in texts]
+
+    def _long_words(self, text: str) -> list[WordScore]:
+        return [word for words in long_sentence_words(self._model, self._tokenizer, text, self._device, mix=self._mix,
+                                                      piece_chars=LONG_TEXT, chunk_tokens=self._chunk_tokens,
+                                                      state=self._start(1)) for word in words]
+
     def _score_long(self, text: str) -> array:
         scores = array("d")
         for words in long_sentence_words(self._model, self._tokenizer, text, self._device, mix=self._mix,

@@ -229,6 +229,16 @@ def combined(acoustic: float, lm: float, lm_weight: float, word_penalty: float =
     return acoustic + lm_term + penalty
 
 
+def interpolated(forward: float, backward: float, backward_weight: float) -> float:
+    """``(1 - b) * forward + b * backward`` of a forward and a backward model's log10 scores
+    (Kaldi's ``lmrescore_back.sh``); a weight of 0 or 1 gives that side exactly, never NaN from -inf."""
+    if backward_weight == 0.0:
+        return forward
+    if backward_weight == 1.0:
+        return backward
+    return (1.0 - backward_weight) * forward + backward_weight * backward
+
+
 def format_line(hyp: Hypothesis, lm: float, total: float) -> str:
     """``KEY TOTAL ACOUSTIC LM NWORDS w1 ... wN``."""
     fields = [hyp.key, _number(total), _number(hyp.acoustic), _number(lm), str(len(hyp.words))]

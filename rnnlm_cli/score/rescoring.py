@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from rnnlm_cli.score.nbest import LONG_TEXT, NBestList, Row, iter_nbest, read_score_table, rescore
+from rnnlm_cli.score.nbest import LONG_TEXT, NBestList, Row, interpolated, iter_nbest, read_score_table, rescore
 from rnnlm_cli.score.prefix_scoring import PREFIX_MODES, HypothesisScorer
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.word_scoring import NgramMix, long_sentence_log10
@@ -52,7 +52,7 @@ class RescoreResult:
 def rescore_nbest(model, tokenizer, path: str, device, config: ScoringConfig = ScoringConfig(),
                   nbest: NBestConfig = NBestConfig(), *, ngram=None, strict: bool = False,
                   on_list: Callable[[int, NBestList, list[Row]], None], window: int = WINDOW_HYPOTHESES,
-                  prefix: str = "auto") -> RescoreResult:
+                  prefix: str = "auto", backward=None) -> RescoreResult:
     """Rescore the n-best lists of ``path`` (a file, a ``.gz`` file or ``-``).
 
     ``on_list(count, nbest_list, rows)`` gets each utterance's list and its
@@ -60,6 +60,10 @@ def rescore_nbest(model, tokenizer, path: str, device, config: ScoringConfig = S
     they are scored; ``count`` runs from 1. ``config`` gives the precision, the weights of
     the totals and, with ``ngram`` (:class:`rnnlm_cli.score.arpa.ArpaModel`), the mix
     weight; its cache and dynamic evaluation score a stream and do not apply here.
+
+    ``backward`` (a ``(model, tokenizer)`` pair of a model trained with ``--reverse``) scores
+    every hypothesis too; the LM score is then ``(1 - b) * forward + b * backward`` with b
+    ``config.backward_weight`` (:func:`rnnlm_cli.score.nbest.interpolated`).
 
     ``window`` (hypotheses) and ``prefix`` (``"auto"``, ``"on"`` or ``"off"``, the prefix
     tree of :class:`rnnlm_cli.score.prefix_scoring.HypothesisScorer`) set how hypotheses are
@@ -75,13 +79,12 @@ def rescore_nbest(model, tokenizer, path: str, device, config: ScoringConfig = S
         mix = None if ngram is None else NgramMix(ngram, config.mix_weight)
         scorer = HypothesisScorer(model, tokenizer, device, unk=True, mix=mix, prefix=prefix)
 
-        def score_texts(texts: list[str]) -> list[float]:
-            # A hypothesis of megabytes is scored piece by piece; batching it with the others
-            # would hold a Python object per token.
-            short = [text for text in texts if len(text) <= LONG_TEXT]
-            found = dict(zip(short, scorer.score(short)))
-            return [found[text] if text in found else long_sentence_log10(model, tokenizer, text, device, mix=mix)
-                    for text in texts]
+        score_texts = _text_scorer(scorer, model, tokenizer, device, mix)
+        if backward is not None:
+            back_model, back_tokenizer = backward
+            back = _text_scorer(HypothesisScorer(back_model, back_tokenizer, device, unk=True, prefix=prefix),
+                                back_model, back_tokenizer, device, None)
+            score_texts = _interpolating(score_texts, back, config.backward_weight)
 
         table_stats, stats = DecodeStats(), DecodeStats()
         scores = (read_score_table(nbest.acoustic, strict=strict, stats=table_stats)
@@ -96,6 +99,26 @@ def rescore_nbest(model, tokenizer, path: str, device, config: ScoringConfig = S
              for note in input_warnings(display_name(name or ""), invalid_lines=found.invalid_lines,
                                         replaced_chars=found.replaced_chars, control_chars=found.control_chars)]
     return RescoreResult(lists=count, warnings=tuple(notes))
+
+
+def _text_scorer(scorer: HypothesisScorer, model, tokenizer, device, mix) -> Callable[[list[str]], list[float]]:
+    def score_texts(texts: list[str]) -> list[float]:
+        # A hypothesis of megabytes is scored piece by piece; batching it with the others
+        # would hold a Python object per token.
+        short = [text for text in texts if len(text) <= LONG_TEXT]
+        found = dict(zip(short, scorer.score(short)))
+        return [found[text] if text in found else long_sentence_log10(model, tokenizer, text, device, mix=mix)
+                for text in texts]
+
+    return score_texts
+
+
+def _interpolating(forward: Callable[[list[str]], list[float]], backward: Callable[[list[str]], list[float]],
+                   weight: float) -> Callable[[list[str]], list[float]]:
+    def score_texts(texts: list[str]) -> list[float]:
+        return [interpolated(f, g, weight) for f, g in zip(forward(texts), backward(texts))]
+
+    return score_texts
 
 
 def rescore_windows(lists: Iterable[NBestList], score_texts: Callable[[list[str]], list[float]],

@@ -65,6 +65,8 @@ class ScoringConfig:
     """n-best: the weight of the language model score in each hypothesis' total."""
     word_penalty: float = 0.0
     """n-best: log10 score added per word of each hypothesis."""
+    backward_weight: float = 0.5
+    """n-best with a backward model: its share b of the LM score, (1 - b) * forward + b * backward."""
 
     def __post_init__(self) -> None:
         # Every float must be finite: a NaN weight would rank every hypothesis as equal.
@@ -88,6 +90,8 @@ class ScoringConfig:
             raise UsageError(f"--dynamic-decay must be within [0, 1], got {self.dynamic_decay}")
         if not 1 <= self.dynamic_segment <= MAX_SEGMENT:
             raise UsageError(f"--dynamic-segment must be between 1 and {MAX_SEGMENT}, got {self.dynamic_segment}")
+        if not 0.0 <= self.backward_weight <= 1.0:
+            raise UsageError(f"--backward-weight must be within [0, 1], got {self.backward_weight}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise UsageError(f"--lambda must be within [0, 1], got {self.mix_weight}")
         if self.amp not in AMP_MODES:
@@ -133,6 +137,8 @@ NBEST_OUTPUTS = ("rescored", "sentence-scores", "token-scores")
 """What ``--nbest`` prints: rescored lists (SRILM's ``rescore-reweight``), one log10 score per
 hypothesis (Mikolov's ``rnnlm -nbest``, for Kaldi's ``rnnlm_compute_scores.sh``), or the cost
 of every word and sentence end (Kaldi's ``steps/pytorchnn``); see :mod:`rnnlm_cli.score.kaldi`."""
+TUNE_POINTS = 21
+"""Values per axis of ``--tune``'s LM weight and word penalty grid; odd, so a penalty of 0 is on it."""
 CARRY_STATES = ("none", "best")
 """Where each n-best list's scoring starts: a fresh state, or the state after the previous list's best."""
 

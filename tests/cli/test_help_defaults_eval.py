@@ -25,7 +25,8 @@ RENAMED = {"--lambda": (ScoringConfig, "mix_weight"), "--nbest-format": (NBestCo
            "--nbest-acoustic": (NBestConfig, "acoustic"), "--nbest-sort": (NBestConfig, "sort")}
 # Options no dataclass field stands behind: outputs, input files, the device, decoding strictness.
 UNBACKED = {"--debug", "--json", "--per-sentence", "--query", "--format", "--mix-lm", "--fit-lambda", "--nbest", "--nbest-best",
-            "--pairs", "--mix-lm-backend",
+            "--pairs", "--mix-lm-backend", "--backward-model", "--tune", "--references", "--tune-lm-weights",
+            "--tune-word-penalties", "--tune-points", "--plot",
             "--device", "--strict", "--config", "--help"}
 
 
@@ -85,7 +86,7 @@ def test_every_option_with_a_field_shows_its_default():
             assert parsed(shown[0].split(";")[0], default) == default, (param.name, shown, default)
             # Typer's own default is the field's, or None: then the field's default applies when not given.
             assert param.default in (default, None), (param.name, param.default, default)
-    assert checked == 22
+    assert checked == 23
 
 
 def test_the_shown_defaults_are_the_numbers_the_classes_hold_today():
@@ -94,5 +95,6 @@ def test_the_shown_defaults_are_the_numbers_the_classes_hold_today():
     for flag, text in {"--cache-theta": "0.5", "--cache-lambda": "0.2", "--lambda": "0.5",
                        "--dynamic-lr": "fitted to the model", "--dynamic-segment": "96", "--dynamic-decay": "0.01",
                        "--dynamic-rule": "rms", "--dynamic-weights": "output", "--lm-weight": "1", "--word-penalty": "0", "--cache": "0",
+                       "--backward-weight": "0.5; searched with --tune", "--tune-points": "21",
                        "--nbest-format": "auto", "--amp": "off", "--context": "stream; sentence with --query"}.items():
         assert f"[default: {text}]" in rows[flag], (flag, rows[flag])

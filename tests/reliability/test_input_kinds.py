@@ -43,7 +43,7 @@ NOT_INPUTS = {
     "train": {"--out", "--preset", "--sp-model", "--cell", "--impl", "--adaptive-softmax", "--optimizer", "--schedule",
               "--amp", "--device", "--promote-if-better"},
     "eval": {"--context", "--format", "--mix-lm-backend", "--nbest-format", "--output", "--carry-state", "--device",
-             "--amp", "--dynamic-rule", "--dynamic-weights"},
+             "--amp", "--dynamic-rule", "--dynamic-weights", "--plot", "--tune-lm-weights", "--tune-word-penalties"},
     "generate": {"--prompt", "--device"},
     "export": {"--format", "--out"},
     "compare": {"--vary", "--preset", "--out", "--device"},
@@ -57,6 +57,8 @@ ARPA = (b"\\data\\\nngram 1=6\nngram 2=2\n\n\\1-grams:\n-1.0 </s>\n-99 <s> -0.3\
 SYMBOLS = b"<eps> 0\nthe 1\ndog 2\nruns 3\n. 4\ncat 5\n"
 KALDI_IDS = b"u1-1 1 2 3 4\nu1-2 1 5 3\nu2-1 1 2\n"
 ACOUSTIC = b"u1-1 2.5\nu1-2 3.0\nu2-1 1.0\n"
+KALDI_WORDS = b"u1-1 the dog runs .\nu1-2 the cat runs\nu2-1 the dog\n"
+REFERENCES = b"u1 the dog runs .\nu2 the dog .\n"
 PAIRS = b"the dog runs .\tthe dog run .\tagreement\t1\nthe cats see a dog .\tthe cats sees a dog .\tagreement\t1\n"
 EMBEDDINGS = b"3 8\nthe" + b" 0.1" * 8 + b"\ndog" + b" -0.2" * 8 + b"\ncat" + b" 0.3" * 8 + b"\n"
 
@@ -116,6 +118,12 @@ def _scenarios(model: bytes, tokenizer: bytes) -> list[Scenario]:
                                     "{AC}", "--nbest-format", "kaldi", "--device", "cpu"],
                  {**word_model, "NBEST": KALDI_IDS, "SYMBOLS": SYMBOLS, "AC": ACOUSTIC},
                  {"MODEL": "model", "NBEST": "--nbest", "SYMBOLS": "--symbols", "AC": "--nbest-acoustic"}),
+        Scenario("eval tune", ["eval", "{MODEL}", "--nbest", "{NBEST}", "--nbest-acoustic", "{AC}", "--references",
+                               "{REF}", "--backward-model", "{BACK}", "--tune", "--tune-points", "3", "--device", "cpu",
+                               "--json"],
+                 {**word_model, "NBEST": KALDI_WORDS, "AC": ACOUSTIC, "REF": REFERENCES, "BACK": model},
+                 {"MODEL": "model", "NBEST": "--nbest", "AC": "--nbest-acoustic", "REF": "--references",
+                  "BACK": "--backward-model"}),
         Scenario("eval pairs", ["eval", "{MODEL}", "--pairs", "{PAIRS}", "--device", "cpu", "--json"],
                  {**word_model, "PAIRS": PAIRS}, {"MODEL": "model", "PAIRS": "--pairs"}),
         Scenario("generate", ["generate", "{MODEL}", "--max-tokens", "12", "--seed", "5", "--device", "cpu"],

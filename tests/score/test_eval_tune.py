@@ -1,0 +1,173 @@
+"""``rnnlm eval --nbest ... --references ... --tune``: the table, its JSON and plot, and the
+flags it prints, which must pick, through plain rescoring, transcripts of the WER it reports
+(counted here by jiwer on those transcripts, independently of the search)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jiwer
+import pytest
+
+from conftest import one_error_line
+from eval_support import ok, run, usage_error, write
+from eval_support import random_lm, word_tok  # noqa: F401
+from test_eval_rescoring import ARPA
+
+# Two hypotheses or more per utterance of words the model knows; rank 1 is not always right.
+NBEST = """\
+u1-1 the dog runs .
+u1-2 the cat runs .
+u1-3 the dog .
+u2-1 dog runs the .
+u2-2 the dog runs .
+u3-1 the cat .
+u3-2 the cat runs .
+u3-3 cat cat runs .
+u4-1 the . .
+u4-2 the cat runs
+"""
+COSTS = """\
+u1-1 2.0
+u1-2 2.5
+u1-3 1.5
+u2-1 1.0
+u2-2 3.0
+u3-1 1.0
+u3-2 1.2
+u3-3 4.0
+u4-1 0.5
+u4-2 2.0
+"""
+REFERENCES = "u1 the cat runs .\nu2 the dog runs .\nu3 the cat runs .\nu4 the cat runs .\n"
+
+
+@pytest.fixture
+def tuning_set(tmp_path):
+    return (write(tmp_path / "dev.nbest", NBEST), write(tmp_path / "dev.cost", COSTS),
+            write(tmp_path / "dev.text", REFERENCES))
+
+
+def tune_args(tuning_set, *extra):
+    nbest, costs, references = tuning_set
+    return ["--nbest", nbest, "--nbest-acoustic", costs, "--references", references, "--tune", *extra]
+
+
+def jiwer_wer_of_flags(model, tuning_set, flags: str, *extra) -> float:
+    """Rescore with ``flags`` and count the WER of the chosen transcripts with jiwer."""
+    nbest, costs, references = tuning_set
+    best = ok(model, "--nbest", nbest, "--nbest-acoustic", costs, "--nbest-best", *flags.split(), *extra).stdout
+    chosen = dict((line.split(" ", 1) + [""])[:2] for line in best.splitlines())
+    truth = dict(line.split(" ", 1) for line in REFERENCES.splitlines())
+    return jiwer.wer([truth[u] for u in truth], [chosen[u] for u in truth])
+
+
+def rows(stdout: str) -> dict[str, tuple[float, int, str]]:
+    """The table's rows: label -> (WER, errors, flags)."""
+    found = {}
+    for line in stdout.splitlines():
+        match = re.fullmatch(r"(\S.*?)\s+([0-9.]+)%\s+([0-9,]+)(?:\s+(--.*))?", line)
+        if match:
+            found[match.group(1)] = (float(match.group(2)) / 100, int(match.group(3).replace(",", "")),
+                                     match.group(4) or "")
+    return found
+
+
+def test_the_table_and_its_flags_agree_with_rescoring(random_lm, tuning_set):
+    out = ok(random_lm, *tune_args(tuning_set)).stdout
+    assert out.splitlines()[0].endswith("dev.nbest: 4 utterances, 10 hypotheses, 16 reference words")
+    table = rows(out)
+    acoustic_wer, acoustic_errors, _ = table["acoustic scores alone"]
+    # Rank by cost alone: u1-3 (1 deletion + 1 sub), u2-1 (reordered: 2), u3-1 (1 deletion), u4-1 (2 subs).
+    assert acoustic_errors == 2 + 2 + 1 + 2
+    assert acoustic_wer == pytest.approx(7 / 16, abs=5e-5)
+    assert table["oracle (best of lists)"][1] == 0 + 0 + 0 + 1  # u4's best still lacks its last word
+    wer, errors, flags = table["forward model"]
+    assert errors <= acoustic_errors
+    assert re.fullmatch(r"--lm-weight \S+ --word-penalty \S+", flags)
+    assert jiwer_wer_of_flags(random_lm, tuning_set, flags) == pytest.approx(wer, abs=5e-5)
+    assert wer == pytest.approx(errors / 16, abs=5e-5)
+    assert "WER around the best (rows --lm-weight, columns --word-penalty):" in out
+
+
+def test_json_holds_the_grid_and_the_best_point(random_lm, tuning_set):
+    report = json.loads(ok(random_lm, *tune_args(tuning_set, "--json", "--tune-points", "5")).stdout)
+    grid = report["grid"]
+    assert len(grid["lm_weights"]) == len(grid["word_penalties"]) == 5
+    errors = grid["errors"][0][0]  # no mixture weight, no backward weight
+    best = report["best"]
+    assert best["errors"] == min(min(row) for row in errors)
+    assert errors[grid["lm_weights"].index(best["lm_weight"])][grid["word_penalties"].index(best["word_penalty"])] \
+        == best["errors"]
+    assert best["wer"] == pytest.approx(best["errors"] / 16)
+    assert report["acoustic"]["errors"] == 7 and report["reference_words"] == 16
+    assert jiwer_wer_of_flags(random_lm, tuning_set, best["flags"]) == pytest.approx(best["wer"])
+
+
+def test_the_mixture_weight_is_searched_with_an_ngram_model(random_lm, tuning_set, tmp_path):
+    arpa = write(tmp_path / "bigram.arpa", ARPA)
+    report = json.loads(ok(random_lm, *tune_args(tuning_set, "--mix-lm", arpa, "--json")).stdout)
+    assert report["grid"]["mix_weights"] == [round(0.1 * k, 1) for k in range(11)]
+    best = report["best"]
+    assert "--lambda" in best["flags"]
+    assert jiwer_wer_of_flags(random_lm, tuning_set, best["flags"], "--mix-lm", arpa) == pytest.approx(best["wer"])
+    held = json.loads(ok(random_lm, *tune_args(tuning_set, "--mix-lm", arpa, "--lambda", "0.3", "--json")).stdout)
+    assert held["grid"]["mix_weights"] == [0.3] and held["best"]["mix_weight"] == 0.3
+
+
+def test_a_weight_given_is_held(random_lm, tuning_set):
+    report = json.loads(ok(random_lm, *tune_args(tuning_set, "--lm-weight", "2", "--json")).stdout)
+    assert report["grid"]["lm_weights"] == [2.0]
+    assert report["best"]["lm_weight"] == 2.0
+
+
+def test_plot_is_drawn(random_lm, tuning_set, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "wer.png"
+    ok(random_lm, *tune_args(tuning_set, "--plot", png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_utterance_without_a_reference_is_a_data_error(random_lm, tuning_set, tmp_path):
+    nbest, costs, _ = tuning_set
+    references = write(tmp_path / "short.text", "u1 the cat runs .\nu2 the dog runs .\n")
+    result = run(random_lm, "--nbest", nbest, "--nbest-acoustic", costs, "--references", references, "--tune")
+    assert result.exit_code == 65
+    assert "utterance 'u3' has no reference in" in one_error_line(result.stderr)
+    assert result.stdout == ""
+
+
+def test_references_without_a_list_are_noted(random_lm, tuning_set, tmp_path):
+    nbest, costs, _ = tuning_set
+    references = write(tmp_path / "more.text", REFERENCES + "u9 the dog .\n")
+    result = ok(random_lm, "--nbest", nbest, "--nbest-acoustic", costs, "--references", references, "--tune")
+    assert "1 of 5 references have no n-best list" in result.stderr
+
+
+@pytest.mark.parametrize("extra,message", [
+    ((), "--tune needs --references"),
+    (("--output", "sentence-scores"), "--output does not go with it"),
+    (("--nbest-best",), "--nbest-best does not go with it"),
+    (("--lm-weight", "1", "--tune-lm-weights", "0:2"), "a weight given is held"),
+    (("--tune-lm-weights", "2:1"), "--tune-lm-weights takes LO:HI"),
+    (("--tune-lm-weights", "-1:1"), "--tune-lm-weights must start at 0"),
+    (("--tune-points", "1"), "--tune-points must be between 2 and"),
+])
+def test_tune_refusals(random_lm, tuning_set, extra, message):
+    nbest, costs, references = tuning_set
+    args = ["--nbest", nbest, "--nbest-acoustic", costs, "--tune", *extra]
+    if message != "--tune needs --references":
+        args += ["--references", references]
+    assert message in usage_error(random_lm, *args)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--references", "dev.text"), "--references needs --tune"),
+    (("--plot", "x.png"), "--plot needs --tune"),
+    (("--tune-points", "5"), "--tune-points needs --tune"),
+    (("--backward-weight", "0.5"), "--backward-weight needs --backward-model"),
+])
+def test_options_of_tuning_need_it(random_lm, tuning_set, args, message):
+    nbest, _, _ = tuning_set
+    assert message in usage_error(random_lm, "--nbest", nbest, *args)
