@@ -25,6 +25,8 @@ dimension 1, so :func:`detach_state` and :func:`select_state` treat them alike.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -178,6 +180,19 @@ def _full_precision(tensor: Tensor):
 
 def build_model(config: ModelConfig) -> RNNLM:
     return RNNLM(config)
+
+
+def fused_copy(model: RNNLM) -> RNNLM:
+    """A CPU copy of ``model`` in eval mode, on torch's fused recurrent modules.
+
+    An ONNX exporter traces the model: the reference cells' Python loop over time steps would
+    be unrolled for the example length and the graph would accept no other. The fused
+    modules take the same state dict, so the copy computes the same function. Exporting a
+    copy also leaves the caller's model where it was, in the mode it was in.
+    """
+    copy = build_model(dataclasses.replace(model.config, impl="fused"))
+    copy.load_state_dict({name: t.detach().cpu() for name, t in model.state_dict().items()})
+    return copy.eval()
 
 
 def build_adaptive_softmax(features: int, config: ModelConfig) -> nn.AdaptiveLogSoftmaxWithLoss:

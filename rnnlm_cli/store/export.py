@@ -1,5 +1,6 @@
 """Writing a model in other formats: ONNX, safetensors, word2vec text embeddings, and its
-vocabulary as a recogniser's symbol table (:mod:`rnnlm_cli.text.symbol_tables`).
+vocabulary as a recogniser's symbol table (:mod:`rnnlm_cli.text.symbol_tables`); sherpa-onnx's
+RNN LM files are :mod:`rnnlm_cli.store.sherpa_onnx`'s.
 
 ONNX graphs take the hidden state as explicit inputs and return the new state, so a
 runtime can score or generate step by step:
@@ -24,7 +25,6 @@ a stream with zeros for both). T and B are dynamic axes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import warnings
@@ -36,14 +36,44 @@ from rnnlm_cli.files.atomic import atomic_path, atomic_open
 from rnnlm_cli.store.checkpoint import FORMAT, VERSION, checked_checkpoint, model_from_checkpoint
 from rnnlm_cli.config import as_dict
 from rnnlm_cli.models.config import ModelConfig
+from rnnlm_cli.models.lm import fused_copy
 from rnnlm_cli.errors import CheckpointError, UsageError
 
-FORMATS = ("onnx", "safetensors", "embeddings", "symbols")
-SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec", "symbols": ".words.txt"}
+FORMATS = ("onnx", "safetensors", "embeddings", "symbols", "sherpa-onnx")
+SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "embeddings": ".vec", "symbols": ".words.txt",
+            "sherpa-onnx": ""}
+"""What follows the model's name without its extension in the default output; sherpa-onnx's
+four files (:mod:`rnnlm_cli.store.sherpa_onnx`) take that name as the start of theirs."""
 
 
 def default_output(model_path: str, fmt: str) -> str:
     return os.path.splitext(model_path)[0] + SUFFIXES[fmt]
+
+
+def output_paths(model_path: str, fmt: str, out: str | None) -> list[str]:
+    """The files an export writes: ``out`` (default :func:`default_output`), or for sherpa-onnx
+    the four files that start with it. UsageError (OutputError for the folder) for paths that
+    cannot be written, or that name the model."""
+    from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
+    from rnnlm_cli.store.sherpa_onnx import check_stem, sherpa_paths
+
+    out = out or default_output(model_path, fmt)
+    if fmt == "sherpa-onnx":
+        check_stem(out)
+    paths = sherpa_paths(out) if fmt == "sherpa-onnx" else [out]
+    for path in paths:
+        check_output_file(path, "--out")
+    check_file_roles([FileRole("MODEL", model_path), *(FileRole("--out", path, writes=True) for path in paths)])
+    return paths
+
+
+def _check_onnx_extra(fmt: str) -> None:
+    try:
+        import onnx  # noqa: F401  (torch.onnx writes through it)
+        if fmt == "sherpa-onnx":
+            import onnxruntime.quantization  # noqa: F401  (the int8 copies)
+    except ImportError:
+        raise UsageError(f"--format {fmt} needs the onnx extra: pip install 'rnnlm[onnx]'") from None
 
 
 class _WithExplicitState(torch.nn.Module):
@@ -94,21 +124,6 @@ def _name_fixed_axes(graph, config: ModelConfig) -> None:
                 dim.dim_param = name
 
 
-def _fused_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A CPU copy of ``model`` in eval mode, on torch's fused recurrent modules.
-
-    The exporter traces the model: the reference cells' Python loop over time steps would
-    be unrolled for the example length and the graph would accept no other. The fused
-    modules take the same state dict, so the copy computes the same function. Exporting a
-    copy also leaves the caller's model where it was, in the mode it was in.
-    """
-    from rnnlm_cli.models.lm import build_model
-
-    copy = build_model(dataclasses.replace(model.config, impl="fused"))
-    copy.load_state_dict({name: t.detach().cpu() for name, t in model.state_dict().items()})
-    return copy.eval()
-
-
 def export_onnx(model: torch.nn.Module, path: str, tokenizer_dict: dict[str, Any] | None = None,
                 opset: int = 17) -> None:
     """Write ``model`` as an ONNX graph with explicit state inputs and outputs, its tokenizer
@@ -116,7 +131,7 @@ def export_onnx(model: torch.nn.Module, path: str, tokenizer_dict: dict[str, Any
     import onnx
 
     config: ModelConfig = model.config
-    model = _fused_copy(model)
+    model = fused_copy(model)
     # Built in eval mode: the exporter puts the module it is given back into that module's
     # own mode afterwards, and a new module starts in training mode.
     wrapper = _WithExplicitState(model).eval()
@@ -217,22 +232,19 @@ def export_embeddings(model: torch.nn.Module, tokenizer, path: str) -> None:
             handle.write(_word2vec_token(tokenizer.piece(index)) + " " + " ".join(f"{v:.6g}" for v in row) + "\n")
 
 
-def export_model(model_path: str, fmt: str, out: str | None = None, notes: list[str] | None = None) -> str:
-    """Export the model at ``model_path`` as ``fmt``; returns the path written. What the
-    caller should hear of (words a symbol table cannot hold) goes into ``notes``."""
+def export_model(model_path: str, fmt: str, out: str | None = None, notes: list[str] | None = None) -> list[str]:
+    """Export the model at ``model_path`` as ``fmt``; returns the paths written (one file, or
+    sherpa-onnx's four). What the caller should hear of (words a symbol table cannot hold)
+    goes into ``notes``."""
     from rnnlm_cli.store.checkpoint import load_model
-    from rnnlm_cli.files.roles import FileRole, check_file_roles, check_output_file
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "onnx":
-        try:
-            import onnx  # noqa: F401  (torch.onnx writes through it)
-        except ImportError:
-            raise UsageError("ONNX export needs the onnx extra: pip install 'rnnlm[onnx]'") from None
-    out = out or default_output(model_path, fmt)
-    check_output_file(out, "--out")
-    check_file_roles([FileRole("MODEL", model_path), FileRole("--out", out, writes=True)])
+    if fmt in ("onnx", "sherpa-onnx"):
+        _check_onnx_extra(fmt)
+    stem = out or default_output(model_path, fmt)
+    paths = output_paths(model_path, fmt, out)
+    out = paths[0]
     model, tokenizer, checkpoint = load_model(model_path, "cpu")
     if fmt == "symbols":
         from rnnlm_cli.text.symbol_tables import reserved_words, write_symbol_table
@@ -244,10 +256,14 @@ def export_model(model_path: str, fmt: str, out: str | None = None, notes: list[
             notes.append(f"{out}: {len(left_out)} word(s) left out, which Kaldi reserves and a recogniser reads as "
                          f"<unk>: {' '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''}")
         write_symbol_table(tokenizer, out)
+    elif fmt == "sherpa-onnx":
+        from rnnlm_cli.store.sherpa_onnx import export_sherpa_onnx
+
+        export_sherpa_onnx(model, tokenizer, stem)
     elif fmt == "onnx":
         export_onnx(model, out, checkpoint.tokenizer)
     elif fmt == "safetensors":
         export_safetensors(model, checkpoint.tokenizer, out)
     else:
         export_embeddings(model, tokenizer, out)
-    return out
+    return paths

@@ -262,7 +262,7 @@ def skip_reason(command: str) -> str | None:
         return "needs a CUDA GPU"
     if re.search(r"--device\s+mps", command) and not torch.backends.mps.is_available():
         return "needs an Apple GPU (mps)"
-    for flag, modules, extra in ((r"--format\s+onnx|rnnlm\s+export\s+(?!.*--format)", ("onnx", "onnxscript"), "onnx"),
+    for flag, modules, extra in ((r"--format\s+(?:sherpa-)?onnx|rnnlm\s+export\s+(?!.*--format)", ("onnx", "onnxscript"), "onnx"),
                                  (r"--plot\b", ("matplotlib",), "plot")):
         if re.search(flag, command):
             missing = [name for name in modules if importlib.util.find_spec(name) is None]
@@ -600,6 +600,14 @@ def check_written_files(command: str, call: str, folder: Path) -> None:
         for name in names:
             for seed in seeds:
                 assert (runs / name / seed / "result.json").is_file(), (name, seed)
+        return
+    if call == "export" and re.search(r"--format\s+sherpa-onnx\b", command):
+        # --out is the start of the four files' names, not a file
+        from rnnlm_cli.store.sherpa_onnx import sherpa_paths
+
+        model = Path(re.search(r"export\s+(\S+)", command).group(1))
+        for path in sherpa_paths(str(folder / (outs[0] if outs else model.with_suffix("")))):
+            assert Path(path).is_file() and Path(path).stat().st_size > 0, path
         return
     for out in outs:
         assert (folder / out).is_file() and (folder / out).stat().st_size > 0, out

@@ -173,7 +173,7 @@ def test_export_onnx_graph_has_no_dropout_and_the_model_keeps_its_mode(tmp_path)
 
 def test_export_model_onnx_writes_beside_the_checkpoint(saved_model):
     path, model, _ = saved_model
-    out = export_model(str(path), "onnx")
+    [out] = export_model(str(path), "onnx")
     assert out == str(path.with_suffix(".onnx"))
     session = _session(out)
     tokens = torch.tensor([[2], [3], [4]])
@@ -402,7 +402,7 @@ def test_embeddings_are_word2vec_text_with_whitespace_escaped(tmp_path):
 
 def test_export_model_embeddings_from_a_checkpoint(saved_model):
     path, model, tokenizer = saved_model
-    out = export_model(str(path), "embeddings")
+    [out] = export_model(str(path), "embeddings")
     assert out == str(path.with_suffix(".vec"))
     header, rows = _read_vec(path.with_suffix(".vec"))
     assert header == f"{tokenizer.vocab_size} 8"
@@ -509,7 +509,7 @@ def test_failed_embeddings_export_leaves_no_file(tmp_path):
 def test_onnx_carries_its_vocabulary_special_ids_and_what_it_outputs(saved_model, tmp_path):
     onnx = pytest.importorskip("onnx")
     path, model, tokenizer = saved_model
-    out = export_model(str(path), "onnx", str(tmp_path / "m.onnx"))
+    [out] = export_model(str(path), "onnx", str(tmp_path / "m.onnx"))
     graph = onnx.load(out)
     meta = {prop.key: prop.value for prop in graph.metadata_props}
     assert int(meta["eos_id"]) == tokenizer.eos_id and meta["unk_id"] == str(tokenizer.unk_id)
