@@ -171,3 +171,22 @@ def test_tune_refusals(random_lm, tuning_set, extra, message):
 def test_options_of_tuning_need_it(random_lm, tuning_set, args, message):
     nbest, _, _ = tuning_set
     assert message in usage_error(random_lm, "--nbest", nbest, *args)
+
+
+def test_backward_model_interpolates_the_two_scores_in_rescoring(random_lm, word_tok, tmp_path, tuning_set):
+    from conftest import tiny_model
+    from eval_support import save
+
+    other = save(tmp_path / "other.pt", tiny_model(word_tok.vocab_size, seed=9), word_tok)
+    nbest, costs, _ = tuning_set
+
+    def lm_column(*args) -> dict[str, float]:
+        out = ok(*args, "--nbest", nbest, "--nbest-acoustic", costs).stdout
+        return {line.split()[0]: float(line.split()[3]) for line in out.splitlines()}
+
+    forward, backward = lm_column(random_lm), lm_column(other)
+    both = lm_column(random_lm, "--backward-model", other, "--backward-weight", "0.3")
+    assert both.keys() == forward.keys()
+    for key in both:
+        assert both[key] == pytest.approx(0.7 * forward[key] + 0.3 * backward[key], abs=3e-5)  # 6 significant digits each
+    assert lm_column(random_lm, "--backward-model", other, "--backward-weight", "1") == backward
