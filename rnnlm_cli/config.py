@@ -100,6 +100,16 @@ class TokenizerConfig:
     A run that learns its vocabulary (no --init-from, no --tokenizer FILE: the first night of a
     cron job) learns it anyway, and the option changes nothing there. Promotion compares models
     of different vocabularies on the same events (:mod:`rnnlm_cli.train.promote`)."""
+    reverse: bool = False
+    """Read each line right to left: a backward model, as Kaldi's backward RNNLM (each line's
+    tokens last first, the line end last). The model records it: eval, n-best rescoring and
+    generate reverse the text themselves. Per-word scores (eval --debug 2, --output token-scores)
+    stay in reading order, each word scored given the words after it, the sentence end last;
+    generate's --prompt is the end of the text it writes.
+
+    Char, byte and sentencepiece tokenizers reverse their tokens (characters, UTF-8 bytes, the
+    forward segmentation's pieces). A model or token file that reads right to left keeps doing
+    so without the option; with it, one that reads left to right is refused."""
 
     def __post_init__(self) -> None:
         check_values(self, {"model_type": "--sp-model", "sample_lines": "sample_lines"})

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from rnnlm_cli.analysis.gradient_config import REACH_FALL, GradientConfig
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.text.backward import line_segments
 from rnnlm_cli.text.reading import display_name, iter_segments
 
 @dataclass
@@ -106,7 +107,7 @@ def text_windows(tokenizer, path: str, config: GradientConfig) -> tuple[list[lis
 
 
 def _token_stream(tokenizer, path: str) -> Iterator[int]:
-    for text, ends_line in iter_segments(path):
+    for text, ends_line in line_segments(tokenizer, iter_segments(path)):
         yield from tokenizer.encode(text)
         if ends_line:
             yield tokenizer.eos_id

@@ -17,7 +17,9 @@ SUMMARY = "Sample text from a model, streamed as it is drawn."
 HELP = (
     "Sample text from MODEL, continuing --prompt. Tokens are printed as they are drawn; "
     "several samples (--num-samples) are drawn together as one batch and printed one after another, "
-    "separated by a blank line (one per line with --stop-at-eos)."
+    "separated by a blank line (one per line with --stop-at-eos). A backward model (trained with "
+    "--reverse) writes right to left: --prompt is the END of the first line and the sample is the "
+    "text before it, printed in reading order once drawn."
 )
 EPILOG = (
     "Examples:\n\n"
@@ -58,7 +60,8 @@ def command(
     check_stdout_apart([FileRole("MODEL", model)])
     target = resolve_device(device)
     lm, tokenizer, _ = load_model(model, target)
-    _report_unknown(prompt, tokenizer.encode(prompt), tokenizer)
+    ids = tokenizer.encode(prompt)
+    _report_unknown(prompt, ids[::-1] if tokenizer.reverse else ids, tokenizer)  # in the prompt's word order
     for chunk in sample_text(lm, tokenizer, prompt, config, target):
         sys.stdout.write(chunk)
         sys.stdout.flush()  # each token as it is drawn

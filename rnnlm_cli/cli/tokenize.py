@@ -29,7 +29,8 @@ EPILOG = (
     "  rnnlm tokenize corpus.txt --kind word --min-count 2 --out corpus.tok\n\n"
     "  rnnlm tokenize corpus.txt.gz --kind sentencepiece --sp-model bpe --vocab-size 8000 --out corpus.tok --save-tokenizer sp.json\n\n"
     "  rnnlm tokenize corpus.txt --symbols data/lang/words.txt --out corpus.tok --save-tokenizer words.json\n\n"
-    "  echo \"the dogs run .\" | rnnlm tokenize - --tokenizer model.pt --print ids | rnnlm tokenize - --tokenizer model.pt --decode"
+    "  echo \"the dogs run .\" | rnnlm tokenize - --tokenizer model.pt --print ids | rnnlm tokenize - --tokenizer model.pt --decode\n\n"
+    "  rnnlm tokenize corpus.txt --kind word --reverse --out corpus.back.tok"
 )
 
 
@@ -52,7 +53,7 @@ ORDER = (
     _request("print_as", decls=("--print",), metavar="TEXT"), _request("decode"),
     *(_request(name, shown_default=_learned(name)) for name in ("min_count", "max_size", "vocab_size")),
     _request("model_type", decls=("--sp-model",), metavar=choices(*SP_MODEL_TYPES), shown_default=_learned("model_type")),
-    _request("strict"),
+    _request("reverse"), _request("strict"),
 )
 
 
@@ -63,6 +64,7 @@ def command(
 ) -> None:
     from rnnlm_cli.text.corpus import learn_tokenizer
     from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file
+    from rnnlm_cli.text.backward import directed
     from rnnlm_cli.text.tokenizers import tokenizer_from_table
     from rnnlm_cli.text.reading import check_readable
 
@@ -70,6 +72,8 @@ def command(
     _check_files(corpus, request.source_flag, request.source, request.out, request.save_tokenizer)
     tokenizer, symbols, strict, print_as = request.tokenizer, request.symbols, request.strict, request.print_as
     given = (tokenizer_from_file(tokenizer) if tokenizer else tokenizer_from_table(symbols) if symbols else None)
+    if given is not None:
+        given = directed(given, request.reverse)
     if request.decode:
         from rnnlm_cli.text.token_lines import decode_lines
 
@@ -102,8 +106,9 @@ def _encode(corpus: str, out: str, given, config, strict: bool, print_as: str | 
     _warn_all(input_warnings(display_name(corpus), invalid_lines=stats.invalid_lines,
                              replaced_chars=stats.replaced_chars, control_chars=stats.control_chars,
                              literal_specials=stats.literal_specials))
+    backward = ", each line read right to left" if tok.reverse else ""
     summary = (f"{out}: {stats.lines:,} lines, {stats.words:,} words, {stats.tokens:,} tokens "
-               f"({tok.kind} tokenizer, {tok.vocab_size:,} entries)")
+               f"({tok.kind} tokenizer, {tok.vocab_size:,} entries{backward})")
     # With --print the ids own stdout, so the summary goes with the logs.
     log(summary) if print_as else print(summary)
     return tok
@@ -116,7 +121,8 @@ def _finish(tok, source: str, save_tokenizer: str | None, print_as: str | None, 
 
     if save_tokenizer:
         write_tokenizer(tok, save_tokenizer)
-        log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries) saved to {save_tokenizer}")
+        backward = ", each line read right to left" if tok.reverse else ""
+        log(f"tokenizer ({tok.kind}, {tok.vocab_size:,} entries{backward}) saved to {save_tokenizer}")
     if print_as:
         from rnnlm_cli.text.token_lines import print_lines
 

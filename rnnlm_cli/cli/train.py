@@ -41,6 +41,7 @@ EPILOG = (
     "  rnnlm train corpus.tok --config big.yaml --hidden 1024 --device cuda --out big/model.pt\n\n"
     "  rnnlm train corpus.txt --optimizer sgd --lr 30 --asgd --random-bptt --ar 2 --tar 1 --out awd.pt\n\n"
     "  rnnlm train corpus.txt --preset char-cpu --max-time 300 --out char/model.pt\n\n"
+    "  rnnlm train corpus.txt --reverse --valid valid.txt --out backward.pt\n\n"
     "Presets (--preset NAME; defaults < preset < --config < flags):\n\n"
     + "\n\n".join(f"  {name}: {about}" for name, about in list_presets().items())
 )
@@ -91,7 +92,7 @@ ORDER = (
     _job("tokenizer", metavar=choices(*TOKENIZER_KINDS, "FILE"), shown_default=default_of(TokenizerConfig, "kind")),
     _tokenizer("min_count"), _tokenizer("max_size"), _tokenizer("vocab_size"),
     _tokenizer("model_type", decls=("--sp-model",), metavar=choices(*SP_MODEL_TYPES)),
-    _tokenizer("grow_vocab", metavar="RATE"),
+    _tokenizer("grow_vocab", metavar="RATE"), _tokenizer("reverse"),
     _model("cell", metavar=choices(*CELLS)), _model("impl", metavar=choices(*IMPLS)),
     _model("layers", shown_default=FITTED), _model("hidden", shown_default=FITTED), _model("emb", shown_default=FITTED),
     _model("dropout", shown_default=FITTED_TO_EPOCHS, unset=_dropout_unset()),

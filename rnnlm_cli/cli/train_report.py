@@ -8,6 +8,7 @@ from typing import Any
 
 from rnnlm_cli.cli.ui import Progress, log, print_json, print_table, warn
 from rnnlm_cli.errors import NotPromotedError
+from rnnlm_cli.text.backward import RIGHT_TO_LEFT
 
 
 class TrainingReporter:
@@ -166,6 +167,7 @@ def _summary_rows(result: Any, curve: str | None) -> list[tuple[str, str]]:
         ("skipped steps", f"{result.skipped_steps:,}"),
         *_gradient_rows(result),
         *_overfitting_rows(result),
+        *([("direction", f"{result.direction} (a backward model)")] if result.direction == RIGHT_TO_LEFT else []),
         ("last lr", "not logged" if last_lr is None else f"{last_lr[1]:.4g} (step {last_lr[0]:,})"),
         *((f"{name} file", path) for name, path in files),
     ]

@@ -87,6 +87,10 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, config: Sampling
 
     Each sample starts with the prompt as given; its tokens still go through the decoder, so the
     continuation joins it the way the tokenizer joins tokens. The output ends with one line end.
+
+    A backward model (``tokenizer.reverse``) writes right to left: the prompt is the END of the
+    first line and the sample is the text before it, so each sample is printed once drawn, in
+    reading order (:func:`_backward_text`).
     """
     prompt_ids = tokenizer.encode(prompt)
     eos = tokenizer.eos_id
@@ -97,7 +101,7 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, config: Sampling
             decoder.push(token)
         return decoder
 
-    if config.num_samples == 1:
+    if config.num_samples == 1 and not tokenizer.reverse:
         decoder, tail = started(), prompt  # tail: the last text given, to end with exactly one line end
         yield prompt
         for step in sample_tokens(model, prompt_ids, eos, config, device):
@@ -111,6 +115,18 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, config: Sampling
         yield chunk + ("" if tail.endswith("\n") else "\n")
         return
 
+    for index, sample in enumerate(_drawn(model, prompt_ids, eos, config, device)):
+        if tokenizer.reverse:
+            text = _backward_text(tokenizer, prompt, prompt_ids, sample)
+        else:
+            decoder = started()
+            text = prompt + "".join(decoder.push(t) for t in sample) + decoder.flush()
+        separator = "\n" if config.stop_at_eos or index == config.num_samples - 1 else "\n\n"
+        yield text.rstrip("\n") + separator
+
+
+def _drawn(model, prompt_ids: list[int], eos: int, config: SamplingConfig, device) -> list[list[int]]:
+    """Every sample's tokens once all are drawn (without the line end that stops one)."""
     samples: list[list[int]] = [[] for _ in range(config.num_samples)]
     done = [False] * config.num_samples
     for step in sample_tokens(model, prompt_ids, eos, config, device):
@@ -121,8 +137,16 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, config: Sampling
                 done[index] = True
             else:
                 samples[index].append(token)
-    for index, sample in enumerate(samples):
-        decoder = started()
-        text = prompt + "".join(decoder.push(t) for t in sample) + decoder.flush()
-        separator = "\n" if config.stop_at_eos or index == config.num_samples - 1 else "\n\n"
-        yield text.rstrip("\n") + separator
+    return samples
+
+
+def _backward_text(tokenizer, prompt: str, prompt_ids: list[int], sample: list[int]) -> str:
+    """A backward model's sample in reading order: its first line is the drawn text, then the
+    prompt as given (which the model read first, from the line's end); lines drawn after the
+    first follow it, each in reading order."""
+    text = tokenizer.decode(prompt_ids + sample)
+    first, newline, rest = text.partition("\n")
+    read = tokenizer.decode(prompt_ids)  # the prompt as the tokens give it back (<unk> for an unknown word)
+    if first.endswith(read):
+        first = first[:len(first) - len(read)] + prompt
+    return first + newline + rest

@@ -33,6 +33,7 @@ the weight of their per-word mix on it (the mixture itself: :mod:`rnnlm_cli.scor
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -44,7 +45,7 @@ from rnnlm_cli.score.dynamic_fit import AdaptationReport, adaptation_report
 from rnnlm_cli.score.mixing import FitResult, fit_weight
 from rnnlm_cli.score.scoring_config import CONTEXTS, ScoringConfig
 from rnnlm_cli.score.token_scoring import PieceEncoder, RecentAnswers, score_sentences, score_stream
-from rnnlm_cli.score.word_scoring import NgramMix, WordScore, piece_words
+from rnnlm_cli.score.word_scoring import NgramMix, WordScore, check_mixable, piece_words
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
 from rnnlm_cli.text.tokenfile import is_token_file
@@ -229,6 +230,7 @@ def score_file(
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}")
+    check_mixable(tokenizer, mix)
     model.eval()
     stats = DecodeStats()
     result = EvalResult(file=path, sentence_logprobs=[] if per_sentence else None)
@@ -286,15 +288,17 @@ def token_file_segments(path: str, tokenizer) -> Iterator[tuple[str, bool]]:
     token_file = open_token_file(path)
     if fingerprint(token_file.tokenizer) != fingerprint(tokenizer):
         raise TokenizerMismatchError(f"{path}: token file was made with another tokenizer than the model's")
+    # A backward model's line is decoded whole: its ids start at the line's end.
+    most = sys.maxsize if tokenizer.reverse else TOKEN_FILE_PIECE
     line: list[int] = []
     for block in token_file.tokens.blocks():
         ends = np.flatnonzero(block == tokenizer.eos_id)
         start = 0
         for end in [*ends.tolist(), len(block)]:
             line.extend(block[start:end].tolist())
-            while len(line) > TOKEN_FILE_PIECE:
-                yield tokenizer.decode(line[:TOKEN_FILE_PIECE]), False
-                line = line[TOKEN_FILE_PIECE:]
+            while len(line) > most:
+                yield tokenizer.decode(line[:most]), False
+                line = line[most:]
             if end < len(block):
                 yield tokenizer.decode(line), True
                 line = []
@@ -313,6 +317,7 @@ class TextScorer:
 
     def __init__(self, model, tokenizer, device, *, unk: bool = True, mix: NgramMix | None = None,
                  batch_tokens: int = 4096, chunk_tokens: int = 256, memory: int = 100_000) -> None:
+        check_mixable(tokenizer, mix)
         self._model = model.eval()
         self._tokenizer = tokenizer
         self._device = device

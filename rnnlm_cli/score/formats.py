@@ -62,6 +62,10 @@ class WordLines:
     SRILM's tag names the longest n-gram the model used; the network conditions on the whole
     sentence so far, so N counts ``<s>`` and every word before this one (the first word is a
     2gram, as in a full-context n-gram model). Remembers the context across pieces of a line.
+
+    A backward model's words (a whole line, in reading order) are each given the words after
+    them: the context shown is the next word, the last word's is ``<s>`` (where the backward
+    model starts) and ``</s>``'s the first word, and N counts the words from the line's end.
     """
 
     def __init__(self) -> None:
@@ -69,6 +73,9 @@ class WordLines:
         self._order = 2
 
     def lines(self, words: Iterable[WordScore]) -> list[str]:
+        words = list(words)
+        if words and words[0].backward:
+            return _backward_lines(words)
         out = []
         for word in words:
             if self._previous is None:
@@ -83,6 +90,21 @@ class WordLines:
             self._previous = None if word.ends_line else word.word
             self._order = 2 if word.ends_line else self._order + 1
         return out
+
+
+def _backward_lines(words: list[WordScore]) -> list[str]:
+    """:class:`WordLines` for a backward model's line: each word's context is the one after it."""
+    body = [word for word in words if not word.ends_line]
+    contexts = [f"{word.word} ..." for word in body[1:]] + ([f"{SENTENCE_START} "] if body else [])
+    orders = [len(body) - index + 1 for index in range(len(body))]
+    if len(body) < len(words):  # the line end: predicted last, after the first word
+        contexts.append(f"{body[0].word} ..." if body else f"{SENTENCE_START} ")
+        orders.append(len(body) + 2 if body else 2)
+    out = []
+    for word, context, order in zip(words, contexts, orders):
+        value = "[OOV] 0 [ -inf ]" if word.oov else f"[{order}gram] {number(10.0 ** word.log10)} [ {number(word.log10)} ]"
+        out.append(f"\tp( {word.word} | {context}) \t= {value}")
+    return out
 
 
 def query_entries(words: Iterable[WordScore]) -> list[str]:

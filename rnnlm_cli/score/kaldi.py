@@ -18,6 +18,13 @@ ESPnet's ``token_int``) into words. Ids of the table's non-words (Kaldi's ``<eps
 ``<sos/eos>``) are dropped: the model scores the sentence end once, as its own ``<eos>``,
 and never a sentence start.
 
+A backward model (``rnnlm train --reverse``, :mod:`rnnlm_cli.text.backward`) needs nothing of
+its caller: its tokenizer reads each hypothesis right to left, as Kaldi's backward RNNLM
+(``rnnlm/lmrescore_back.sh``) scores each sentence reversed from a fresh state. The sentence
+score is its log P(wN ... w1 </s>); the per-word costs stay in reading order, each word's cost
+given the words after it, and the last cost is the backward model's sentence end (predicted
+after the first word), so a caller that sums or aligns them needs no change.
+
 A carried state is the conversation context of ``steps/pytorchnn``: utterances are taken
 as one conversation in input order, and the state after the previous utterance's best
 hypothesis (its ``<eos>``-started words, as the stream context reads a line) starts the
@@ -41,7 +48,8 @@ from rnnlm_cli.score.nbest import LONG_TEXT, Hypothesis, NBestList, WordRun, com
 from rnnlm_cli.score.rescoring import RescoreResult
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
-from rnnlm_cli.score.word_scoring import NgramMix, WordScore, long_sentence_words, piece_words, text_pieces
+from rnnlm_cli.score.word_scoring import (NgramMix, WordScore, check_mixable, long_sentence_words, piece_words,
+                                          text_pieces)
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import MAX_DIGITS, DecodeStats, display_name
 from rnnlm_cli.text.symbol_tables import ESPNET_BLANK, ESPNET_EOS, is_kaldi_non_word, read_symbol_table
@@ -114,6 +122,7 @@ class StateScorer:
 
     def __init__(self, model, tokenizer, device, *, mix: NgramMix | None = None, batch_tokens: int = 4096,
                  chunk_tokens: int = 256) -> None:
+        check_mixable(tokenizer, mix)
         self._model = model.eval()
         self._tokenizer = tokenizer
         self._device = device
@@ -176,7 +185,9 @@ class StateScorer:
         """Move the state on over ``<eos>`` and ``text``'s tokens: the context the next sentence is read in."""
         state = self._start(1)
         ids = [self._tokenizer.eos_id]
-        for piece, _ in text_pieces(text, LONG_TEXT):
+        # A backward model reads the text from its end: the whole of it at once.
+        pieces = [text] if self._tokenizer.reverse else (piece for piece, _ in text_pieces(text, LONG_TEXT))
+        for piece in pieces:
             ids.extend(self._tokenizer.encode(piece))
             while len(ids) >= self._chunk_tokens:
                 state = self._read(ids[:self._chunk_tokens], state)

@@ -29,7 +29,7 @@ import torch
 
 from rnnlm_cli.models.lm import select_state
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, RecentAnswers, score_sentences
-from rnnlm_cli.score.word_scoring import NgramMix, piece_words, sentence_log10
+from rnnlm_cli.score.word_scoring import NgramMix, check_mixable, piece_words, sentence_log10
 from rnnlm_cli.units import LN10
 
 PREFIX_MODES = ("auto", "on", "off")
@@ -173,6 +173,7 @@ class HypothesisScorer:
                  memory: int = 100_000) -> None:
         if prefix not in PREFIX_MODES:
             raise ValueError(f"prefix must be one of {PREFIX_MODES}")
+        check_mixable(tokenizer, mix)
         self._model = model.eval()
         self._tokenizer = tokenizer
         self._device = device

@@ -12,7 +12,8 @@ Two contexts:
 
 A line longer than the read limit arrives in pieces (:func:`rnnlm_cli.text.reading.iter_segments`);
 its tokens run on across the pieces, and memory holds one chunk and the pieces it touches,
-never the whole line.
+never the whole line. A backward model's tokenizer (:mod:`rnnlm_cli.text.backward`) reads each
+line whole, right to left; each target keeps its word, so per-word scores stay in reading order.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from rnnlm_cli.text.backward import line_segments
 from rnnlm_cli.text.corpus import count_literal_specials
 from rnnlm_cli.text.tokenizer_base import UNK
 from rnnlm_cli.models.lm import detach_state
@@ -61,6 +63,7 @@ class Piece:
     oov: list[bool]  # per word: scored as <unk> because the vocabulary lacks it
     last: bool
     logprobs: list[float] = field(default_factory=list)  # per target, filled by the scorer
+    backward: bool = False  # a backward model's: targets run right to left, each word given those after it
 
     def inputs(self, start: int, stop: int) -> list[int]:
         """What the model reads to predict ``targets[start:stop]``: each target's predecessor."""
@@ -105,13 +108,15 @@ class PieceEncoder:
         if self._unk_words_are_oov:
             oov = [flag or word == UNK for flag, word in zip(oov, text.split())]
         piece = Piece(text=text, context=self._previous if context is None else context, targets=targets,
-                      word_index=word_index, oov=oov, last=ends_line)
+                      word_index=word_index, oov=oov, last=ends_line, backward=tokenizer.reverse)
         if targets:
             self._previous = targets[-1]
         return piece
 
     def pieces(self, segments: Iterable[tuple[str, bool]], skip_blank_lines: bool = False) -> Iterator[Piece]:
-        """``skip_blank_lines``: no piece at all for a line that is empty or only :data:`BLANK`."""
+        """``skip_blank_lines``: no piece at all for a line that is empty or only :data:`BLANK`.
+        A backward tokenizer gets each line whole, in one piece (it reads the line from its end)."""
+        segments = line_segments(self._tokenizer, segments)
         if skip_blank_lines:
             segments = self._without_blank_lines(segments)
         for text, ends_line in segments:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from rnnlm_cli.errors import UsageError
 from rnnlm_cli.score.mixing import mix_log10
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, score_stream
 from rnnlm_cli.units import LN10
@@ -41,6 +42,9 @@ class WordScore:
     """The line end (a word written ``</s>`` in the text is an ordinary word)."""
     unknown: bool = False
     """Not in the model's vocabulary, whether left out (``oov``) or scored as ``<unk>``."""
+    backward: bool = False
+    """Scored by a backward model (``train --reverse``): given the words after it in the line,
+    and ``</s>`` given the whole line (its first word last)."""
 
     @property
     def zeroprob(self) -> bool:
@@ -49,6 +53,8 @@ class WordScore:
 
 def piece_words(piece: Piece, unk: bool = False) -> list[WordScore]:
     """The scored words of ``piece`` (``logprobs`` filled), ``</s>`` last if it ends its line.
+    In reading order whatever the model's direction: a backward model's piece is a whole line,
+    and each word's tokens are summed into that word.
 
     ``unk``: score OOV words as ``<unk>`` instead of leaving them out.
     """
@@ -62,10 +68,11 @@ def piece_words(piece: Piece, unk: bool = False) -> list[WordScore]:
     for index, word in enumerate(words):
         log10 = sums[index] / LN10
         scored.append(WordScore(word, log10, oov=piece.oov[index] and not unk, tokens=counts[index],
-                                model_log10=log10, unknown=piece.oov[index]))
+                                model_log10=log10, unknown=piece.oov[index], backward=piece.backward))
     if piece.last:
         log10 = sums[-1] / LN10
-        scored.append(WordScore(SENTENCE_END, log10, tokens=counts[-1], model_log10=log10, ends_line=True))
+        scored.append(WordScore(SENTENCE_END, log10, tokens=counts[-1], model_log10=log10, ends_line=True,
+                                backward=piece.backward))
     return scored
 
 
@@ -99,6 +106,16 @@ class NgramMix:
                 del self._history[:-keep]
 
 
+def check_mixable(tokenizer, mix: NgramMix | None) -> None:
+    """UsageError for a per-word mix with a backward model: its word probabilities are each
+    given the words after it, the n-gram model's given the words before, so their per-word
+    mix is no probability of the sentence (Kaldi combines a backward model's sentence scores)."""
+    if mix is not None and tokenizer.reverse:
+        raise UsageError("--mix-lm mixes each word's probability with the n-gram model's, which reads left to "
+                         "right; this model reads right to left (trained with --reverse): score with the two "
+                         "apart and combine their sentence scores")
+
+
 def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
                         piece_chars: int = 1 << 16, chunk_tokens: int = 256) -> float:
     """The log10 score of ``text`` as one sentence from a fresh state, as the total of
@@ -116,7 +133,9 @@ def long_sentence_log10(model, tokenizer, text: str, device, *, unk: bool = True
 def long_sentence_words(model, tokenizer, text: str, device, *, unk: bool = True, mix: NgramMix | None = None,
                         piece_chars: int = 1 << 16, chunk_tokens: int = 256, state=None) -> Iterator[list[WordScore]]:
     """The scored words of ``text`` as one sentence, a piece of at most ``piece_chars``
-    characters at a time (``</s>`` ends the last), from ``state`` (None: a fresh state)."""
+    characters at a time (``</s>`` ends the last), from ``state`` (None: a fresh state).
+    A backward model reads the text whole, from its end (:mod:`rnnlm_cli.text.backward`)."""
+    check_mixable(tokenizer, mix)
     pieces = PieceEncoder(tokenizer).pieces(text_pieces(text, piece_chars))
     for piece in score_stream(model, pieces, device, chunk_tokens, state=state):
         words = piece_words(piece, unk=unk)

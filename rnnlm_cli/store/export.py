@@ -14,7 +14,9 @@ softmax's logits are normalised in the graph; an adaptive softmax gives them as 
 a scorer reads them directly. Every axis is named in the graph: time, batch, vocab, layers,
 hidden, window. The model's metadata (``metadata_props``) holds what a runtime needs beside
 the graph: the tokenizer (its pieces in id order), the special ids ``eos_id`` and ``unk_id``,
-the model config, and ``output``, which says what the first output holds.
+the model config, ``output``, which says what the first output holds, and ``direction``:
+"left to right", or "right to left" for a backward model (``train --reverse``), which reads
+each line's tokens last first (the tokenizer's ``"reverse": true``; the line end stays last).
 
 The state names are the cell registry's (``CellSpec.state_names``): h0, c0 in and hn, cn
 out for an LSTM or mogrifier, h0 and hn for a GRU or an Elman RNN.
@@ -154,9 +156,11 @@ def _onnx_metadata(config: ModelConfig, tokenizer_dict: dict[str, Any] | None) -
     meta = {**_metadata(config, tokenizer_dict or {}), "output": OUTPUT_MEANING,
             "state": ",".join(config.cell_spec.state_names)}
     if tokenizer_dict:
+        from rnnlm_cli.text.backward import direction
         from rnnlm_cli.text.tokenizers import tokenizer_from_dict
 
         tokenizer = tokenizer_from_dict(tokenizer_dict)
+        meta["direction"] = direction(tokenizer)
         meta["eos_id"] = str(tokenizer.eos_id)
         meta["unk_id"] = "" if tokenizer.unk_id is None else str(tokenizer.unk_id)
         meta["vocab_size"] = str(config.vocab_size)

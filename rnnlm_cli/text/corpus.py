@@ -8,6 +8,8 @@ encodes it: entries get provisional ids in first-seen order (written to a tempor
 beside the output) while they are counted; the final ids (by count) are then applied by
 streaming that file through a lookup array. Sentencepiece must see a sample before it
 can encode, so its text is read twice (stdin is first spooled to a temporary file).
+A backward tokenizer (``TokenizerConfig.reverse``, :mod:`rnnlm_cli.text.backward`) is learned
+as the forward one and writes each line's ids last first; it reads every line whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rnnlm_cli import __version__
 from rnnlm_cli.files.atomic import WRITE_ERRORS, make_temp
 from rnnlm_cli.config import TokenizerConfig
 from rnnlm_cli.errors import DataError, OutputError
+from rnnlm_cli.text.backward import directed, line_segments, whole_lines
 from rnnlm_cli.text.sentencepiece_tokenizer import train_sentencepiece
 from rnnlm_cli.text.reading import STDIN, DecodeStats, check_readable, display_name, iter_segments
 from rnnlm_cli.files.spool import spooled
@@ -101,7 +104,7 @@ def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None 
     check_readable(text_path)
     source = text_path if name is None else name
     if config is not None and config.kind == "byte":
-        tokenizer = ByteTokenizer()
+        tokenizer = directed(ByteTokenizer(), config.reverse)
     if tokenizer is not None:
         return _encode_with(tokenizer, text_path, out_path, strict, source=source)
     assert config is not None
@@ -111,8 +114,9 @@ def encode_corpus(text_path: str, out_path: str, *, tokenizer: Tokenizer | None 
     with spooled(text_path, os.path.dirname(os.path.abspath(out_path))) as readable:
         sampled = DecodeStats()
         try:
-            tokenizer = train_sentencepiece(_texts(iter_segments(readable, strict, sampled)), config,
-                                            source=display_name(source))
+            # Pieces are learned from the text as written; a backward tokenizer reverses their order.
+            tokenizer = directed(train_sentencepiece(_texts(iter_segments(readable, strict, sampled)), config,
+                                                     source=display_name(source)), config.reverse)
         except DataError:
             _check_not_empty(sampled.lines, source)  # "empty" says more than the trainer's complaint
             raise
@@ -123,12 +127,12 @@ def learn_tokenizer(lines_path: str, config: TokenizerConfig, strict: bool = Fal
     """Learn a tokenizer from a text in one pass, without writing a token file."""
     check_readable(lines_path)
     if config.kind == "byte":
-        return ByteTokenizer()
+        return directed(ByteTokenizer(), config.reverse)
     read = DecodeStats()
     texts = _texts(iter_segments(lines_path, strict, read))
     if config.kind == "sentencepiece":
         try:
-            return train_sentencepiece(texts, config, source=display_name(lines_path))
+            return directed(train_sentencepiece(texts, config, source=display_name(lines_path)), config.reverse)
         except DataError:
             _check_not_empty(read.lines, lines_path)
             raise
@@ -138,7 +142,7 @@ def learn_tokenizer(lines_path: str, config: TokenizerConfig, strict: bool = Fal
             counts[entry] = counts.get(entry, 0) + 1
     _check_not_empty(read.lines, lines_path)
     builder = WordTokenizer if config.kind == "word" else CharTokenizer
-    return builder.from_counts(counts, config.min_count, config.max_size)
+    return directed(builder.from_counts(counts, config.min_count, config.max_size), config.reverse)
 
 
 def _encode_with(tokenizer: Tokenizer, text_path: str, out_path: str, strict: bool,
@@ -150,7 +154,7 @@ def _encode_with(tokenizer: Tokenizer, text_path: str, out_path: str, strict: bo
     tokens = 0
     with TokenFileWriter(out_path, itemsize_for(tokenizer.vocab_size)) as writer:
         buffer: list[int] = []
-        for texts, ends in _batches(iter_segments(text_path, strict, decode)):
+        for texts, ends in _batches(line_segments(tokenizer, iter_segments(text_path, strict, decode))):
             _encode_batch_into(buffer, tokenizer, texts, ends, counted)
             if len(buffer) >= CHUNK_IDS:
                 tokens += _write_ids(writer, buffer)
@@ -191,7 +195,8 @@ def _encode_batch_into(buffer: list[int], tokenizer: Tokenizer, texts: list[str]
             # A literal <unk> in the text is a known word, not an OOV; a literal <eos>
             # is not in the vocabulary.
             split = text.split()
-            unknown = [word for word, token in zip(split, ids) if token == UNK_ID and word != UNK]
+            in_order = ids[::-1] if tokenizer.reverse else ids
+            unknown = [word for word, token in zip(split, in_order) if token == UNK_ID and word != UNK]
             counted.oov += len(unknown)
             counted.oov_words.update(unknown)
             counted.literal += split.count(EOS)
@@ -208,8 +213,9 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
     words = 0
     with _temp_beside(out_path, ".ids") as provisional:
         buffer: list[int] = []
-        for text, ends_line in iter_segments(text_path, strict, decode):
-            words += _provisional_into(buffer, text, index, word_kind)
+        segments = iter_segments(text_path, strict, decode)
+        for text, ends_line in whole_lines(segments) if config.reverse else segments:
+            words += _provisional_into(buffer, text, index, word_kind, config.reverse)
             if ends_line:
                 buffer.append(EOS_ID)
             if len(buffer) >= CHUNK_IDS:
@@ -236,14 +242,17 @@ def _learn_and_encode(config: TokenizerConfig, text_path: str, out_path: str, st
     return stats
 
 
-def _provisional_into(buffer: list[int], text: str, index: dict[str, int], word_kind: bool) -> int:
-    """Append the provisional ids of ``text``'s words or characters; return its word count.
+def _provisional_into(buffer: list[int], text: str, index: dict[str, int], word_kind: bool,
+                      reverse: bool = False) -> int:
+    """Append the provisional ids of ``text``'s words or characters (last first with
+    ``reverse``: ``text`` is then a whole line); return its word count.
 
     The words of a long piece are freed on return, before the next piece is read.
     """
     words = text.split()
     lookup = index.setdefault
-    buffer.extend([lookup(entry, len(index) + 1) for entry in (words if word_kind else text)])
+    ids = [lookup(entry, len(index) + 1) for entry in (words if word_kind else text)]
+    buffer.extend(reversed(ids) if reverse else ids)
     return len(words)
 
 
@@ -285,6 +294,7 @@ def _final_vocab(config: TokenizerConfig, index: dict[str, int], counts: np.ndar
         # The words spelled <unk> and <eos> count as words of the text too (the one known, the other not).
         tokenizer = choose(tokenizer, {**entries, UNK: int(counts[1]), EOS: int(counts[2])}
                            if config.kind == "word" else entries)
+    tokenizer = directed(tokenizer, config.reverse)  # the ids were written in its direction
     remap = np.full(len(index) + 1, UNK_ID, dtype=np.dtype(f"<u{itemsize_for(tokenizer.vocab_size)}"))
     remap[EOS_ID] = EOS_ID
     final = tokenizer.index

@@ -40,6 +40,7 @@ _MAX_SENTENCE_BYTES = 4 * _CHUNK_CHARS
 class SentencePieceTokenizer:
     kind = "sentencepiece"
     eos_id = EOS_ID
+    reverse = False
     unk_id: int | None = UNK_ID
 
     def __init__(self, model_proto: bytes) -> None:

@@ -9,6 +9,7 @@ from typing import TextIO
 import numpy as np
 
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.text.backward import line_segments
 from rnnlm_cli.text.corpus import count_literal_specials, input_warnings
 from rnnlm_cli.text.reading import DecodeStats, display_name, iter_segments
 from rnnlm_cli.text.tokenfile import is_token_file, open_token_file
@@ -60,7 +61,7 @@ def print_lines(tok, source: str, print_as: str, out: TextIO, *, strict: bool = 
     stats = DecodeStats()
     literal = 0
     word_kind = tok.kind == "word"
-    for text, ends_line in iter_segments(source, strict, stats):
+    for text, ends_line in line_segments(tok, iter_segments(source, strict, stats)):
         ids = tok.encode(text)
         if word_kind and tok.unk_id in ids:
             literal += count_literal_specials(text)

@@ -52,6 +52,11 @@ class TokenizeRequest:
     """sentencepiece: vocabulary size."""
     model_type: str | None = None
     """sentencepiece: bpe or unigram."""
+    reverse: bool = False
+    """Read each line right to left, for 'rnnlm train --reverse' (a backward model): ids and pieces
+    come last word first (for char, byte and sentencepiece: last token first), the line end
+    last; --decode turns such lines back into reading order. The token file and the saved
+    tokenizer record it; a tokenizer or model given that reads right to left does so anyway."""
     strict: bool = False
     """Refuse invalid UTF-8 instead of replacing it."""
 
@@ -87,4 +92,5 @@ class TokenizeRequest:
     @property
     def learning(self) -> TokenizerConfig:
         """How a tokenizer is learned from CORPUS: the options given, the defaults for the rest."""
-        return TokenizerConfig(**{name: getattr(self, name) for name in LEARNING if getattr(self, name) is not None})
+        return TokenizerConfig(**{name: getattr(self, name) for name in LEARNING if getattr(self, name) is not None},
+                               reverse=self.reverse)

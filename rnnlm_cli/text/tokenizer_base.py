@@ -48,6 +48,8 @@ class Tokenizer(Protocol):
     vocab_size: int
     eos_id: int
     unk_id: int | None
+    reverse: bool
+    """True: each line's tokens in reverse order, for a backward model (:mod:`rnnlm_cli.text.backward`)."""
 
     def encode(self, line: str) -> list[int]: ...
 

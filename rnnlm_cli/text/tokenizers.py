@@ -10,7 +10,8 @@ the ``<eos>`` token (id 0), which decodes to ``"\\n"``. Ids:
 
 A tokenizer is data: :meth:`to_dict` gives JSON-safe content that
 :func:`tokenizer_from_dict` rebuilds, and :func:`fingerprint` hashes it so a model and
-a token file can be checked to belong together.
+a token file can be checked to belong together. Any of them reads each line right to left
+for a backward model when its content says ``"reverse": true`` (:mod:`rnnlm_cli.text.backward`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from rnnlm_cli.files.atomic import atomic_open
 from rnnlm_cli.errors import DataError, InputMissingError
+from rnnlm_cli.text.backward import BackwardTokenizer
 from rnnlm_cli.text.reading import display_name
 from rnnlm_cli.text.symbol_tables import check_stored_table, kept_text, read_table, table_words
 from rnnlm_cli.text.tokenizer_base import (EOS, EOS_ID, FORMAT_VERSION, SPECIALS, UNK, UNK_ID, EncodedLine,
@@ -54,6 +56,7 @@ class WordTokenizer:
 
     kind = "word"
     eos_id = EOS_ID
+    reverse = False
     unk_id: int | None = UNK_ID
 
     def __init__(self, pieces: Sequence[str], symbols: dict[str, Any] | None = None) -> None:
@@ -127,6 +130,7 @@ class CharTokenizer:
 
     kind = "char"
     eos_id = EOS_ID
+    reverse = False
     unk_id: int | None = UNK_ID
 
     def __init__(self, pieces: Sequence[str]) -> None:
@@ -186,6 +190,7 @@ class ByteTokenizer:
 
     kind = "byte"
     eos_id = EOS_ID
+    reverse = False
     unk_id: int | None = None
     vocab_size = 257
 
@@ -237,9 +242,20 @@ class _ByteDecoder:
 
 
 def tokenizer_from_dict(data: Any) -> Tokenizer:
-    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict` output; DataError, one line, if it is not one."""
+    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict` output; DataError, one line, if it is not one.
+
+    ``"reverse": true`` makes it read each line right to left (:mod:`rnnlm_cli.text.backward`);
+    a description without the key, as every one written before the option, reads left to right."""
     if not isinstance(data, dict) or "kind" not in data:
         raise DataError("not a tokenizer description (expected a JSON object with a 'kind')")
+    reverse = data.get("reverse", False)
+    if type(reverse) is not bool:
+        raise DataError(f"tokenizer 'reverse' must be true or false, got {_brief(reverse)}")
+    forward = _forward_from_dict(data)
+    return BackwardTokenizer(forward) if reverse else forward
+
+
+def _forward_from_dict(data: dict[str, Any]) -> Tokenizer:
     version = data.get("version")
     if type(version) is not int or version != FORMAT_VERSION:
         raise DataError(f"tokenizer format version {_brief(version)} is not supported (expected {FORMAT_VERSION}); "

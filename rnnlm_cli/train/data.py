@@ -20,6 +20,7 @@ import numpy as np
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file, tokenizer_to_learn
+from rnnlm_cli.text.backward import directed
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.vocabulary import GROWABLE_KINDS, VocabularyGrowth, oov_figures
@@ -129,8 +130,9 @@ def _train_file(job: TrainJob, corpus: str, given, stem: str, notes: list[str], 
     from rnnlm_cli.text.tokenizers import fingerprint
 
     source = job.tokenizer
+    reverse = job.tokenizer_config.reverse
     if given is None and source is not None and not tokenizer_to_learn(source):
-        given = tokenizer_from_file(source)
+        given = directed(tokenizer_from_file(source), reverse)
     if is_token_file(corpus):
         if given is not None and job.tokenizer_config.grow_vocab is not None:
             raise UsageError(f"--grow-vocab: {job.corpus} is a token file, whose words are already ids of its "
@@ -139,6 +141,9 @@ def _train_file(job: TrainJob, corpus: str, given, stem: str, notes: list[str], 
         train_file = open_token_file(train_path)
         tokenizer = train_file.tokenizer
         vocabulary["train"] = _header_figures(train_file)
+        if reverse and not tokenizer.reverse:
+            raise UsageError(f"--reverse: {job.corpus} is a token file of lines read left to right; give the "
+                             "corpus as text, or a token file from 'rnnlm tokenize --reverse'")
         if given is not None and fingerprint(given) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"{job.corpus}: token file was made with another tokenizer than {source or job.init_from}")
         if given is None and source is not None and source != tokenizer.kind:
@@ -148,7 +153,8 @@ def _train_file(job: TrainJob, corpus: str, given, stem: str, notes: list[str], 
         return train_file, train_path
     growth = _growth(job, given)
     learn = None if given is not None and growth is None else dataclasses.replace(
-        job.tokenizer_config, kind=given.kind if given is not None else source or "word")
+        job.tokenizer_config, kind=given.kind if given is not None else source or "word",
+        reverse=given.reverse if given is not None else reverse)
     stats = encode_corpus(corpus, f"{stem}.train.tok", tokenizer=None if learn else given, config=learn,
                           strict=job.strict, name=job.corpus, choose=growth)
     notes.extend(_warnings(job.corpus, stats))

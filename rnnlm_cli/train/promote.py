@@ -81,6 +81,7 @@ def check_promotable(target: str, tokenizer) -> bool:
     """Refuse early when the model in place cannot be compared with the new one; whether it
     is compared across vocabularies (:data:`ACROSS_VOCABULARIES`)."""
     from rnnlm_cli.store.checkpoint import load_checkpoint
+    from rnnlm_cli.text.backward import direction
     from rnnlm_cli.text.tokenizers import fingerprint, tokenizer_from_dict
 
     target = resolve_target(target)
@@ -89,6 +90,10 @@ def check_promotable(target: str, tokenizer) -> bool:
     current = tokenizer_from_dict(load_checkpoint(target).tokenizer)
     if fingerprint(current) == fingerprint(tokenizer):
         return False
+    if current.reverse != tokenizer.reverse:
+        # Both are scored on the new model's validation tokens, which run in its direction only.
+        raise TokenizerMismatchError(f"{target}: the model in place reads each line {direction(current)}, the new "
+                                     f"one {direction(tokenizer)}, so scores cannot be compared")
     if _comparable(current, tokenizer):
         return True
     raise TokenizerMismatchError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from rnnlm_cli.text.backward import LEFT_TO_RIGHT
 from rnnlm_cli.train.outputs import OutputPaths
 from rnnlm_cli.units import perplexity
 
@@ -45,6 +46,9 @@ class TrainResult:
     overfitting: dict[str, Any] | None = None
     """Where the run began to memorise its corpus, its figures and the line that said so
     (see :mod:`~rnnlm_cli.train.overfitting`); None when it was not seen."""
+    direction: str = LEFT_TO_RIGHT
+    """How the model reads each line: "left to right", or "right to left" for a backward
+    model (``--reverse``, :mod:`rnnlm_cli.text.backward`)."""
 
     @classmethod
     def of_run(cls, progress: Any, epoch_done: float, stop_reason: str, paths: OutputPaths, rank: int) -> "TrainResult":

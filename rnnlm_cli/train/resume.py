@@ -16,6 +16,7 @@ import os
 from rnnlm_cli.config import TrainConfig
 from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.models.config import shape_keys
+from rnnlm_cli.text.backward import LEFT_TO_RIGHT, RIGHT_TO_LEFT
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.outputs import OutputPaths
 from rnnlm_cli.train.job import TrainJob
@@ -54,6 +55,8 @@ def tokenizer_options(job: TrainJob) -> dict:
     options = {"tokenizer": job.tokenizer or "word"}
     options.update(dataclasses.asdict(job.tokenizer_config))
     options.pop("kind")  # --tokenizer names it
+    if not options["reverse"]:
+        del options["reverse"]  # as a run saved before --reverse existed recorded its options
     return options
 
 
@@ -68,7 +71,7 @@ def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size
     learned_with, today = provenance.get("tokenizer_options"), tokenizer_options(job)
     if isinstance(learned_with, dict) and learned_with != today:
         # Other tokenizer options give other ids: the tokens differ though the text is the same.
-        changed = sorted(name for name, value in today.items() if learned_with.get(name) != value)
+        changed = sorted(name for name in {**learned_with, **today} if learned_with.get(name) != today.get(name))
         return "its vocabulary was learned with other " + ", ".join("--" + name.replace("_", "-") for name in changed)
     before = provenance.get("data_fingerprint")
     if before is not None and before != fingerprint:
@@ -83,6 +86,18 @@ def resume_refusal(job: TrainJob, path: str, saved, fingerprint: str, world_size
     except UsageError as exc:
         return str(exc).removeprefix(f"{path}: ").split("; ")[0]
     return None
+
+
+def check_resumed_direction(path: str, saved, tokenizer) -> None:
+    """UsageError when the run saved in ``path`` reads its lines in the other direction than
+    ``tokenizer`` (this run's): its weights predict the other way (not the data changing)."""
+    stored = saved.tokenizer if isinstance(saved.tokenizer, dict) else {}
+    was_reverse = stored.get("reverse", False) is True
+    if was_reverse == tokenizer.reverse:
+        return
+    then, now = (RIGHT_TO_LEFT, LEFT_TO_RIGHT) if was_reverse else (LEFT_TO_RIGHT, RIGHT_TO_LEFT)
+    fix = "give --reverse again" if was_reverse else "drop --reverse"
+    raise UsageError(f"{path}: the run being resumed reads each line {then}, this one {now}; {fix}, {FRESH_START}")
 
 
 def load_resume_point(path: str, checkpoint, model, fingerprint: str, context, config: TrainConfig) -> TrainState:

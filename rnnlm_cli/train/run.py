@@ -21,14 +21,15 @@ import torch
 from rnnlm_cli.files.locks import output_lock
 from rnnlm_cli.models.config import ModelConfig
 from rnnlm_cli.models.sizing import check_fits_in_memory, check_model_size
+from rnnlm_cli.text.backward import RIGHT_TO_LEFT, direction
 from rnnlm_cli.train.data import check_fits, open_prepared, prepare_data
 from rnnlm_cli.train.fitting import fit_job
 from rnnlm_cli.train.job import TrainJob
 from rnnlm_cli.train.job_files import check_job_files
 from rnnlm_cli.train.loop import OutputPaths, TrainCallbacks, Trainer, TrainResult
 from rnnlm_cli.train.regularization_fit import FITTED_REGULARIZATION, fit_to_budget, unset_regularization
-from rnnlm_cli.train.resume import (AUTO, load_resume_point, resume_path, resume_refusal, saved_settings,
-                                    tokenizer_options, track_best_on, why_not_resumed)
+from rnnlm_cli.train.resume import (AUTO, check_resumed_direction, load_resume_point, resume_path, resume_refusal,
+                                    saved_settings, tokenizer_options, track_best_on, why_not_resumed)
 from rnnlm_cli.train.run_control import StopSignals, clean_stale_temps
 from rnnlm_cli.train.speed_probe import seconds_per_step
 from rnnlm_cli.train.start import check_tokenizer_options, init_model, output_layer, word_knowledge
@@ -71,6 +72,8 @@ def _run_locked(job: TrainJob, callbacks, notes: list[str], context, device, fol
     if not_continued is not None:
         notes.append(not_continued)
         start = dataclasses.replace(start, resume_from=None, saved=None)
+    if start.saved is not None:
+        check_resumed_direction(start.resume_from, start.saved, data.tokenizer)
     # Every rank fits alike, from the same tokens.
     job = _fitted(job, start, len(data.train), data.tokenizer, start.saved is not None, context, device)
     if start.saved is not None:
@@ -220,6 +223,9 @@ def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks
     found = oov_note(data.vocabulary, data.tokenizer.vocab_size) if context.is_main else None
     if found is not None:
         notes.append(found)
+    if context.is_main and data.tokenizer.reverse:
+        notes.append(f"a backward model: each line is read {RIGHT_TO_LEFT}, its last token first "
+                     "(eval, n-best rescoring and generate read it so too)")
     # The signals stay caught through the final validation and the promotion: a stop there
     # still ends as a stop (128 + signal) with the state saved and the target whole.
     with StopSignals() as stop:
@@ -231,6 +237,7 @@ def _train_and_promote(job: TrainJob, model, data, paths: OutputPaths, callbacks
                           unk_stand_in=_unk_stand_in(data, notes if context.is_main else []))
         result = trainer.run()
         result.vocabulary = data.vocabulary or None
+        result.direction = direction(data.tokenizer)
         if job.promote_to is not None and context.is_main and stop.requested is None:
             _promote(job, paths, data.valid, device, stop, notes, result)
         if stop.requested is not None:

@@ -12,6 +12,7 @@ from rnnlm_cli.errors import TokenizerMismatchError, UsageError
 from rnnlm_cli.models.config import ModelConfig, shape_keys
 from rnnlm_cli.models.output_layer import MIN_VOCAB, choose_cutoffs, cutoffs_for, is_fixed
 from rnnlm_cli.store.tokenizer_sources import tokenizer_from_file, tokenizer_to_learn
+from rnnlm_cli.text.backward import LEFT_TO_RIGHT, directed
 from rnnlm_cli.text.reading import check_readable
 from rnnlm_cli.train.data import PreparedData
 from rnnlm_cli.train.job import TOKENIZER_OPTIONS, TrainJob
@@ -140,11 +141,15 @@ def check_tokenizer_options(job: TrainJob, tokenizer, notes: list[str]) -> None:
             if source != tokenizer.kind:
                 raise UsageError(f"--tokenizer {source}: the model in {job.init_from} has a {tokenizer.kind} "
                                  "tokenizer, which the run keeps; drop --tokenizer")
-        elif fingerprint(tokenizer_from_file(source)) != fingerprint(tokenizer):
+        elif fingerprint(directed(tokenizer_from_file(source), job.tokenizer_config.reverse)) != fingerprint(tokenizer):
             raise TokenizerMismatchError(f"--tokenizer {source} differs from the tokenizer of the model in "
                                          f"{job.init_from}, which the run keeps; drop --tokenizer")
-    # --grow-vocab learns a vocabulary of the model's kind, with --min-count and --max-size.
-    used = ("grow_vocab", "min_count", "max_size") if job.tokenizer_config.grow_vocab is not None else ()
+    if job.tokenizer_config.reverse and not tokenizer.reverse:
+        raise UsageError(f"--reverse: the model in {job.init_from} reads each line {LEFT_TO_RIGHT}, and a model "
+                         "keeps its direction; drop --reverse, or train a backward model without --init-from")
+    # --grow-vocab learns a vocabulary of the model's kind, with --min-count and --max-size;
+    # --reverse agrees with the model (a model's own direction is kept without it).
+    used = ("reverse", *(("grow_vocab", "min_count", "max_size") if job.tokenizer_config.grow_vocab is not None else ()))
     unused = [name for name in TOKENIZER_OPTIONS
               if name not in used and (job.origins or {}).get(name) in ("flag", "config")]
     if unused:

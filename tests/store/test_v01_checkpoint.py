@@ -101,7 +101,7 @@ def assert_same_text(actual: str, expected: str) -> None:
 
 
 ADDED_KEYS = {"bits_per_token", "clipped_share", "clip_steps", "clipped_steps", "grad_norm_median", "grad_norm_max",
-              "clip_diagnosis", "overfitting", "vocabulary"}
+              "clip_diagnosis", "overfitting", "vocabulary", "direction"}
 """JSON keys later versions added beside 0.1's (a reader of 0.1's keys still finds them all)."""
 
 
