@@ -29,6 +29,8 @@ HELP = (
     "costs (-ln P) per word. "
     "--pairs reports how often the model prefers the grammatical sentence of minimal pairs (accuracy "
     "overall, per category and per distance). "
+    "--tune chooses the n-best weights by WER against --references; --backward-model adds a model trained with "
+    "--reverse (which reads each line right to left by itself). "
     "--mix-lm interpolates per word with an ARPA n-gram model; --cache and --dynamic adapt to the "
     "text while scoring it. By default the hidden state carries across lines (continuous-stream perplexity)."
 )
@@ -231,13 +233,16 @@ def _tune(lm, tokenizer, request, device, config, ngram) -> None:
 
 
 def _backward(path: str | None, device):
-    """The backward model of --backward-model, refused unless it was trained right to left."""
+    """The model of --backward-model; one trained left to right is used too, as a second forward model, with a warning."""
     if path is None:
         return None
     from rnnlm_cli.score.tuning_data import ModelPair
     from rnnlm_cli.store.checkpoint import load_model
 
     model, tokenizer, _ = load_model(path, device)
+    if not tokenizer.reverse:
+        warn(f"--backward-model {path} reads left to right (trained without --reverse): it is combined as a second "
+             "forward model")
     return ModelPair(model, tokenizer)
 
 

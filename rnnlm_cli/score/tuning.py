@@ -34,8 +34,8 @@ from rnnlm_cli.score.scoring_config import TUNE_POINTS
 POINTS = TUNE_POINTS
 SHARES = tuple(round(0.1 * k, 1) for k in range(11))
 """The values tried for the mixture weight and the backward weight."""
-WIDENINGS = 3
-"""Times an automatic axis is doubled when the best point lies on its edge."""
+WIDENINGS = 6
+"""Times an automatic axis is doubled when the best point lies on its edge (up to 64 times its first reach)."""
 _CELLS = 1 << 22
 """Totals computed at once (penalties x lists x hypotheses), to bound memory for long lists."""
 
@@ -115,7 +115,8 @@ class Choice:
         parts = [f"--lm-weight {_shown(self.lm_weight)}", f"--word-penalty {_shown(self.word_penalty)}"]
         if self.mix_weight is not None:
             parts.append(f"--lambda {_shown(self.mix_weight)}")
-        if self.backward_weight is not None:
+        # Weight 0 is the forward model alone: rescored without --backward-model.
+        if self.backward_weight:
             parts.append(f"--backward-weight {_shown(self.backward_weight)}")
         return " ".join(parts)
 
@@ -299,8 +300,9 @@ class TuningResult:
 def tune(lists: ScoredLists, request: TuneRequest = TuneRequest()) -> TuningResult:
     """Search the weights of ``request`` on ``lists`` by WER."""
     chooser = Chooser(lists)
-    top = 4.0 * lm_scale(lists)
-    reach = top * word_cost(lists) / 2.0
+    top = 8.0 * lm_scale(lists)
+    # A penalty of the LM's cost per word at the largest weight undoes its preference for short hypotheses.
+    reach = top * word_cost(lists)
     mix = _share_axis(lists.word_model is not None, request.mix_weight)
     backward = _share_axis(lists.backward is not None, request.backward_weight)
     for widening in range(WIDENINGS + 1):
@@ -318,8 +320,10 @@ def tune(lists: ScoredLists, request: TuneRequest = TuneRequest()) -> TuningResu
             break
         top, reach = top * (2.0 if wider_lm else 1.0), reach * (2.0 if wider_penalty else 1.0)
     zero = chooser.errors(np.zeros(lists.hypotheses), 0.0, np.zeros(1))
-    return TuningResult(lists, surface, best, _forward_best(surface), int(zero[0]), chooser.oracle_errors(),
-                        _edge_notes(surface, best))
+    notes = _edge_notes(surface, best)
+    if len(backward) > 1 and best.backward_weight == 0.0:
+        notes.append("the backward model lowered no WER on these lists: rescore without --backward-model")
+    return TuningResult(lists, surface, best, _forward_best(surface), int(zero[0]), chooser.oracle_errors(), notes)
 
 
 def _share_axis(present: bool, held: float | None) -> tuple[float | None, ...]:

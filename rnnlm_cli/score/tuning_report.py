@@ -52,7 +52,7 @@ def _tuned(result) -> list[tuple[str, Any]]:
     """The tuned rows: the forward model alone (when a backward model was searched too), then the best."""
     best = result.best
     label = "forward model" + (" + n-gram" if best.mix_weight is not None else "")
-    if best.backward_weight is None:
+    if not best.backward_weight:  # no backward model, or one that lowered no WER
         return [(label, best)]
     rows = [(label, result.forward_best)] if result.forward_best is not None else []
     return rows + [(label + " + backward", best)]
@@ -67,11 +67,11 @@ def _around_lines(result) -> list[str]:
     held = [f"{name} {value:g}" for name, value in (("--lambda", best.mix_weight),
                                                     ("--backward-weight", best.backward_weight)) if value is not None]
     lines = ["WER around the best (rows --lm-weight, columns --word-penalty" + "".join(f"; {h}" for h in held) + "):",
-             " " * 10 + "".join(f"{axes.word_penalties[c]:>8g} " for c in columns)]
+             (" " * 10 + "".join(f"{axes.word_penalties[c]:>8g} " for c in columns)).rstrip()]
     for r in rows:
         cells = "".join(f"{result.wer(int(surface.errors[m, b, r, c])):8.2%}" + ("*" if (r, c) == (w, p) else " ")
                         for c in columns)
-        lines.append(("* " if r == w else "  ") + f"{axes.lm_weights[r]:>8g}" + cells)
+        lines.append((("* " if r == w else "  ") + f"{axes.lm_weights[r]:>8g}" + cells).rstrip())
     return lines
 
 

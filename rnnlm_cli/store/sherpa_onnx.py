@@ -91,6 +91,10 @@ class TokenMap:
 
 def token_map(tokenizer) -> TokenMap:
     """The map of a word tokenizer built from a recogniser's table; UsageError for any other."""
+    if tokenizer.reverse:
+        # sherpa-onnx feeds a hypothesis' tokens in reading order: a backward model would score them backwards.
+        raise UsageError(f"--format {FORMAT}: the model reads each line right to left (trained with --reverse); "
+                         "sherpa-onnx feeds tokens left to right, so export a forward model")
     table = getattr(tokenizer, "symbols", None)
     if table is None:
         raise UsageError(f"--format {FORMAT}: the model's ids must be the recogniser's; build its vocabulary from "

@@ -67,6 +67,8 @@ TINY = ["--layers", "1", "--emb", "16", "--hidden", "16", "--batch-size", "32", 
 MODEL_NAMES = ("model.pt", "runs/sample/model.pt", "models/current.pt", "runs/compare/cell=rnn/model.pt",
                "runs/compare/cell=gru/model.pt", "runs/compare/cell=lstm/model.pt",
                *(f"runs/stories/{cell}/seed1234/model.pt" for cell in ("rnn", "gru", "lstm")))
+BACKWARD_NAME = "runs/sample/back.pt"
+"""The backward model the README's examples read: a tiny one trained with --reverse."""
 COMPARE_CALL = re.compile(r"(?:\brnnlm|-m rnnlm_cli)\s+compare\b")
 # A comparison gets a second of training per run and a tiny shape (the file written by
 # ``prepared``), whatever its own --budget: it shows the runs train, are measured and drawn.
@@ -442,6 +444,9 @@ def prepared(tmp_path_factory) -> Path:
     for name in MODEL_NAMES:
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build / "model.pt", base / name)
+    result = runner.invoke(app, ["train", str(SAMPLE / "train.txt"), "--valid", str(SAMPLE / "valid.txt"), *TINY,
+                                 "--reverse", "--out", str(base / BACKWARD_NAME)], env={"RNNLM_DEBUG": None})
+    assert result.exit_code == 0, result.output
     bin_dir = base.parent / (base.name + "-bin")
     bin_dir.mkdir()
     # "rnnlm" is this interpreter's rnnlm_cli, the code under test, wherever pytest runs from.
@@ -556,6 +561,10 @@ def check_eval(command: str, stdout: str) -> None:
         for line in lines:
             key, *costs = line.split()
             assert costs and all(float(cost) >= 0 for cost in costs), line
+    elif "--tune" in command:  # the WER table: its rows of figures, then the grid around the best
+        assert re.fullmatch(r"\S+: [\d,]+ utterances, [\d,]+ hypotheses, [\d,]+ reference words", lines[0]), lines
+        assert lines[2].startswith("acoustic scores alone ") and lines[3].startswith("oracle (best of lists) "), lines
+        assert any(re.search(r"%\s+[\d,]+\s+--lm-weight \S+ --word-penalty \S+", line) for line in lines), lines
     elif "--nbest" in command:
         for line in lines:
             key, total, acoustic, lm, count, *words = line.split()

@@ -176,8 +176,9 @@ def test_options_of_tuning_need_it(random_lm, tuning_set, args, message):
 def test_backward_model_interpolates_the_two_scores_in_rescoring(random_lm, word_tok, tmp_path, tuning_set):
     from conftest import tiny_model
     from eval_support import save
+    from rnnlm_cli.text.backward import BackwardTokenizer
 
-    other = save(tmp_path / "other.pt", tiny_model(word_tok.vocab_size, seed=9), word_tok)
+    other = save(tmp_path / "other.pt", tiny_model(word_tok.vocab_size, seed=9), BackwardTokenizer(word_tok))
     nbest, costs, _ = tuning_set
 
     def lm_column(*args) -> dict[str, float]:
@@ -190,3 +191,32 @@ def test_backward_model_interpolates_the_two_scores_in_rescoring(random_lm, word
     for key in both:
         assert both[key] == pytest.approx(0.7 * forward[key] + 0.3 * backward[key], abs=3e-5)  # 6 significant digits each
     assert lm_column(random_lm, "--backward-model", other, "--backward-weight", "1") == backward
+
+
+def test_tuning_with_a_backward_model_searches_its_weight(random_lm, word_tok, tmp_path, tuning_set):
+    from conftest import tiny_model
+    from eval_support import save
+    from rnnlm_cli.text.backward import BackwardTokenizer
+
+    back = save(tmp_path / "back.pt", tiny_model(word_tok.vocab_size, seed=4), BackwardTokenizer(word_tok))
+    result = ok(random_lm, *tune_args(tuning_set, "--backward-model", back, "--json"))
+    assert "reads left to right" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["grid"]["backward_weights"] == [round(0.1 * k, 1) for k in range(11)]
+    assert report["forward_best"]["backward_weight"] == 0.0
+    assert report["best"]["errors"] <= report["forward_best"]["errors"]
+    flags = report["best"]["flags"]
+    # Weight 0 is the forward model alone: its flags leave the backward model out.
+    assert ("--backward-weight" in flags) == (report["best"]["backward_weight"] != 0)
+    extra = ("--backward-model", back) if report["best"]["backward_weight"] else ()
+    assert jiwer_wer_of_flags(random_lm, tuning_set, flags, *extra) == pytest.approx(report["best"]["wer"])
+    table = rows(ok(random_lm, *tune_args(tuning_set, "--backward-model", back)).stdout)
+    with_backward = {"forward model", "forward model + backward"} if report["best"]["backward_weight"] else \
+        {"forward model"}
+    assert set(table) - {"acoustic scores alone", "oracle (best of lists)"} == with_backward
+
+
+def test_a_forward_model_as_backward_model_is_warned_of(random_lm, tuning_set):
+    nbest, costs, _ = tuning_set
+    result = ok(random_lm, "--nbest", nbest, "--nbest-acoustic", costs, "--backward-model", random_lm)
+    assert "reads left to right (trained without --reverse)" in result.stderr

@@ -228,7 +228,7 @@ def _leftovers(folder) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.endswith(".onnx") or name.startswith(".rnnlm-tmp"))
 
 
-@pytest.mark.parametrize("problem", ["attention", "learned vocabulary", "no boundary symbol"])
+@pytest.mark.parametrize("problem", ["attention", "learned vocabulary", "no boundary symbol", "right to left"])
 def test_models_sherpa_onnx_cannot_use_are_refused_with_one_line(tmp_path, problem):
     table = {"no boundary symbol": "<blk> 0\n<unk> 1\n\u2581the 2\n"}.get(problem, TABLES["icefall"])
     (tmp_path / "tokens.txt").write_text(table, encoding="utf-8")
@@ -236,6 +236,8 @@ def test_models_sherpa_onnx_cannot_use_are_refused_with_one_line(tmp_path, probl
     data = tokenizer.to_dict()
     if problem == "learned vocabulary":
         data = {key: value for key, value in data.items() if key != "symbols"}
+    if problem == "right to left":
+        data = {**data, "reverse": True}
     config = ModelConfig(vocab_size=tokenizer.vocab_size, emb=4, hidden=4, layers=1, dropout=0.0,
                          attention=3 if problem == "attention" else 0)
     save_checkpoint(tmp_path / "lm.pt", build_model(config), data)
@@ -243,7 +245,7 @@ def test_models_sherpa_onnx_cannot_use_are_refused_with_one_line(tmp_path, probl
     assert result.exit_code == 2, result.stdout
     line = one_error_line(result.stderr)
     assert {"attention": "--attention", "learned vocabulary": "tokenize --symbols",
-            "no boundary symbol": "<sos/eos>"}[problem] in line
+            "no boundary symbol": "<sos/eos>", "right to left": "--reverse"}[problem] in line
     assert result.stdout == "" and _leftovers(tmp_path) == []
 
 
