@@ -220,3 +220,29 @@ def test_a_forward_model_as_backward_model_is_warned_of(random_lm, tuning_set):
     nbest, costs, _ = tuning_set
     result = ok(random_lm, "--nbest", nbest, "--nbest-acoustic", costs, "--backward-model", random_lm)
     assert "reads left to right (trained without --reverse)" in result.stderr
+
+
+def test_srilm_lists_and_kaldi_ids_tune_alike(random_lm, tuning_set, tmp_path):
+    """The same lists as SRILM lines (acoustic log10 = -cost / ln 10, the old LM score ignored) and
+    as Kaldi word ids with a symbol table give the table the Kaldi word lists give."""
+    import math
+
+    nbest, costs, references = tuning_set
+    cost_of = dict(line.split() for line in COSTS.splitlines())
+    srilm, ids = [], []
+    table = {word: index for index, word in enumerate(["<eps>", "the", "dog", "cat", "runs", "."], start=0)}
+    for line in NBEST.splitlines():
+        key, *words = line.split()
+        utterance = key.rsplit("-", 1)[0]
+        srilm.append(f"{utterance} {-float(cost_of[key]) / math.log(10):.17g} -99 {len(words)} {' '.join(words)}")
+        ids.append(" ".join([key, *(str(table[word]) for word in words)]))
+    symbols = write(tmp_path / "words.txt", "".join(f"{word} {index}\n" for word, index in table.items()))
+    expected = json.loads(ok(random_lm, *tune_args(tuning_set, "--json")).stdout)
+    from_srilm = json.loads(ok(random_lm, "--nbest", write(tmp_path / "h.srilm", "\n".join(srilm) + "\n"),
+                               "--references", references, "--tune", "--json").stdout)
+    from_ids = json.loads(ok(random_lm, "--nbest", write(tmp_path / "h.ids", "\n".join(ids) + "\n"),
+                             "--nbest-acoustic", costs, "--symbols", symbols, "--references", references,
+                             "--tune", "--json").stdout)
+    for report in (from_srilm, from_ids):
+        assert report["grid"]["errors"] == expected["grid"]["errors"]
+        assert report["best"] == {**expected["best"], "flags": expected["best"]["flags"]}
