@@ -277,9 +277,8 @@ def _nbest(lm, tokenizer, path: str, device, config, lists, ngram, strict: bool,
             write(nbest_list, rows)
             progress.update(count)
 
-        extra = {} if kaldi or backward is None else {"backward": (backward.model, backward.tokenizer)}
         result = score_lists(lm, tokenizer, path, device, config, lists, ngram=ngram, strict=strict, on_list=written,
-                             **extra)
+                             backward=None if backward is None else (backward.model, backward.tokenizer))
     sys.stdout.flush()
     for note in result.warnings:
         warn(note)

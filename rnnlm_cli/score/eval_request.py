@@ -120,7 +120,8 @@ class EvalRequest:
     never reset."""
     backward_model: str | None = None
     """n-best: a model trained with --reverse; each hypothesis' LM score becomes (1 - b) * forward + b * backward,
-    b the --backward-weight (Kaldi's backward-RNNLM rescoring). Words, not ids: not with --symbols outside --tune."""
+    b the --backward-weight (Kaldi's backward-RNNLM rescoring); --output rescored only, each hypothesis from a
+    fresh state."""
     backward_weight: float | None = None
     """n-best: the backward model's share b of the LM score."""
     tune: bool = False
@@ -218,14 +219,16 @@ class EvalRequest:
 
     def _check_tuning(self) -> None:
         if not self.tune:
-            if self.backward_model is not None and not self.lists.plain:
-                raise UsageError("--backward-model rescores hypotheses given as words into --output rescored, each "
-                                 "from a fresh state: not with --symbols, --carry-state best or other outputs "
-                                 "(score the backward model alone for those)")
+            if self.backward_model is not None and (self.lists.output != "rescored" or self.lists.carry_state != "none"):
+                raise UsageError("--backward-model combines sentence scores into --output rescored, each hypothesis "
+                                 "from a fresh state: not with --carry-state best or other outputs (score the backward "
+                                 "model alone for those)")
             return
         if self.references is None:
             raise UsageError("--tune needs --references: the transcripts the WER is counted against")
-        clash = [name for name, on in (("--output", self.nbest_output is not None), ("--nbest-sort", self.nbest_sort),
+        clash = [name for name, on in (("--per-sentence", self.per_sentence), ("--debug", self.debug > 0),
+                                       ("--query", self.query),
+                                       ("--output", self.nbest_output is not None), ("--nbest-sort", self.nbest_sort),
                                        ("--nbest-best", self.nbest_best), ("--carry-state", self.carry_state is not None),
                                        ("--fit-lambda", self.fit_lambda is not None)) if on]
         if clash:

@@ -44,7 +44,8 @@ import torch
 
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.models.lm import select_state
-from rnnlm_cli.score.nbest import LONG_TEXT, Hypothesis, NBestList, WordRun, combined, iter_nbest, read_score_table
+from rnnlm_cli.score.nbest import (LONG_TEXT, Hypothesis, NBestList, WordRun, combined, interpolated, iter_nbest,
+                                   read_score_table)
 from rnnlm_cli.score.rescoring import RescoreResult
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
@@ -230,7 +231,8 @@ def best_of(scored: Sequence[ScoredHypothesis], by_total: bool) -> ScoredHypothe
 
 def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig = ScoringConfig(),
                       nbest: NBestConfig = NBestConfig(), *, ngram=None, strict: bool = False,
-                      on_list: Callable[[int, NBestList, list[ScoredHypothesis]], None]) -> RescoreResult:
+                      on_list: Callable[[int, NBestList, list[ScoredHypothesis]], None],
+                      backward=None) -> RescoreResult:
     """Score every hypothesis of the n-best lists in ``path``, with per-word scores.
 
     ``on_list(count, nbest_list, rows)`` gets each list, as soon as it is scored, with one
@@ -238,6 +240,9 @@ def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig
     ``nbest.sort``). ``nbest.symbols`` maps integer ids to words; ``nbest.carry_state``
     ``"best"`` starts each utterance from the state after the previous one's best hypothesis
     (:func:`best_of`). Hypotheses with the same text in one list share their scores.
+    ``backward``, a ``(model, tokenizer)`` pair of a model trained with ``--reverse``, makes each
+    row's ``lm`` and ``total`` ``(1 - b) * forward + b * backward`` (b ``config.backward_weight``);
+    ``word_log10`` stays the forward model's.
     """
     if config.cache or config.dynamic:
         raise ValueError("n-best hypotheses are scored as sentences: the cache and dynamic evaluation do not apply")
@@ -250,15 +255,19 @@ def score_nbest_lists(model, tokenizer, path: str, device, config: ScoringConfig
     with config.precision(device):
         mix = None if ngram is None else NgramMix(ngram, config.mix_weight)
         scorer = StateScorer(model, tokenizer, device, mix=mix)
+        back = None if backward is None else StateScorer(*backward, device)
         for count, nbest_list in enumerate(lists, start=1):
             if table is not None:
                 nbest_list = ids_to_words(nbest_list, table, is_non_word, nbest.symbols, name)
             texts = list(dict.fromkeys(hyp.text for hyp in nbest_list.hypotheses))
             scores_of = dict(zip(texts, scorer.score(texts)))
+            back_of = {} if back is None else dict(zip(texts, map(sum, back.score(texts))))
             rows = []
             for hyp in nbest_list.hypotheses:
                 # OOVs are scored as <unk>, so every word counts, and one of probability zero makes -inf.
                 lm = sum(scores_of[hyp.text])
+                if back is not None:
+                    lm = interpolated(lm, back_of[hyp.text], config.backward_weight)
                 total = combined(hyp.acoustic, lm, config.lm_weight, config.word_penalty, len(hyp.words))
                 rows.append(ScoredHypothesis(hyp, scores_of[hyp.text], lm, total))
             if nbest.carry_state == "best":

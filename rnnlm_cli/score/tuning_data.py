@@ -19,7 +19,7 @@ from rnnlm_cli.errors import DataError
 from rnnlm_cli.score.kaldi import StateScorer, ids_to_words, read_id_table
 from rnnlm_cli.score.nbest import iter_nbest, read_score_table
 from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
-from rnnlm_cli.score.tuning import ScoredLists
+from rnnlm_cli.score.tuning_grid import ScoredLists
 from rnnlm_cli.score.wer import read_references, word_errors
 from rnnlm_cli.score.word_scoring import NgramMix
 from rnnlm_cli.text.corpus import input_warnings

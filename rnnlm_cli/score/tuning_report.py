@@ -35,15 +35,17 @@ def tuning_lines(result, name: str) -> list[str]:
     from rnnlm_cli.score.wer import corpus_wer
 
     lists = result.lists
+    tuned = _tuned(result)
+    width = max(len(label) for label, _ in [("oracle (best of lists)", None), *tuned]) + 4
     lines = [f"{name}: {len(lists.utterances):,} utterances, {lists.hypotheses:,} hypotheses, "
-             f"{lists.reference_words:,} reference words", f"{'':26}{'WER':>8}{'errors':>8}"]
+             f"{lists.reference_words:,} reference words", f"{'':{width}}{'WER':>8}{'errors':>8}"]
 
     def row(label: str, errors: int, wer: float, flags: str = "") -> None:
-        lines.append(f"{label:26}{wer:8.2%}{errors:8,}" + (f"  {flags}" if flags else ""))
+        lines.append(f"{label:{width}}{wer:8.2%}{errors:8,}" + (f"  {flags}" if flags else ""))
 
     row("acoustic scores alone", result.acoustic_errors, corpus_wer(lists.references, result.transcripts(None)))
     row("oracle (best of lists)", result.oracle_errors, result.wer(result.oracle_errors))
-    for label, choice in _tuned(result):
+    for label, choice in tuned:
         row(label, choice.errors, corpus_wer(lists.references, result.transcripts(choice)), choice.flags())
     return lines + _around_lines(result)
 
@@ -51,7 +53,8 @@ def tuning_lines(result, name: str) -> list[str]:
 def _tuned(result) -> list[tuple[str, Any]]:
     """The tuned rows: the forward model alone (when a backward model was searched too), then the best."""
     best = result.best
-    label = "forward model" + (" + n-gram" if best.mix_weight is not None else "")
+    # --lambda 1 leaves the n-gram model no weight.
+    label = "forward model" + (" + n-gram" if best.mix_weight is not None and best.mix_weight < 1 else "")
     if not best.backward_weight:  # no backward model, or one that lowered no WER
         return [(label, best)]
     rows = [(label, result.forward_best)] if result.forward_best is not None else []
@@ -95,11 +98,18 @@ def tuning_dict(result, name: str) -> dict[str, Any]:
         "oracle": {"errors": result.oracle_errors, "wer": result.wer(result.oracle_errors)},
         "best": point(result.best),
         "forward_best": None if result.forward_best is None else point(result.forward_best),
-        "grid": {"lm_weights": list(surface.axes.lm_weights), "word_penalties": list(surface.axes.word_penalties),
-                 "mix_weights": list(surface.axes.mix_weights), "backward_weights": list(surface.axes.backward_weights),
-                 "errors": surface.errors.tolist()},
+        "grid": _grid(result.coarse or surface),
+        "refined": None if result.coarse is None or result.coarse is surface else _grid(surface),
         "notes": list(result.notes),
     }
+
+
+def _grid(surface) -> dict[str, Any]:
+    """A grid's axes and its errors, indexed [mixture][backward][LM weight][penalty]."""
+    axes = surface.axes
+    return {"lm_weights": list(axes.lm_weights), "word_penalties": list(axes.word_penalties),
+            "mix_weights": list(axes.mix_weights), "backward_weights": list(axes.backward_weights),
+            "errors": surface.errors.tolist()}
 
 
 def require_matplotlib() -> None:
@@ -110,28 +120,23 @@ def require_matplotlib() -> None:
 
 
 def plot_tuning(result, path: str | os.PathLike, title: str) -> None:
-    """WER over the LM weight and word penalty grid (at the best mixture and backward weights), the
-    best point marked; with a searched backward weight, a second panel of the best WER at each."""
+    """WER over the LM weight and word penalty grid (the first, wider one, at the best mixture and
+    backward weights), the best point marked; a line where one of the two is held; with a searched
+    backward weight, a second panel of the best WER at each."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    surface, best = result.surface, result.best
-    m, b, w, p = surface.index(best)
+    surface, best = result.coarse or result.surface, result.best
     axes = surface.axes
+    m, b = axes.mix_weights.index(best.mix_weight), axes.backward_weights.index(best.backward_weight)
     shares = len(axes.backward_weights) > 1
     # A bare Figure on an Agg canvas: no display, and pyplot's global state untouched.
     figure = Figure(figsize=(11 if shares else 7, 5), layout="constrained")
     FigureCanvasAgg(figure)
     grid_axes, *rest = figure.subplots(1, 2, width_ratios=(3, 2)) if shares else [figure.subplots()]
-    wer = 100.0 * surface.errors[m, b] / result.lists.reference_words  # (lm weights, penalties)
-    image = grid_axes.pcolormesh(axes.word_penalties, axes.lm_weights, wer, shading="nearest", cmap="viridis_r")
-    figure.colorbar(image, ax=grid_axes, label="WER (%)")
-    grid_axes.plot([best.word_penalty], [best.lm_weight], marker="*", color="red", markersize=14,
-                   label=f"best: {100 * result.wer(best.errors):.2f}%")
-    grid_axes.set_xlabel("--word-penalty")
-    grid_axes.set_ylabel("--lm-weight")
-    grid_axes.legend(loc="upper right")
+    _draw_grid(figure, grid_axes, axes, 100.0 * surface.errors[m, b] / result.lists.reference_words, best,
+               100.0 * result.wer(best.errors))
     grid_axes.set_title(title)
     if rest:
         per_share = 100.0 * surface.errors[m].min(axis=(1, 2)) / result.lists.reference_words
@@ -144,3 +149,24 @@ def plot_tuning(result, path: str | os.PathLike, title: str) -> None:
         rest[0].legend()
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
+
+
+def _draw_grid(figure, panel, axes, wer, best, best_wer: float) -> None:
+    """``wer`` (LM weights, penalties) as a map, or as a line over the one axis searched."""
+    label = f"best: {best_wer:.2f}%"
+    if len(axes.lm_weights) > 1 and len(axes.word_penalties) > 1:
+        image = panel.pcolormesh(axes.word_penalties, axes.lm_weights, wer, shading="nearest", cmap="viridis_r")
+        figure.colorbar(image, ax=panel, label="WER (%)")
+        panel.plot([best.word_penalty], [best.lm_weight], marker="*", color="red", markersize=14, label=label)
+        panel.set_xlabel("--word-penalty")
+        panel.set_ylabel("--lm-weight")
+    else:
+        along_weights = len(axes.lm_weights) > 1
+        values = axes.lm_weights if along_weights else axes.word_penalties
+        panel.plot(values, wer.ravel(), marker="o")
+        panel.plot([best.lm_weight if along_weights else best.word_penalty], [best_wer], marker="*", color="red",
+                   markersize=14, label=label)
+        panel.set_xlabel("--lm-weight" if along_weights else "--word-penalty")
+        panel.set_ylabel("WER (%)")
+        panel.grid(True, alpha=0.3)
+    panel.legend(loc="upper right")

@@ -93,11 +93,12 @@ def test_the_table_and_its_flags_agree_with_rescoring(random_lm, tuning_set):
 
 def test_json_holds_the_grid_and_the_best_point(random_lm, tuning_set):
     report = json.loads(ok(random_lm, *tune_args(tuning_set, "--json", "--tune-points", "5")).stdout)
-    grid = report["grid"]
-    assert len(grid["lm_weights"]) == len(grid["word_penalties"]) == 5
+    assert len(report["grid"]["lm_weights"]) == len(report["grid"]["word_penalties"]) == 5
+    grid = report["refined"] or report["grid"]  # the finer grid around the first one's best, where there is one
     errors = grid["errors"][0][0]  # no mixture weight, no backward weight
     best = report["best"]
     assert best["errors"] == min(min(row) for row in errors)
+    assert best["errors"] <= min(min(row) for row in report["grid"]["errors"][0][0])
     assert errors[grid["lm_weights"].index(best["lm_weight"])][grid["word_penalties"].index(best["word_penalty"])] \
         == best["errors"]
     assert best["wer"] == pytest.approx(best["errors"] / 16)
@@ -122,10 +123,11 @@ def test_a_weight_given_is_held(random_lm, tuning_set):
     assert report["best"]["lm_weight"] == 2.0
 
 
-def test_plot_is_drawn(random_lm, tuning_set, tmp_path):
+@pytest.mark.parametrize("held", [(), ("--lm-weight", "1"), ("--word-penalty", "0")])
+def test_plot_is_drawn(random_lm, tuning_set, tmp_path, held):
     pytest.importorskip("matplotlib")
     png = tmp_path / "wer.png"
-    ok(random_lm, *tune_args(tuning_set, "--plot", png))
+    ok(random_lm, *tune_args(tuning_set, "--plot", png, *held))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -147,6 +149,9 @@ def test_references_without_a_list_are_noted(random_lm, tuning_set, tmp_path):
 
 @pytest.mark.parametrize("extra,message", [
     ((), "--tune needs --references"),
+    (("--per-sentence",), "--per-sentence does not go with it"),
+    (("--debug", "1"), "--debug does not go with it"),
+    (("--query",), "--query does not go with it"),
     (("--output", "sentence-scores"), "--output does not go with it"),
     (("--nbest-best",), "--nbest-best does not go with it"),
     (("--lm-weight", "1", "--tune-lm-weights", "0:2"), "a weight given is held"),
@@ -204,7 +209,10 @@ def test_tuning_with_a_backward_model_searches_its_weight(random_lm, word_tok, t
     report = json.loads(result.stdout)
     assert report["grid"]["backward_weights"] == [round(0.1 * k, 1) for k in range(11)]
     assert report["forward_best"]["backward_weight"] == 0.0
-    assert report["best"]["errors"] <= report["forward_best"]["errors"]
+    grid = report["refined"] or report["grid"]
+    zero = grid["backward_weights"].index(0.0)
+    assert report["forward_best"]["errors"] == min(min(row) for row in grid["errors"][0][zero])
+    assert report["best"]["errors"] == min(min(row) for share in grid["errors"][0] for row in share)
     flags = report["best"]["flags"]
     # Weight 0 is the forward model alone: its flags leave the backward model out.
     assert ("--backward-weight" in flags) == (report["best"]["backward_weight"] != 0)
@@ -245,4 +253,25 @@ def test_srilm_lists_and_kaldi_ids_tune_alike(random_lm, tuning_set, tmp_path):
                              "--tune", "--json").stdout)
     for report in (from_srilm, from_ids):
         assert report["grid"]["errors"] == expected["grid"]["errors"]
-        assert report["best"] == {**expected["best"], "flags": expected["best"]["flags"]}
+        assert report["best"] == expected["best"]
+
+
+def test_ids_with_a_symbol_table_rescore_with_the_backward_model_as_tuned(random_lm, word_tok, tmp_path, tuning_set):
+    from conftest import tiny_model
+    from eval_support import save
+    from rnnlm_cli.text.backward import BackwardTokenizer
+
+    back = save(tmp_path / "back.pt", tiny_model(word_tok.vocab_size, seed=4), BackwardTokenizer(word_tok))
+    _, costs, references = tuning_set
+    table = {word: index for index, word in enumerate(["<eps>", "the", "dog", "cat", "runs", "."])}
+    symbols = write(tmp_path / "words.txt", "".join(f"{word} {index}\n" for word, index in table.items()))
+    ids = write(tmp_path / "h.ids", "".join(" ".join([key, *(str(table[w]) for w in words)]) + "\n"
+                                            for key, *words in map(str.split, NBEST.splitlines())))
+    common = ["--nbest", ids, "--nbest-acoustic", costs, "--symbols", symbols, "--backward-model", back]
+    report = json.loads(ok(random_lm, *common, "--references", references, "--tune", "--backward-weight", "0.6",
+                           "--json").stdout)
+    best = ok(random_lm, *common, *report["best"]["flags"].split(), "--backward-weight", "0.6",
+              "--nbest-best").stdout
+    chosen = dict((line.split(" ", 1) + [""])[:2] for line in best.splitlines())
+    truth = dict(line.split(" ", 1) for line in REFERENCES.splitlines())
+    assert jiwer.wer([truth[u] for u in truth], [chosen[u] for u in truth]) == pytest.approx(report["best"]["wer"])

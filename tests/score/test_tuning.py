@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -26,10 +27,16 @@ def test_word_errors_by_hand():
     assert word_errors(references, hypotheses) == [0, 2, 3, 1, 1]
 
 
+def test_an_empty_reference_makes_every_hypothesis_word_an_insertion():
+    assert word_errors(["", "a b", ""], ["x y", "", ""]) == [2, 2, 0]
+    assert corpus_wer(["", "a b"], ["x y", "a"]) == pytest.approx(3 / 2)
+
+
 def test_corpus_wer_is_errors_over_reference_words():
     references = ["the dog runs", "a cat sleeps ."]
     hypotheses = ["the dog run", "a cat"]
     assert corpus_wer(references, hypotheses) == pytest.approx(3 / 7)
+    assert corpus_wer(references, hypotheses) == pytest.approx(jiwer.wer(references, hypotheses))
     assert sum(word_errors(references, hypotheses)) == 3
 
 
@@ -105,12 +112,21 @@ def test_the_best_point_is_the_brute_force_minimum_with_the_documented_tie_order
     lists = random_lists(seed=11, mix=True, backward=True)
     axes = Axes((0.0, 1.0, 3.0), (-0.5, 0.0, 0.5), (0.2, 0.8), (0.0, 0.5))
     best = search(lists, axes).best()
-    points = [(brute_force_errors(lists, mw, bw, lw, pen), abs(pen), mi, bi, wi, pi)
+    weights, penalties = axes.lm_weights, axes.word_penalties
+    errors = {(mi, bi, wi, pi): brute_force_errors(lists, mw, bw, lw, pen)
               for (mi, mw), (bi, bw), (wi, lw), (pi, pen) in itertools.product(*(enumerate(a) for a in (
-                  axes.mix_weights, axes.backward_weights, axes.lm_weights, axes.word_penalties)))]
-    errors, _, mi, bi, wi, pi = min(points)
+                  axes.mix_weights, axes.backward_weights, weights, penalties)))}
+
+    def around(mi, bi, wi, pi):
+        # The 3 x 3 block of LM weights and penalties, an index past an edge read as the edge.
+        clamp = lambda i, n: min(max(i, 0), n - 1)  # noqa: E731
+        return sum(errors[mi, bi, clamp(wi + dw, len(weights)), clamp(pi + dp, len(penalties))]
+                   for dw in (-1, 0, 1) for dp in (-1, 0, 1))
+
+    key = min(errors, key=lambda k: (errors[k], around(*k), abs(penalties[k[3]]), k))
+    mi, bi, wi, pi = key
     assert (best.errors, best.mix_weight, best.backward_weight, best.lm_weight, best.word_penalty) == (
-        errors, axes.mix_weights[mi], axes.backward_weights[bi], axes.lm_weights[wi], axes.word_penalties[pi])
+        errors[key], axes.mix_weights[mi], axes.backward_weights[bi], weights[wi], penalties[pi])
 
 
 def test_acoustic_only_and_oracle_by_hand():
@@ -146,9 +162,9 @@ def test_the_forward_row_is_the_best_at_backward_weight_zero():
     assert result.best.errors <= result.forward_best.errors
 
 
-def test_an_automatic_axis_widens_while_the_best_lies_on_its_edge():
+def test_an_automatic_axis_widens_while_the_best_lies_near_its_edge():
     # Each list: rank 2 is right but needs an LM weight above 3.05; the spreads (rank 4's 1000
-    # on both sides) put the scale at 1, so the first axis ends at 4 and its best is that edge.
+    # on both sides) put the scale at 1, so the first axis ends at 8 with the valley in its top quarter.
     acoustic, forward, errors = [], [], []
     for _ in range(3):
         acoustic += [0.0, -30.0, -1.0, -1000.0]
@@ -157,11 +173,29 @@ def test_an_automatic_axis_widens_while_the_best_lies_on_its_edge():
     lists = ScoredLists(["a", "b", "c"], np.array([0, 4, 8, 12]), np.array(acoustic), np.array([1] * 12),
                         np.array(errors), reference_words=3, forward=np.array(forward))
     result = tune(lists, TuneRequest(points=5, word_penalty=0.0))
-    assert result.surface.axes.lm_weights == (0.0, 2.0, 4.0, 6.0, 8.0)  # widened once, from 0 ... 4
-    assert (result.best.errors, result.best.lm_weight) == (0, 4.0)
+    assert result.coarse.axes.lm_weights[-1] > 8.0  # widened
+    assert result.best.errors == 0 and result.best.lm_weight > 3.05
     assert not result.notes
     ranged = tune(lists, TuneRequest(points=5, lm_range=(0.0, 1.0), word_penalty=0.0))
-    assert ranged.surface.axes.lm_weights == (0.0, 0.25, 0.5, 0.75, 1.0)  # a given range is kept
+    assert ranged.surface.axes.lm_weights == (0.0, 0.25, 0.5, 0.75, 1.0)  # a given range is kept, not refined
+
+
+def test_the_automatic_search_finds_a_weight_far_from_its_first_guess():
+    # Kaldi-like lists: acoustic costs in thousands, and an LM weight that pays far beyond the
+    # first axis the spreads lay out (0 ... 8 x their ratio). A dense brute-force grid is the yardstick.
+    rng = np.random.default_rng(7)
+    lists_n, size = 150, 8
+    errors = rng.integers(0, 6, size=lists_n * size)
+    acoustic = -(2000 + 40 * errors + rng.normal(0, 120, size=errors.size))
+    forward = -(20 + 3 * errors + rng.normal(0, 4, size=errors.size))
+    words = rng.integers(8, 12, size=errors.size)
+    lists = ScoredLists([str(i) for i in range(lists_n)], np.arange(lists_n + 1) * size, acoustic, words, errors,
+                        reference_words=1000, forward=forward)
+    result = tune(lists, TuneRequest())
+    steps = [np.diff(surface.axes.lm_weights).max() for surface in (result.coarse, result.surface)]
+    assert steps[1] < steps[0]  # the finer pass around the coarse best
+    dense = search(lists, Axes(tuple(np.arange(0, 120.5, 1.0)), (0.0,) + tuple(np.arange(-40, 41, 4.0))))
+    assert result.best.errors <= dense.best().errors
 
 
 def test_a_best_on_the_edge_of_a_given_range_is_said():
@@ -171,7 +205,9 @@ def test_a_best_on_the_edge_of_a_given_range_is_said():
     result = tune(lists, TuneRequest(points=3, lm_range=(0.0, 10.0), word_penalty=0.0))
     assert (result.best.lm_weight, result.best.errors) == (10.0, 0)
     assert any("largest tried" in note for note in result.notes)
-    lists.acoustic = np.array([0.0, -3.0])  # now 5 suffices, and ties go to the smaller weight
+    # Rank 2 right at 5 only: rank 1 wins at 0, rank 3 at 10.
+    lists = ScoredLists(["a"], np.array([0, 3]), np.array([0.0, -3.0, -5.5]), np.array([1, 1, 1]),
+                        np.array([1, 0, 1]), reference_words=1, forward=np.array([-1.0, -0.3, 0.0]))
     result = tune(lists, TuneRequest(points=3, lm_range=(0.0, 10.0), word_penalty=0.0))
     assert (result.best.lm_weight, result.best.errors) == (5.0, 0)
     assert result.notes == []
@@ -183,7 +219,8 @@ def test_axes_are_short_numbers():
     assert lm_weight_axis(4.0, 5) == (0.0, 1.0, 2.0, 3.0, 4.0)
     assert penalty_axis(2.0, 5) == (-2.0, -1.0, 0.0, 1.0, 2.0)
     axis = lm_weight_axis(0.37, 21)
-    assert all(f"{v:g}" == repr(v) or len(f"{v:g}") <= 6 for v in axis)
+    # Each value a multiple of the step 0.02, printed with at most two decimals.
+    assert all(len(repr(v).split(".")[1]) <= 2 and round(v / 0.02, 6).is_integer() for v in axis)
     assert 0.0 in penalty_axis(0.37, 21)
 
 
