@@ -51,6 +51,7 @@ from rnnlm_cli.score.scoring_config import NBestConfig, ScoringConfig
 from rnnlm_cli.score.token_scoring import Piece, PieceEncoder, padded_batch
 from rnnlm_cli.score.word_scoring import (NgramMix, WordScore, check_mixable, long_sentence_words, piece_words,
                                           text_pieces)
+from rnnlm_cli.text.backward import line_segments
 from rnnlm_cli.text.corpus import input_warnings
 from rnnlm_cli.text.reading import MAX_DIGITS, DecodeStats, display_name
 from rnnlm_cli.text.symbol_tables import ESPNET_BLANK, ESPNET_EOS, is_kaldi_non_word, read_symbol_table
@@ -186,9 +187,7 @@ class StateScorer:
         """Move the state on over ``<eos>`` and ``text``'s tokens: the context the next sentence is read in."""
         state = self._start(1)
         ids = [self._tokenizer.eos_id]
-        # A backward model reads the text from its end: the whole of it at once.
-        pieces = [text] if self._tokenizer.reverse else (piece for piece, _ in text_pieces(text, LONG_TEXT))
-        for piece in pieces:
+        for piece, _ in line_segments(self._tokenizer, text_pieces(text, LONG_TEXT)):
             ids.extend(self._tokenizer.encode(piece))
             while len(ids) >= self._chunk_tokens:
                 state = self._read(ids[:self._chunk_tokens], state)

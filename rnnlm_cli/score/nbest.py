@@ -231,7 +231,8 @@ def combined(acoustic: float, lm: float, lm_weight: float, word_penalty: float =
 
 def interpolated(forward: float, backward: float, backward_weight: float) -> float:
     """``(1 - b) * forward + b * backward`` of a forward and a backward model's log10 scores
-    (Kaldi's ``lmrescore_back.sh``); a weight of 0 or 1 gives that side exactly, never NaN from -inf."""
+    (Kaldi's ``lmrescore_back.sh``); a weight of 0 or 1 gives that side exactly, never NaN from -inf.
+    Floats or numpy arrays of them alike (the tuning grid interpolates every hypothesis at once)."""
     if backward_weight == 0.0:
         return forward
     if backward_weight == 1.0:

@@ -136,7 +136,9 @@ def tune(lists: ScoredLists, request: TuneRequest = TuneRequest()) -> TuningResu
     coarse = _coarse(lists, request, chooser, mix, backward)
     surface = _refined(lists, request, chooser, coarse) or coarse
     best = surface.best()
-    if coarse.best().errors < best.errors:  # never, when the fine grid holds the coarse best; kept as a guard
+    # The fine grid holds the coarse best where its step divides the coarse one; with very few
+    # points it may not, and the coarse best then stands.
+    if coarse.best().errors < best.errors:
         surface, best = coarse, coarse.best()
     zero = chooser.errors(np.zeros(lists.hypotheses), 0.0, np.zeros(1))
     notes = _edge_notes(coarse, best)
@@ -152,7 +154,8 @@ def _coarse(lists: ScoredLists, request: TuneRequest, chooser: Chooser, mix, bac
     top = 8.0 * lm_scale(lists)
     # A penalty of the LM's cost per word at the largest weight undoes its preference for short hypotheses.
     reach = top * word_cost(lists)
-    for widening in range(WIDENINGS + 1):
+    widenings = 0
+    while True:
         axes = Axes(_axis(request.lm_weight, request.lm_range, lambda: lm_weight_axis(top, request.points),
                           request.points),
                     _axis(request.word_penalty, request.penalty_range,
@@ -163,10 +166,10 @@ def _coarse(lists: ScoredLists, request: TuneRequest, chooser: Chooser, mix, bac
         wider_lm = _automatic(request.lm_weight, request.lm_range) and w >= 0.75 * last_w and axes.lm_weights[w] > 0
         wider_penalty = _automatic(request.word_penalty, request.penalty_range) and not (
             0.25 * last_p < p < 0.75 * last_p)
-        if widening == WIDENINGS or not (wider_lm or wider_penalty):
+        if widenings == WIDENINGS or not (wider_lm or wider_penalty):
             return surface
+        widenings += 1
         top, reach = top * (2.0 if wider_lm else 1.0), reach * (2.0 if wider_penalty else 1.0)
-    raise AssertionError("unreachable")
 
 
 def _refined(lists: ScoredLists, request: TuneRequest, chooser: Chooser, coarse: Surface) -> Surface | None:

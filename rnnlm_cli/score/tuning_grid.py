@@ -68,9 +68,8 @@ class ScoredLists:
             forward = np.bincount(self.word_owner, weights=mixed, minlength=self.hypotheses)
         if backward_weight is None or self.backward is None:
             return forward
-        # Element by element as nbest.interpolated adds them, so a rescoring with the flags agrees.
-        return np.fromiter((interpolated(f, g, backward_weight) for f, g in zip(forward, self.backward)),
-                           dtype=np.float64, count=self.hypotheses)
+        # The same arithmetic on whole arrays as on one hypothesis' scores when rescoring with the flags.
+        return interpolated(forward, self.backward, backward_weight)
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ class Chooser:
             # all -inf keeps its first hypothesis, as --nbest-best does.
             picks.append(np.argmax(totals, axis=2))
         slot = np.concatenate(picks)  # (P, L)
-        return np.take_along_axis(self._index[None].repeat(len(slot), 0), slot[:, :, None], 2)[:, :, 0]
+        return self._index[np.arange(self._index.shape[0]), slot]
 
     def errors(self, lm: np.ndarray, lm_weight: float, penalties: np.ndarray) -> np.ndarray:
         """(P,) the errors of the choices at each penalty."""

@@ -14,8 +14,8 @@ The table::
      * 0.5  11.1%  *10.95%  11.4%
        0.6  ...
 
-The WERs of the first rows are jiwer's, of the chosen transcripts; the grid's come from the
-same word errors counted once per hypothesis.
+Every WER is the chosen hypotheses' word errors (jiwer's alignment, counted once per
+hypothesis, :mod:`rnnlm_cli.score.wer`) over the reference words.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ AROUND = 2
 
 def tuning_lines(result, name: str) -> list[str]:
     """The table of ``result`` (:class:`rnnlm_cli.score.tuning.TuningResult`) for the lists named ``name``."""
-    from rnnlm_cli.score.wer import corpus_wer
-
     lists = result.lists
     tuned = _tuned(result)
     width = max(len(label) for label, _ in [("oracle (best of lists)", None), *tuned]) + 4
@@ -43,10 +41,10 @@ def tuning_lines(result, name: str) -> list[str]:
     def row(label: str, errors: int, wer: float, flags: str = "") -> None:
         lines.append(f"{label:{width}}{wer:8.2%}{errors:8,}" + (f"  {flags}" if flags else ""))
 
-    row("acoustic scores alone", result.acoustic_errors, corpus_wer(lists.references, result.transcripts(None)))
+    row("acoustic scores alone", result.acoustic_errors, result.wer(result.acoustic_errors))
     row("oracle (best of lists)", result.oracle_errors, result.wer(result.oracle_errors))
     for label, choice in tuned:
-        row(label, choice.errors, corpus_wer(lists.references, result.transcripts(choice)), choice.flags())
+        row(label, choice.errors, result.wer(choice.errors), choice.flags())
     return lines + _around_lines(result)
 
 
@@ -79,22 +77,18 @@ def _around_lines(result) -> list[str]:
 
 
 def tuning_dict(result, name: str) -> dict[str, Any]:
-    """The table as one JSON object, with the whole grid at the best mixture and backward weights."""
-    from rnnlm_cli.score.wer import corpus_wer
-
+    """The table as one JSON object, with both grids whole (every mixture and backward weight)."""
     lists, surface = result.lists, result.surface
-    m, b, _, _ = surface.index(result.best)
 
     def point(choice) -> dict[str, Any]:
         return {"lm_weight": choice.lm_weight, "word_penalty": choice.word_penalty, "mix_weight": choice.mix_weight,
                 "backward_weight": choice.backward_weight, "errors": choice.errors,
-                "wer": corpus_wer(lists.references, result.transcripts(choice)), "flags": choice.flags()}
+                "wer": result.wer(choice.errors), "flags": choice.flags()}
 
     return {
         "nbest": name, "utterances": len(lists.utterances), "hypotheses": lists.hypotheses,
         "reference_words": lists.reference_words,
-        "acoustic": {"errors": result.acoustic_errors,
-                     "wer": corpus_wer(lists.references, result.transcripts(None))},
+        "acoustic": {"errors": result.acoustic_errors, "wer": result.wer(result.acoustic_errors)},
         "oracle": {"errors": result.oracle_errors, "wer": result.wer(result.oracle_errors)},
         "best": point(result.best),
         "forward_best": None if result.forward_best is None else point(result.forward_best),
